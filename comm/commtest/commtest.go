@@ -1,0 +1,168 @@
+// Package commtest runs several ranks of a world inside one test process,
+// each a goroutine with its own runtime, connected over the real
+// transports (loopback TCP, or shared memory in this process's own
+// segments), so that tests of comm and of collectives exercise real
+// progress and matching without starting processes.
+package commtest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/parley-hpc/parley/comm"
+)
+
+// Transport selects how the in-process ranks talk.
+type Transport int
+
+const (
+	TCP Transport = iota // loopback TCP between every pair
+	Shm                  // shared memory between every pair
+)
+
+func (t Transport) String() string {
+	if t == Shm {
+		return "shm"
+	}
+	return "tcp"
+}
+
+// Store is an in-memory comm.KeyValueStore shared by the ranks of one
+// in-process world; its Fence is a real barrier of all of them.
+type Store struct {
+	n    int
+	mu   sync.Mutex
+	cond *sync.Cond
+	kv   map[string][]byte
+	// fence state
+	arrived int
+	gen     int
+}
+
+// NewStore returns a store for n ranks.
+func NewStore(n int) *Store {
+	s := &Store{n: n, kv: make(map[string][]byte)}
+	s.cond = sync.NewCond(&s.mu)
+	return s
+}
+
+func (s *Store) Put(key string, value []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.kv[key] = append([]byte(nil), value...)
+	return nil
+}
+
+func (s *Store) Fence() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gen := s.gen
+	s.arrived++
+	if s.arrived == s.n {
+		s.arrived = 0
+		s.gen++
+		s.cond.Broadcast()
+		return nil
+	}
+	for gen == s.gen {
+		s.cond.Wait()
+	}
+	return nil
+}
+
+func (s *Store) Get(key string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.kv[key]
+	if !ok {
+		return nil, fmt.Errorf("key %q not published", key)
+	}
+	return v, nil
+}
+
+// Worlds starts n in-process ranks over tr and returns their world
+// communicators, indexed by rank. They are finalized when the test ends.
+func Worlds(tb testing.TB, n int, tr Transport) []*comm.Comm {
+	tb.Helper()
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	job := "test-" + hex.EncodeToString(secret[:6])
+	store := NewStore(n)
+	worlds := make([]*comm.Comm, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for r := 0; r < n; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := comm.Options{Rank: r, Size: n, LocalSize: n, JobID: job, Secret: secret, KV: store,
+				TCPAdvertise: "127.0.0.1", Node: "commtest-" + job}
+			switch tr {
+			case TCP:
+				o.ForceTCP, o.NoShm = true, true
+			case Shm:
+			}
+			worlds[r], errs[r] = comm.Start(o)
+		}()
+	}
+	wg.Wait()
+	for r, err := range errs {
+		if err != nil {
+			for _, w := range worlds {
+				if w != nil {
+					w.Close()
+				}
+			}
+			tb.Fatalf("start rank %d of %d: %v", r, n, err)
+		}
+	}
+	tb.Cleanup(func() { Finalize(tb, worlds) })
+	return worlds
+}
+
+// Finalize finalizes every rank concurrently (Finalize is collective).
+func Finalize(tb testing.TB, worlds []*comm.Comm) {
+	var wg sync.WaitGroup
+	errs := make([]error, len(worlds))
+	for r, w := range worlds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[r] = w.Finalize()
+		}()
+	}
+	wg.Wait()
+	for r, err := range errs {
+		if err != nil {
+			tb.Errorf("finalize rank %d: %v", r, err)
+		}
+	}
+}
+
+// Run calls f for every rank concurrently and reports each rank's error.
+func Run(tb testing.TB, worlds []*comm.Comm, f func(c *comm.Comm) error) {
+	tb.Helper()
+	errs := make([]error, len(worlds))
+	var wg sync.WaitGroup
+	for r, w := range worlds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() {
+				if p := recover(); p != nil {
+					errs[r] = fmt.Errorf("panic: %v", p)
+				}
+			}()
+			errs[r] = f(w)
+		}()
+	}
+	wg.Wait()
+	for r, err := range errs {
+		if err != nil {
+			tb.Errorf("rank %d: %v", r, err)
+		}
+	}
+}

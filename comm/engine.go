@@ -1,0 +1,795 @@
+package comm
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/parley-hpc/parley/internal/bootstrap"
+	"github.com/parley-hpc/parley/internal/linux"
+	"github.com/parley-hpc/parley/transport"
+	"github.com/parley-hpc/parley/transport/tcp"
+)
+
+// Frame kinds of the point-to-point protocol (wire.Header.Kind).
+const (
+	kindEager uint8 = 1 + iota // the whole message: Context, Source, Tag, payload
+	kindRTS                    // rendezvous request: Aux = size, Cookie = sender's request
+	kindCTS                    // clear to send: Cookie = sender's request, Aux = receiver's
+	kindData                   // FlagDirect data: Cookie = receiver's request, Aux = offset
+	kindFin                    // receiver is done with the sender's buffer: Cookie = sender's request
+)
+
+// flagSingleCopy on an RTS: the payload holds the address of the sender's
+// buffer, for the receiver to read it in one copy.
+const flagSingleCopy uint8 = 1 << 1
+
+// How a rank reaches a peer.
+const (
+	viaNone uint8 = iota
+	viaSelf
+	viaTCP
+	viaShm
+)
+
+var viaNames = [...]string{viaNone: "none", viaSelf: "self", viaTCP: "tcp", viaShm: "shm"}
+
+// selfEagerLimit: sends to self up to this size are copied at once; larger
+// ones wait, uncopied, for the matching receive.
+const selfEagerLimit = 64 << 10
+
+type route struct {
+	ready      bool
+	via        uint8
+	eager      int // eager limit of the transport
+	maxFrame   int // largest direct frame
+	singleCopy bool
+	addr       string // TCP address
+	pid        int    // for single copy
+	host       string
+	err        error
+}
+
+// engine is one rank's runtime: transports, matching, progress. One engine
+// serves the world and every communicator derived from it.
+//
+// Locking: mu guards matching queues, routes, cookies, the free lists and
+// the transports' own state (transports are called only under mu). It is
+// held briefly, never across a sleep or a blocking system call. genericMu
+// serializes the poll functions of generic requests; it is taken before mu,
+// never after.
+type engine struct {
+	rank, size int
+	node       string
+	jobID      string
+	secret     []byte
+	log        *zap.Logger
+	kv         kvStore
+
+	mu         sync.Mutex
+	queues     map[uint32]*matchQueue
+	lastCtx    uint32
+	lastQ      *matchQueue
+	routes     []route
+	cookies    map[uint64]*Request
+	nextCookie uint64
+	spare      atomic.Pointer[Request] // see newRequest
+	pool       bufPool
+	nextCtx    uint32 // next free context id, a multiple of ctxStride
+	sleeping   bool   // a goroutine sleeps on the bell
+	vacancy    chan struct{}
+	finalizing bool
+	cause      error // why the world was cancelled
+	dead       atomic.Bool
+
+	genericMu sync.Mutex
+	finMu     sync.Mutex // serializes finalize
+	fin       atomic.Bool
+
+	bellWord atomic.Uint32 // the bell's word when there is no shared segment
+	bell     transport.Bell
+	tcp      *tcp.Transport
+	shm      shmTransport // nil: no shared memory
+	forceTCP bool
+
+	// Waiting policy.
+	spinFor  time.Duration
+	yieldFor time.Duration
+	politely bool // oversubscribed: give the CPU away while waiting
+
+	blocked blockedRecord
+}
+
+func (e *engine) queue(ctx uint32) *matchQueue {
+	if ctx == e.lastCtx && e.lastQ != nil {
+		return e.lastQ
+	}
+	q := e.queues[ctx]
+	if q == nil {
+		q = &matchQueue{}
+		e.queues[ctx] = q
+	}
+	e.lastCtx, e.lastQ = ctx, q
+	return q
+}
+
+// routeLocked returns how to reach world rank dest, resolving it from the
+// peer's card on first use.
+func (e *engine) routeLocked(dest int) *route {
+	rt := &e.routes[dest]
+	if rt.ready {
+		return rt
+	}
+	rt.ready = true
+	if dest == e.rank {
+		rt.via, rt.eager, rt.maxFrame = viaSelf, selfEagerLimit, 1<<62
+		return rt
+	}
+	raw, err := e.kv.Get(bootstrap.CardKey(dest))
+	if err != nil {
+		rt.err = fmt.Errorf("no card for rank %d: %w", dest, err)
+		return rt
+	}
+	card, err := bootstrap.ParseCard(raw)
+	if err != nil {
+		rt.err = fmt.Errorf("card of rank %d: %w", dest, err)
+		return rt
+	}
+	rt.host, rt.pid = card.Hostname, card.Pid
+	if e.shm != nil && !e.forceTCP && card.Node == e.node && card.Shm != "" {
+		if err := e.shm.Attach(dest, card.Shm, card.Pid); err == nil {
+			caps := e.shm.Caps()
+			rt.via, rt.eager, rt.maxFrame, rt.singleCopy = viaShm, caps.EagerLimit, caps.MaxFrame, caps.SingleCopy
+			e.log.Debug("transport chosen", zap.Int("peer", dest), zap.String("via", "shm"))
+			return rt
+		} else {
+			e.log.Warn("shared memory to a rank on this host failed; using TCP", zap.Int("peer", dest), zap.Error(err))
+		}
+	}
+	if e.tcp == nil || card.TCP == "" {
+		rt.err = fmt.Errorf("rank %d on host %s is unreachable: no common transport", dest, card.Hostname)
+		return rt
+	}
+	caps := e.tcp.Caps()
+	rt.via, rt.eager, rt.maxFrame, rt.addr = viaTCP, caps.EagerLimit, caps.MaxFrame, card.TCP
+	e.log.Debug("transport chosen", zap.Int("peer", dest), zap.String("via", "tcp"), zap.String("addr", card.TCP))
+	return rt
+}
+
+// sendFrameLocked queues op on dest's transport.
+func (e *engine) sendFrameLocked(rt *route, dest int, op *transport.SendOp) {
+	switch rt.via {
+	case viaTCP:
+		e.tcp.Send(dest, rt.addr, op)
+	case viaShm:
+		e.shm.Send(dest, op)
+	default:
+		op.Complete(fmt.Errorf("rank %d: %w", dest, ErrNotSupported))
+	}
+}
+
+// --- requests and completion ---
+
+// newRequest returns a request for an operation on c. Blocking calls
+// (internal) reuse the engine's spare request, so that a Send or Recv that
+// completes at once allocates nothing; requests handed to the program are
+// never reused.
+func (e *engine) newRequest(c *Comm, internal bool) *Request {
+	if internal {
+		if r := e.spare.Swap(nil); r != nil {
+			r.c = c
+			return r
+		}
+	}
+	r := &Request{e: e, c: c, internal: internal}
+	r.op.Owner = r
+	return r
+}
+
+// finish waits for a blocking call's request and recycles it. A request
+// that failed is not recycled: a transport may still hold its frame.
+func (e *engine) finish(r *Request) (Status, error) {
+	e.wait(r)
+	st, err := r.status, r.err
+	if err == nil && r.internal {
+		*r = Request{e: e, internal: true}
+		r.op.Owner = r
+		e.spare.Store(r)
+	}
+	return st, err
+}
+
+func (e *engine) completeLocked(r *Request, err error) {
+	if r.done.Load() {
+		return
+	}
+	if err != nil && r.err == nil {
+		r.err = err
+	}
+	r.done.Store(true)
+	if r.ch != nil {
+		close(r.ch)
+	}
+}
+
+func (e *engine) opError(r *Request, op string, err error) error {
+	var oe *OpError
+	if errors.As(err, &oe) {
+		return err
+	}
+	peer := noPeer
+	tag := noPeer
+	if r.c != nil {
+		switch r.kind {
+		case reqRecv:
+			peer, tag = r.c.commRank(int(r.src)), int(r.tag)
+		default:
+			peer, tag = r.c.commRank(int(r.dest)), int(r.op.Header.Tag)
+		}
+		return &OpError{Op: op, Comm: r.c.name(), Rank: r.c.rank, Peer: peer, Tag: tag, Err: err}
+	}
+	return &OpError{Op: op, Comm: "world", Rank: e.rank, Peer: peer, Tag: tag, Err: err}
+}
+
+// --- sending ---
+
+// isend starts a send of buf to world rank dest.
+func (e *engine) isend(c *Comm, buf []byte, dest int, tag int, ctx uint32, sync, internal bool) *Request {
+	e.mu.Lock()
+	r := e.newRequest(c, internal)
+	r.dest = int32(dest)
+	r.op.Header = transport.Header{Context: ctx, Source: uint32(e.rank), Tag: int32(tag)}
+	r.op.Payload = nil
+	if e.cause != nil {
+		e.completeLocked(r, e.opError(r, "send", e.cause))
+		e.mu.Unlock()
+		return r
+	}
+	rt := e.routeLocked(dest)
+	if rt.err != nil {
+		e.completeLocked(r, e.opError(r, "send", rt.err))
+		e.mu.Unlock()
+		return r
+	}
+	r.buf = buf
+	if rt.via == viaSelf {
+		e.sendSelfLocked(r, sync)
+		e.mu.Unlock()
+		return r
+	}
+	if !sync && len(buf) <= rt.eager {
+		r.kind = reqSend
+		r.op.Header.Kind = kindEager
+		r.op.Header.Len = uint32(len(buf))
+		r.op.Payload = buf
+		e.sendFrameLocked(rt, dest, &r.op)
+		e.mu.Unlock()
+		return r
+	}
+	// Rendezvous: announce the message; the data moves once it matches.
+	r.kind = reqSendRndv
+	r.cookie = e.newCookieLocked(r)
+	h := &r.op.Header
+	h.Kind, h.Aux, h.Cookie = kindRTS, uint64(len(buf)), r.cookie
+	if rt.singleCopy && len(buf) > 0 {
+		h.Flags = flagSingleCopy
+		putAddr(r.rts[:], buf)
+		r.op.Payload = r.rts[:]
+		h.Len = uint32(len(r.rts))
+	}
+	e.sendFrameLocked(rt, dest, &r.op)
+	e.mu.Unlock()
+	return r
+}
+
+func (e *engine) newCookieLocked(r *Request) uint64 {
+	e.nextCookie++
+	e.cookies[e.nextCookie] = r
+	return e.nextCookie
+}
+
+// sendSelfLocked delivers a send to this rank.
+func (e *engine) sendSelfLocked(r *Request, sync bool) {
+	r.kind = reqSend
+	h := &r.op.Header
+	q := e.queue(h.Context)
+	src := int32(e.rank)
+	if rr := q.matchPosted(src, h.Tag); rr != nil {
+		e.finishRecvLocked(rr, src, h.Tag, r.buf)
+		e.completeLocked(r, nil)
+		return
+	}
+	m := &message{src: src, tag: h.Tag, size: len(r.buf)}
+	if !sync && len(r.buf) <= selfEagerLimit {
+		m.eager = true
+		m.data = e.pool.get(len(r.buf))
+		copy(m.data, r.buf)
+		e.completeLocked(r, nil)
+	} else {
+		m.selfReq = r
+	}
+	q.addUnexpected(m)
+}
+
+// --- receiving ---
+
+func (e *engine) irecv(c *Comm, buf []byte, src, tag int, ctx uint32, internal bool) *Request {
+	e.mu.Lock()
+	r := e.newRequest(c, internal)
+	r.kind = reqRecv
+	r.buf, r.src, r.tag, r.ctx = buf, int32(src), int32(tag), ctx
+	if e.cause != nil {
+		e.completeLocked(r, e.opError(r, "recv", e.cause))
+		e.mu.Unlock()
+		return r
+	}
+	q := e.queue(ctx)
+	if m := q.findUnexpected(r.src, r.tag); m != nil {
+		q.removeUnexpected(m)
+		e.matchUnexpectedLocked(r, m)
+	} else {
+		q.post(r)
+	}
+	e.mu.Unlock()
+	return r
+}
+
+// matchUnexpectedLocked completes (or starts) receive r with the waiting
+// message m.
+func (e *engine) matchUnexpectedLocked(r *Request, m *message) {
+	switch {
+	case m.eager:
+		e.finishRecvLocked(r, m.src, m.tag, m.data)
+		e.pool.put(m.data)
+	case m.selfReq != nil:
+		e.finishRecvLocked(r, m.src, m.tag, m.selfReq.buf)
+		e.completeLocked(m.selfReq, nil)
+	default:
+		e.startRndvRecvLocked(r, m.src, m.tag, m.size, m.cookie, m.addr, m.singleCopy)
+	}
+}
+
+// finishRecvLocked copies an eager payload into r and completes it.
+func (e *engine) finishRecvLocked(r *Request, src, tag int32, payload []byte) {
+	r.status = Status{Source: r.c.commRank(int(src)), Tag: int(tag), Count: len(payload)}
+	r.src = src
+	if len(payload) > len(r.buf) {
+		e.completeLocked(r, e.opError(r, "recv", &TruncatedError{Message: len(payload), Buffer: len(r.buf)}))
+		return
+	}
+	copy(r.buf, payload)
+	e.completeLocked(r, nil)
+}
+
+// startRndvRecvLocked moves a rendezvous message into r: in one copy from
+// the sender's memory where the transport allows, else by asking the
+// sender for data frames.
+func (e *engine) startRndvRecvLocked(r *Request, src, tag int32, size int, cookie, addr uint64, singleCopy bool) {
+	r.status = Status{Source: r.c.commRank(int(src)), Tag: int(tag), Count: size}
+	r.src = src
+	rt := e.routeLocked(int(src))
+	if rt.err != nil {
+		e.completeLocked(r, e.opError(r, "recv", rt.err))
+		return
+	}
+	if size > len(r.buf) {
+		e.sendControlLocked(rt, int(src), kindFin, cookie, 0)
+		e.completeLocked(r, e.opError(r, "recv", &TruncatedError{Message: size, Buffer: len(r.buf)}))
+		return
+	}
+	if size == 0 {
+		e.sendControlLocked(rt, int(src), kindFin, cookie, 0)
+		e.completeLocked(r, nil)
+		return
+	}
+	if singleCopy && !rt.singleCopy {
+		singleCopy = false
+	}
+	if singleCopy {
+		err := readRemote(r.buf[:size], rt.pid, uintptr(addr))
+		if err == nil {
+			e.sendControlLocked(rt, int(src), kindFin, cookie, 0)
+			e.completeLocked(r, nil)
+			return
+		}
+		if !errors.Is(err, ErrNotSupported) {
+			e.completeLocked(r, e.opError(r, "recv", err))
+			e.sendControlLocked(rt, int(src), kindFin, cookie, 0)
+			return
+		}
+		e.log.Info("single-copy transfer refused by the kernel; using copies through the ring",
+			zap.Int("peer", int(src)), zap.Error(err))
+		rt.singleCopy = false
+	}
+	r.cookie = e.newCookieLocked(r)
+	r.got = 0
+	e.sendControlLocked(rt, int(src), kindCTS, cookie, r.cookie)
+}
+
+// sendControlLocked sends a payload-less protocol frame. Control frames are
+// fire-and-forget: their op is owned by the engine until done.
+func (e *engine) sendControlLocked(rt *route, dest int, kind uint8, cookie, aux uint64) {
+	op := &transport.SendOp{Header: transport.Header{Kind: kind, Source: uint32(e.rank), Cookie: cookie, Aux: aux}}
+	e.sendFrameLocked(rt, dest, op)
+}
+
+// --- transport.Handler: called by transports' Poll, under mu ---
+
+// Deliver handles one arrived frame.
+func (e *engine) Deliver(h *transport.Header, payload []byte) {
+	if int(h.Source) >= e.size {
+		e.log.Warn("dropped a frame from a rank outside the world", zap.Uint32("source", h.Source))
+		return
+	}
+	switch h.Kind {
+	case kindEager, kindRTS:
+		e.deliverMessageLocked(h, payload)
+	case kindCTS:
+		r := e.cookies[h.Cookie]
+		if r == nil || r.kind != reqSendRndv {
+			e.log.Warn("dropped a clear-to-send for no known send", zap.Uint32("source", h.Source))
+			return
+		}
+		delete(e.cookies, h.Cookie)
+		e.sendDataLocked(r, h.Aux)
+	case kindData:
+		r := e.cookies[h.Cookie]
+		if r == nil {
+			return
+		}
+		r.got += len(payload)
+		if r.got >= r.status.Count {
+			delete(e.cookies, h.Cookie)
+			e.completeLocked(r, nil)
+		}
+	case kindFin:
+		r := e.cookies[h.Cookie]
+		if r == nil {
+			return
+		}
+		delete(e.cookies, h.Cookie)
+		e.completeLocked(r, nil)
+	default:
+		e.log.Warn("dropped a frame of unknown kind", zap.Uint8("kind", h.Kind), zap.Uint32("source", h.Source))
+	}
+}
+
+// Destination names where a data frame's payload goes.
+func (e *engine) Destination(h *transport.Header) []byte {
+	r := e.cookies[h.Cookie]
+	if h.Kind != kindData || r == nil || r.kind != reqRecv {
+		return nil
+	}
+	end := h.Aux + uint64(h.Len)
+	if end > uint64(r.status.Count) || end < h.Aux {
+		return nil
+	}
+	return r.buf[h.Aux:end]
+}
+
+func (e *engine) deliverMessageLocked(h *transport.Header, payload []byte) {
+	q := e.queue(h.Context)
+	src := int32(h.Source)
+	single := h.Flags&flagSingleCopy != 0
+	var addr uint64
+	if h.Kind == kindRTS && single {
+		if len(payload) < 8 {
+			e.log.Warn("dropped a malformed rendezvous request", zap.Int32("source", src))
+			return
+		}
+		addr = getAddr(payload)
+	}
+	if r := q.matchPosted(src, h.Tag); r != nil {
+		if h.Kind == kindEager {
+			e.finishRecvLocked(r, src, h.Tag, payload)
+		} else {
+			e.startRndvRecvLocked(r, src, h.Tag, int(h.Aux), h.Cookie, addr, single)
+		}
+		return
+	}
+	m := &message{src: src, tag: h.Tag}
+	if h.Kind == kindEager {
+		m.eager, m.size = true, len(payload)
+		m.data = e.pool.get(len(payload))
+		copy(m.data, payload)
+	} else {
+		m.size, m.cookie, m.addr, m.singleCopy = int(h.Aux), h.Cookie, addr, single
+	}
+	q.addUnexpected(m)
+}
+
+// sendDataLocked answers a clear-to-send: the payload goes out in direct
+// frames of at most the transport's frame size.
+func (e *engine) sendDataLocked(r *Request, recvCookie uint64) {
+	rt := e.routeLocked(int(r.dest))
+	n := (len(r.buf) + rt.maxFrame - 1) / rt.maxFrame
+	r.dataOps = make([]transport.SendOp, n)
+	r.opsLeft = n
+	for i := range r.dataOps {
+		off := i * rt.maxFrame
+		end := min(off+rt.maxFrame, len(r.buf))
+		op := &r.dataOps[i]
+		op.Owner = r
+		op.Header = transport.Header{Kind: kindData, Flags: transport.FlagDirect, Source: uint32(e.rank),
+			Len: uint32(end - off), Cookie: recvCookie, Aux: uint64(off)}
+		op.Payload = r.buf[off:end]
+		e.sendFrameLocked(rt, int(r.dest), op)
+	}
+}
+
+// --- progress and waiting ---
+
+// progressLocked polls every transport once and returns how many events
+// it handled.
+func (e *engine) progressLocked() int {
+	n := 0
+	if e.shm != nil {
+		k, err := e.shm.Poll(e)
+		n += k
+		if err != nil {
+			e.linkFailedLocked(err)
+		}
+	}
+	if e.tcp != nil {
+		k, err := e.tcp.Poll(e)
+		n += k
+		if err != nil {
+			e.linkFailedLocked(err)
+		}
+	}
+	return n
+}
+
+func (e *engine) progressOnce() {
+	e.mu.Lock()
+	e.progressLocked()
+	e.mu.Unlock()
+}
+
+// linkFailedLocked ends the world when a link to a peer fails, unless the
+// ranks are finalizing (when peers close their links on purpose).
+func (e *engine) linkFailedLocked(err error) {
+	if e.finalizing {
+		return
+	}
+	e.log.Error("lost a peer", zap.Error(err))
+	e.cancelLocked(err)
+}
+
+// cancelLocked fails every pending operation and every later one with
+// cause, and wakes all waiters.
+func (e *engine) cancelLocked(cause error) {
+	if e.cause != nil {
+		return
+	}
+	e.cause = cause
+	e.dead.Store(true)
+	for _, q := range e.queues {
+		for r := q.postedHead; r != nil; {
+			next := r.qnext
+			q.removePosted(r)
+			e.completeLocked(r, e.opError(r, "recv", cause))
+			r = next
+		}
+		for m := q.unexpHead; m != nil; m = m.next {
+			if m.selfReq != nil {
+				e.completeLocked(m.selfReq, e.opError(m.selfReq, "send", cause))
+			}
+		}
+	}
+	for k, r := range e.cookies {
+		delete(e.cookies, k)
+		e.completeLocked(r, e.opError(r, "send", cause))
+	}
+	if e.vacancy != nil {
+		close(e.vacancy)
+		e.vacancy = nil
+	}
+	e.bell.Ring()
+}
+
+// cancel is cancelLocked for callers outside the lock (the bootstrap
+// reader when the agent goes away).
+func (e *engine) cancel(cause error) {
+	e.mu.Lock()
+	e.cancelLocked(cause)
+	e.mu.Unlock()
+	e.bell.Ring()
+}
+
+// wait makes progress until r completes: it polls the transports itself,
+// spinning at first, then yielding the CPU between polls, then sleeping on
+// the bell until a transport rings it.
+func (e *engine) wait(r *Request) {
+	if r.done.Load() {
+		return
+	}
+	var start time.Time
+	for i := 1; ; i++ {
+		if e.mu.TryLock() {
+			e.progressLocked()
+			e.mu.Unlock()
+			if r.done.Load() {
+				break
+			}
+		} else if r.done.Load() {
+			break
+		}
+		if i&63 != 0 {
+			continue
+		}
+		if start.IsZero() {
+			start = time.Now()
+			e.blocked.set(r, start)
+			continue
+		}
+		waited := time.Since(start)
+		switch {
+		case waited < e.spinFor:
+			if e.politely {
+				linux.Yield()
+			}
+		case waited < e.yieldFor:
+			if e.politely {
+				linux.Yield()
+			} else {
+				runtime.Gosched()
+			}
+		default:
+			e.sleep(r.done.Load, r)
+		}
+	}
+	if !start.IsZero() {
+		e.blocked.clear()
+	}
+}
+
+// waitFor is wait for an arbitrary condition (Waitany, Probe, generic
+// requests). done is called without locks held.
+func (e *engine) waitFor(done func() bool) {
+	var start time.Time
+	for i := 1; ; i++ {
+		if done() {
+			return
+		}
+		e.progressOnce()
+		if done() {
+			return
+		}
+		if i&15 != 0 {
+			continue
+		}
+		if start.IsZero() {
+			start = time.Now()
+			continue
+		}
+		waited := time.Since(start)
+		switch {
+		case waited < e.spinFor:
+		case waited < e.yieldFor:
+			if e.politely {
+				linux.Yield()
+			} else {
+				runtime.Gosched()
+			}
+		default:
+			e.sleep(done, nil)
+		}
+	}
+}
+
+// sleepTimeout bounds one sleep on the bell: a safety net, since every
+// event that matters rings it.
+const sleepTimeout = 50 * time.Millisecond
+
+// sleep waits until something happens. One goroutine at a time sleeps on
+// the bell (the sleeper); others block until their request completes or the
+// sleeper leaves, then take their turn.
+func (e *engine) sleep(done func() bool, r *Request) {
+	e.mu.Lock()
+	if done() || e.cause != nil {
+		e.mu.Unlock()
+		return
+	}
+	if e.sleeping {
+		if e.vacancy == nil {
+			e.vacancy = make(chan struct{})
+		}
+		vac := e.vacancy
+		var ch chan struct{}
+		if r != nil {
+			if r.ch == nil {
+				r.ch = make(chan struct{})
+			}
+			ch = r.ch
+		}
+		e.mu.Unlock()
+		select {
+		case <-ch:
+		case <-vac:
+		case <-time.After(sleepTimeout):
+		}
+		return
+	}
+	e.sleeping = true
+	e.bell.Arm()
+	if e.tcp != nil {
+		e.tcp.Arm()
+	}
+	if e.shm != nil {
+		e.shm.Arm()
+	}
+	n := e.progressLocked()
+	e.mu.Unlock()
+	if n == 0 && !done() && !e.dead.Load() {
+		e.bell.Sleep(sleepTimeout)
+	}
+	e.bell.Disarm()
+	e.mu.Lock()
+	e.sleeping = false
+	if e.vacancy != nil {
+		close(e.vacancy)
+		e.vacancy = nil
+	}
+	e.mu.Unlock()
+}
+
+// bufPool recycles eager payload copies of unexpected messages in
+// power-of-two size classes. Guarded by engine.mu.
+type bufPool struct {
+	classes [17][][]byte // 64 B << i
+}
+
+const poolMaxPerClass = 64
+
+func poolClass(n int) int {
+	c, size := 0, 64
+	for size < n {
+		size <<= 1
+		c++
+	}
+	return c
+}
+
+func (p *bufPool) get(n int) []byte {
+	if n == 0 {
+		return []byte{}
+	}
+	c := poolClass(n)
+	if c >= len(p.classes) {
+		return make([]byte, n)
+	}
+	if k := len(p.classes[c]); k > 0 {
+		b := p.classes[c][k-1]
+		p.classes[c] = p.classes[c][:k-1]
+		return b[:n]
+	}
+	return make([]byte, n, 64<<c)
+}
+
+func (p *bufPool) put(b []byte) {
+	if cap(b) < 64 {
+		return
+	}
+	c := poolClass(cap(b))
+	if c >= len(p.classes) || 64<<c != cap(b) || len(p.classes[c]) >= poolMaxPerClass {
+		return
+	}
+	p.classes[c] = append(p.classes[c], b[:0])
+}
+
+// shmTransport is what the engine needs of the shared-memory transport.
+type shmTransport interface {
+	Caps() transport.Caps
+	Attach(rank int, name string, pid int) error
+	Send(rank int, op *transport.SendOp)
+	Poll(h transport.Handler) (int, error)
+	Pending() bool
+	Arm()
+	Close() error
+}

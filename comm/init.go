@@ -1,0 +1,387 @@
+package comm
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/parley-hpc/parley/internal/bootstrap"
+	"github.com/parley-hpc/parley/transport"
+	"github.com/parley-hpc/parley/transport/tcp"
+)
+
+// Options start a world without the PARLEY_ environment: for tests that
+// run several ranks in one process, and for programs that bring their own
+// key-value store. Init builds Options from the environment.
+type Options struct {
+	Rank, Size int
+	// LocalSize is the number of ranks on this host, if known (0: unknown).
+	LocalSize int
+	JobID     string
+	Secret    []byte
+	// KV is where ranks publish their cards (required when Size > 1).
+	KV KeyValueStore
+	// Node identifies the host: ranks with equal Node use shared memory
+	// (default: the host name).
+	Node string
+	// ForceTCP makes every pair of ranks use TCP, even on one host.
+	ForceTCP bool
+	// NoShm disables shared memory.
+	NoShm bool
+	// TCPListen is the address to listen on (default: all interfaces,
+	// any port); TCPAdvertise the host peers dial (default: chosen by route).
+	TCPListen, TCPAdvertise string
+	// Oversubscribed makes waiting ranks give their CPU away sooner.
+	Oversubscribed bool
+	Logger         *zap.Logger
+
+	agent *agentKV // set by Init under mpirun
+}
+
+var (
+	worldMu sync.Mutex
+	world   *Comm
+)
+
+// Init starts the runtime from the PARLEY_ environment that mpirun gives
+// each rank (or from Slurm's PMI-2 under srun --mpi=pmi2) and returns the
+// world communicator. Run without either, the program is a world of one.
+// Calling Init again returns the same world.
+func Init() (*Comm, error) {
+	worldMu.Lock()
+	defer worldMu.Unlock()
+	if world != nil {
+		return world, nil
+	}
+	opts, err := optionsFromEnv()
+	if err != nil {
+		return nil, fmt.Errorf("parley init: %w", err)
+	}
+	w, err := Start(opts)
+	if err != nil {
+		if opts.agent != nil {
+			opts.agent.Close()
+		}
+		return nil, fmt.Errorf("parley init: %w", err)
+	}
+	world = w
+	return w, nil
+}
+
+// World returns the world communicator after Init, or nil.
+func World() *Comm {
+	worldMu.Lock()
+	defer worldMu.Unlock()
+	return world
+}
+
+// Finalize shuts the runtime started by Init down: it waits until every
+// rank has called Finalize, then closes the transports. Requests must be
+// complete. Finalize without Init, or twice, does nothing.
+func Finalize() error {
+	worldMu.Lock()
+	w := world
+	worldMu.Unlock()
+	if w == nil {
+		return nil
+	}
+	return w.e.finalize()
+}
+
+// Finalize shuts down the world that c belongs to (see the package-level
+// Finalize); for worlds made with Start.
+func (c *Comm) Finalize() error { return c.e.finalize() }
+
+func optionsFromEnv() (Options, error) {
+	var o Options
+	if os.Getenv(bootstrap.EnvRank) == "" {
+		o.Size = 1
+		o.LocalSize = 1
+		o.JobID = fmt.Sprintf("single-%d", os.Getpid())
+		return o, nil
+	}
+	var err error
+	get := func(name string) int {
+		if err != nil {
+			return 0
+		}
+		var v int
+		v, err = envInt(name)
+		return v
+	}
+	o.Rank, o.Size, o.LocalSize = get(bootstrap.EnvRank), get(bootstrap.EnvSize), get(bootstrap.EnvLocalSize)
+	if err != nil {
+		return o, err
+	}
+	o.JobID = os.Getenv(bootstrap.EnvJob)
+	o.Node = os.Getenv(bootstrap.EnvNode)
+	o.Secret, err = decodeSecret(os.Getenv(bootstrap.EnvSecret))
+	if err != nil {
+		return o, err
+	}
+	o.ForceTCP = os.Getenv(bootstrap.EnvTransport) == "tcp"
+	o.NoShm = os.Getenv(bootstrap.EnvTransport) == "tcp"
+	o.Oversubscribed = os.Getenv(bootstrap.EnvOversub) == "1"
+	o.TCPAdvertise = os.Getenv(bootstrap.EnvTCPAddr)
+	o.Logger = loggerFromEnv(o.Rank)
+	agent, err := dialAgent(os.Getenv(bootstrap.EnvAgent), o.Secret, o.Rank, 30*time.Second)
+	if err != nil {
+		return o, err
+	}
+	o.agent = agent
+	return o, nil
+}
+
+// loggerFromEnv makes the runtime's logger: silent unless PARLEY_VERBOSE
+// asks for more (mpirun -v sets it).
+func loggerFromEnv(rank int) *zap.Logger {
+	v, _ := strconv.Atoi(os.Getenv(bootstrap.EnvVerbose))
+	if v <= 0 {
+		return zap.NewNop()
+	}
+	cfg := zap.NewDevelopmentConfig()
+	cfg.DisableStacktrace = true
+	cfg.DisableCaller = true
+	cfg.EncoderConfig.TimeKey = ""
+	if v == 1 {
+		cfg.Level = zap.NewAtomicLevelAt(zap.InfoLevel)
+	}
+	l, err := cfg.Build()
+	if err != nil {
+		return zap.NewNop()
+	}
+	return l.With(zap.Int("rank", rank))
+}
+
+// Start starts a world from opts and returns its world communicator.
+func Start(opts Options) (*Comm, error) {
+	if opts.Size < 1 || opts.Rank < 0 || opts.Rank >= opts.Size {
+		return nil, fmt.Errorf("%w: rank %d of a world of %d", ErrInvalidArg, opts.Rank, opts.Size)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	host, _ := os.Hostname()
+	if opts.Node == "" {
+		opts.Node = host
+	}
+	e := &engine{
+		rank: opts.Rank, size: opts.Size, node: opts.Node, jobID: opts.JobID, secret: opts.Secret,
+		log: log, queues: make(map[uint32]*matchQueue), routes: make([]route, opts.Size),
+		cookies: make(map[uint64]*Request), nextCtx: ctxStride, forceTCP: opts.ForceTCP,
+	}
+	e.setWaitPolicy(opts.Oversubscribed)
+	e.bell = transport.NewBell(&e.bellWord)
+	switch {
+	case opts.agent != nil:
+		e.kv = opts.agent
+	case opts.KV != nil:
+		e.kv = plainKV{opts.KV}
+	case opts.Size == 1:
+		e.kv = plainKV{&memKV{}}
+	default:
+		return nil, fmt.Errorf("%w: a world of %d ranks needs a key-value store", ErrInvalidArg, opts.Size)
+	}
+	if a := opts.agent; a != nil {
+		a.onLost = e.cancel
+		a.describe = e.blocked.describe
+		a.start()
+	}
+	card := &bootstrap.Card{Rank: opts.Rank, Node: opts.Node, Hostname: host, Pid: os.Getpid()}
+	if opts.Size > 1 {
+		if err := e.startTransports(&opts, card); err != nil {
+			e.closeTransports()
+			return nil, err
+		}
+		if err := e.kv.Put(bootstrap.CardKey(opts.Rank), card.Append(nil)); err != nil {
+			e.closeTransports()
+			return nil, fmt.Errorf("publish card: %w", err)
+		}
+		if err := e.kv.Fence(); err != nil {
+			e.closeTransports()
+			return nil, fmt.Errorf("exchange cards: %w", err)
+		}
+	}
+	return newComm(e, worldCtx, opts.Rank, nil, "world"), nil
+}
+
+// setWaitPolicy chooses how long a waiting rank spins and yields before it
+// sleeps. With a core of its own, spinning costs nothing and answers
+// fastest; oversubscribed, a spinning rank steals the CPU from the rank it
+// waits for, so it yields to other processes from the start.
+func (e *engine) setWaitPolicy(oversubscribed bool) {
+	e.politely = oversubscribed
+	if oversubscribed {
+		e.spinFor, e.yieldFor = 0, 200*time.Microsecond
+	} else {
+		e.spinFor, e.yieldFor = 200*time.Microsecond, 2*time.Millisecond
+	}
+	if runtime.GOMAXPROCS(0) == 1 && !oversubscribed {
+		// One CPU for all goroutines of this rank: give other goroutines
+		// a turn while waiting.
+		e.spinFor = 20 * time.Microsecond
+	}
+}
+
+func (e *engine) startTransports(opts *Options, card *bootstrap.Card) error {
+	advertise := opts.TCPAdvertise
+	if advertise == "" {
+		advertise = defaultAdvertise()
+	}
+	listen := opts.TCPListen
+	if listen == "" {
+		listen = net.JoinHostPort(listenHost(advertise), "0")
+	}
+	t, err := tcp.Listen(tcp.Config{Rank: opts.Rank, JobID: opts.JobID, Secret: opts.Secret,
+		Listen: listen, Advertise: advertise, Bell: e.bell, Logger: e.log})
+	if err != nil {
+		return err
+	}
+	e.tcp = t
+	card.TCP = t.Addr()
+	return nil
+}
+
+// listenHost picks the address to bind: the advertised one if it is a
+// literal address of this host, else all interfaces.
+func listenHost(advertise string) string {
+	ip := net.ParseIP(advertise)
+	if ip == nil {
+		return ""
+	}
+	if ip.IsLoopback() {
+		return advertise
+	}
+	return ""
+}
+
+// defaultAdvertise picks the host peers dial when nothing says better: the
+// loopback address, right for ranks of one host. Under mpirun, agents set
+// PARLEY_TCP_ADDR to the address that reached mpirun.
+func defaultAdvertise() string { return "127.0.0.1" }
+
+func (e *engine) closeTransports() error {
+	var errs []error
+	e.mu.Lock()
+	if e.tcp != nil {
+		errs = append(errs, e.tcp.Close())
+	}
+	if e.shm != nil {
+		errs = append(errs, e.shm.Close())
+	}
+	e.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+func (e *engine) finalized() bool { return e.fin.Load() }
+
+func (e *engine) finalize() error {
+	e.finMu.Lock()
+	defer e.finMu.Unlock()
+	if e.fin.Load() {
+		return nil
+	}
+	// Push out frames still queued (acknowledgements a peer waits for).
+	deadline := time.Now().Add(10 * time.Second)
+	for e.pendingSends() && time.Now().Before(deadline) {
+		e.progressOnce()
+	}
+	e.mu.Lock()
+	e.finalizing = true
+	e.mu.Unlock()
+	var errs []error
+	if e.size > 1 {
+		if err := e.kv.Fence(); err != nil {
+			errs = append(errs, fmt.Errorf("finalize: %w", err))
+		}
+	}
+	e.fin.Store(true)
+	errs = append(errs, e.closeTransports())
+	errs = append(errs, e.kv.Finalized())
+	errs = append(errs, e.kv.Close())
+	return errors.Join(errs...)
+}
+
+func (e *engine) pendingSends() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return (e.tcp != nil && e.tcp.Pending()) || (e.shm != nil && e.shm.Pending())
+}
+
+// Abort ends the whole job: mpirun stops every rank and exits with code.
+// Abort does not return.
+func (c *Comm) Abort(code int) {
+	msg := fmt.Sprintf("rank %d of %s called Abort(%d)", c.rank, c.name(), code)
+	if err := c.e.kv.Abort(code, msg); err != nil {
+		fmt.Fprintln(os.Stderr, "parley:", msg)
+	}
+	os.Exit(code)
+}
+
+// JobID returns the job's id.
+func (c *Comm) JobID() string { return c.e.jobID }
+
+// Hostname returns the name of the host this rank runs on.
+func Hostname() string {
+	h, _ := os.Hostname()
+	return h
+}
+
+// Cpuset returns the cpus mpirun bound this rank to, or nil when unbound.
+func Cpuset() []int {
+	return parseCPUList(os.Getenv(bootstrap.EnvCpuset))
+}
+
+func parseCPUList(s string) []int {
+	var cpus []int
+	for len(s) > 0 {
+		var part string
+		if i := indexByte(s, ','); i >= 0 {
+			part, s = s[:i], s[i+1:]
+		} else {
+			part, s = s, ""
+		}
+		lo, hi := part, part
+		if i := indexByte(part, '-'); i >= 0 {
+			lo, hi = part[:i], part[i+1:]
+		}
+		a, err1 := strconv.Atoi(lo)
+		b, err2 := strconv.Atoi(hi)
+		if err1 != nil || err2 != nil || b < a {
+			return nil
+		}
+		for c := a; c <= b; c++ {
+			cpus = append(cpus, c)
+		}
+	}
+	return cpus
+}
+
+func indexByte(s string, c byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// Close releases the world's transports without the collective handshake
+// of Finalize; for tearing down after a failed start-up.
+func (c *Comm) Close() error {
+	e := c.e
+	e.finMu.Lock()
+	defer e.finMu.Unlock()
+	if e.fin.Swap(true) {
+		return nil
+	}
+	return errors.Join(e.closeTransports(), e.kv.Close())
+}

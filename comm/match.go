@@ -1,0 +1,116 @@
+package comm
+
+// Matching, as MPI defines it: a message matches the first posted receive
+// (in post order) whose source and tag accept it; a receive matches the
+// first unexpected message (in arrival order) it accepts. Messages from
+// one sender on one context arrive in the order sent (every transport
+// keeps per-pair order), so they are never overtaken.
+//
+// Each context has its own queues. All of it is guarded by engine.mu.
+
+// message is an arrival no receive was waiting for.
+type message struct {
+	src  int32 // world rank of the sender
+	tag  int32
+	size int // message bytes
+
+	eager bool
+	data  []byte // eager payload copy (len == size), from the engine's buffer pool
+
+	// Rendezvous: the sender's request cookie and, for single copy, the
+	// address of its buffer.
+	cookie     uint64
+	addr       uint64
+	singleCopy bool
+
+	// A send to self larger than the eager limit waits here, uncopied,
+	// until a receive matches it.
+	selfReq *Request
+
+	next, prev *message
+}
+
+type matchQueue struct {
+	postedHead, postedTail *Request
+	unexpHead, unexpTail   *message
+	unexpLen               int
+}
+
+func accepts(wantSrc, wantTag, src, tag int32) bool {
+	return (wantSrc == AnySource || wantSrc == src) && (wantTag == AnyTag || wantTag == tag)
+}
+
+func (q *matchQueue) post(r *Request) {
+	r.posted = true
+	r.qnext, r.qprev = nil, q.postedTail
+	if q.postedTail == nil {
+		q.postedHead = r
+	} else {
+		q.postedTail.qnext = r
+	}
+	q.postedTail = r
+}
+
+func (q *matchQueue) removePosted(r *Request) {
+	if r.qprev == nil {
+		q.postedHead = r.qnext
+	} else {
+		r.qprev.qnext = r.qnext
+	}
+	if r.qnext == nil {
+		q.postedTail = r.qprev
+	} else {
+		r.qnext.qprev = r.qprev
+	}
+	r.qnext, r.qprev = nil, nil
+	r.posted = false
+}
+
+// matchPosted finds and removes the first posted receive that accepts a
+// message from src with tag.
+func (q *matchQueue) matchPosted(src, tag int32) *Request {
+	for r := q.postedHead; r != nil; r = r.qnext {
+		if accepts(r.src, r.tag, src, tag) {
+			q.removePosted(r)
+			return r
+		}
+	}
+	return nil
+}
+
+func (q *matchQueue) addUnexpected(m *message) {
+	m.next, m.prev = nil, q.unexpTail
+	if q.unexpTail == nil {
+		q.unexpHead = m
+	} else {
+		q.unexpTail.next = m
+	}
+	q.unexpTail = m
+	q.unexpLen++
+}
+
+func (q *matchQueue) removeUnexpected(m *message) {
+	if m.prev == nil {
+		q.unexpHead = m.next
+	} else {
+		m.prev.next = m.next
+	}
+	if m.next == nil {
+		q.unexpTail = m.prev
+	} else {
+		m.next.prev = m.prev
+	}
+	m.next, m.prev = nil, nil
+	q.unexpLen--
+}
+
+// findUnexpected returns the first unexpected message a receive for
+// (src, tag) accepts, without removing it.
+func (q *matchQueue) findUnexpected(src, tag int32) *message {
+	for m := q.unexpHead; m != nil; m = m.next {
+		if accepts(src, tag, m.src, m.tag) {
+			return m
+		}
+	}
+	return nil
+}

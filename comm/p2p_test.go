@@ -1,0 +1,69 @@
+package comm_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/parley-hpc/parley/comm"
+	"github.com/parley-hpc/parley/comm/commtest"
+)
+
+func TestPingPong(t *testing.T) {
+	for _, size := range []int{0, 1, 100, 64 << 10, 64<<10 + 1, 1 << 20} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			ws := commtest.Worlds(t, 2, commtest.TCP)
+			commtest.Run(t, ws, func(c *comm.Comm) error {
+				msg := bytes.Repeat([]byte{byte(size)}, size)
+				buf := make([]byte, size)
+				for i := 0; i < 3; i++ {
+					if c.Rank() == 0 {
+						if err := c.Send(msg, 1, 5); err != nil {
+							return err
+						}
+						st, err := c.Recv(buf, 1, 6)
+						if err != nil {
+							return err
+						}
+						if st.Count != size || st.Source != 1 || st.Tag != 6 || !bytes.Equal(buf, msg) {
+							return fmt.Errorf("bad reply %+v", st)
+						}
+					} else {
+						st, err := c.Recv(buf, comm.AnySource, comm.AnyTag)
+						if err != nil {
+							return err
+						}
+						if st.Count != size || st.Source != 0 || st.Tag != 5 {
+							return fmt.Errorf("bad status %+v", st)
+						}
+						if err := c.Send(buf, 0, 6); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			})
+		})
+	}
+}
+
+func TestTruncated(t *testing.T) {
+	ws := commtest.Worlds(t, 2, commtest.TCP)
+	commtest.Run(t, ws, func(c *comm.Comm) error {
+		for _, n := range []int{10, 200 << 10} {
+			if c.Rank() == 0 {
+				if err := c.Send(make([]byte, n), 1, 1); err != nil {
+					return err
+				}
+			} else {
+				_, err := c.Recv(make([]byte, n-1), 0, 1)
+				var te *comm.TruncatedError
+				if !errors.Is(err, comm.ErrTruncated) || !errors.As(err, &te) || te.Message != n || te.Buffer != n-1 {
+					return fmt.Errorf("want ErrTruncated with sizes %d/%d, got %v", n, n-1, err)
+				}
+			}
+		}
+		return nil
+	})
+}

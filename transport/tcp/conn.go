@@ -1,0 +1,229 @@
+package tcp
+
+import (
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/parley-hpc/parley/internal/wire"
+	"github.com/parley-hpc/parley/transport"
+)
+
+// maxFramesPerPoll bounds the frames one Poll delivers from one connection,
+// so that a flood from one peer does not starve the others.
+const maxFramesPerPoll = 256
+
+// maxIov caps the vectors of one writev (nats caps its net.Buffers too);
+// the kernel's limit is 1024.
+const maxIov = 64
+
+// conn is one established connection and its framing state. All fields
+// are owned by the progress loop.
+type conn struct {
+	peer int
+	addr string
+	nc   *net.TCPConn
+	fd   int // nc's descriptor; valid until nc is closed
+
+	// Read side: rbuf[r:w] holds bytes read but not yet delivered.
+	rbuf []byte
+	r, w int
+	// A FlagDirect payload being read straight into direct[doff:].
+	direct  []byte
+	doff    int
+	dhdr    transport.Header
+	discard int // payload bytes still to be dropped (Destination returned nil)
+
+	// Write side.
+	sendq    opQueue
+	iov      iovecs
+	watchOut bool // the watcher also waits for this socket to be writable
+
+	dead error
+}
+
+func newConn(peer int, nc *net.TCPConn) (*conn, error) {
+	fd, err := rawFD(nc)
+	if err != nil {
+		return nil, err
+	}
+	nc.SetNoDelay(true)
+	return &conn{peer: peer, addr: nc.RemoteAddr().String(), nc: nc, fd: fd, rbuf: make([]byte, recvBufSize)}, nil
+}
+
+func (c *conn) lost(op string, err error) error {
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return &transport.PeerError{Rank: c.peer, Addr: c.addr, Op: op, Err: err}
+}
+
+// read delivers the frames that have arrived, reading the socket until it
+// has nothing more or maxFramesPerPoll frames were delivered.
+func (c *conn) read(h transport.Handler) (int, error) {
+	n := 0
+	for n < maxFramesPerPoll {
+		// Finish a direct payload first.
+		if c.direct != nil || c.discard > 0 {
+			more, err := c.readDirect(h)
+			if err != nil {
+				return n, err
+			}
+			if c.direct != nil || c.discard > 0 {
+				return n, nil // would block
+			}
+			if more {
+				n++
+			}
+			continue
+		}
+		if c.w-c.r >= wire.HeaderLen {
+			var hd transport.Header
+			if _, err := wire.ParseHeader(c.rbuf[c.r:c.w], &hd); err != nil {
+				return n, c.lost("read from", fmt.Errorf("%w: %v", transport.ErrProtocol, err))
+			}
+			if hd.Flags&transport.FlagDirect != 0 {
+				if hd.Len > maxDirect {
+					return n, c.lost("read from", fmt.Errorf("%w: direct frame of %d bytes", transport.ErrProtocol, hd.Len))
+				}
+				c.r += wire.HeaderLen
+				c.startDirect(h, &hd)
+				continue
+			}
+			end := c.r + wire.HeaderLen + int(hd.Len)
+			if int(hd.Len) > len(c.rbuf)-wire.HeaderLen {
+				return n, c.lost("read from", fmt.Errorf("%w: frame of %d bytes exceeds the %d-byte eager buffer",
+					transport.ErrProtocol, hd.Len, len(c.rbuf)-wire.HeaderLen))
+			}
+			if end <= c.w {
+				h.Deliver(&hd, c.rbuf[c.r+wire.HeaderLen:end])
+				c.r = end
+				n++
+				continue
+			}
+		}
+		// Need more bytes: make room, then read.
+		if c.r == c.w {
+			c.r, c.w = 0, 0
+		} else if c.r > 0 && len(c.rbuf)-c.r < wire.HeaderLen+EagerLimit {
+			c.w = copy(c.rbuf, c.rbuf[c.r:c.w])
+			c.r = 0
+		}
+		k, err := sysRead(c.fd, c.rbuf[c.w:])
+		if err == errWouldBlock {
+			return n, nil
+		}
+		if err != nil {
+			return n, c.lost("read from", err)
+		}
+		if k == 0 {
+			return n, c.lost("read from", io.EOF)
+		}
+		c.w += k
+	}
+	return n, nil
+}
+
+// startDirect begins placing the payload of a FlagDirect frame, taking
+// what is already buffered first.
+func (c *conn) startDirect(h transport.Handler, hd *transport.Header) {
+	c.dhdr = *hd
+	dst := h.Destination(hd)
+	if dst != nil && len(dst) != int(hd.Len) {
+		dst = nil // a Handler bug; drop rather than overrun
+	}
+	if dst == nil {
+		c.discard = int(hd.Len)
+		k := min(c.discard, c.w-c.r)
+		c.discard -= k
+		c.r += k
+		if c.discard == 0 {
+			h.Deliver(&c.dhdr, nil)
+		}
+		return
+	}
+	k := copy(dst, c.rbuf[c.r:c.w])
+	c.r += k
+	if k == len(dst) {
+		h.Deliver(&c.dhdr, dst)
+		return
+	}
+	c.direct, c.doff = dst, k
+}
+
+// readDirect continues a direct payload; it reports whether one completed.
+func (c *conn) readDirect(h transport.Handler) (bool, error) {
+	if c.discard > 0 {
+		for c.discard > 0 {
+			k, err := sysRead(c.fd, c.rbuf[:min(c.discard, len(c.rbuf))])
+			if err == errWouldBlock {
+				return false, nil
+			}
+			if err != nil || k == 0 {
+				if err == nil {
+					err = io.EOF
+				}
+				return false, c.lost("read from", err)
+			}
+			c.discard -= k
+		}
+		h.Deliver(&c.dhdr, nil)
+		return true, nil
+	}
+	for c.doff < len(c.direct) {
+		k, err := sysRead(c.fd, c.direct[c.doff:])
+		if err == errWouldBlock {
+			return false, nil
+		}
+		if err != nil || k == 0 {
+			if err == nil {
+				err = io.EOF
+			}
+			return false, c.lost("read from", err)
+		}
+		c.doff += k
+	}
+	dst := c.direct
+	c.direct, c.doff = nil, 0
+	h.Deliver(&c.dhdr, dst)
+	return true, nil
+}
+
+// flush writes as much of the queued frames as the socket takes without
+// blocking, completing the ops fully written.
+func (c *conn) flush() error {
+	for !c.sendq.empty() {
+		c.iov.reset()
+		for op := c.sendq.head; op != nil && c.iov.n < maxIov-1; op = op.Next {
+			off := op.Off
+			if off < wire.HeaderLen {
+				c.iov.add(op.Hdr[off:])
+				off = 0
+			} else {
+				off -= wire.HeaderLen
+			}
+			if off < len(op.Payload) {
+				c.iov.add(op.Payload[off:])
+			}
+		}
+		k, err := c.iov.writev(c.fd)
+		if err == errWouldBlock {
+			return nil
+		}
+		if err != nil {
+			return c.lost("write to", err)
+		}
+		for k > 0 {
+			op := c.sendq.head
+			left := wire.HeaderLen + len(op.Payload) - op.Off
+			if k < left {
+				op.Off += k
+				break
+			}
+			k -= left
+			c.sendq.pop()
+			op.Complete(nil)
+		}
+	}
+	return nil
+}

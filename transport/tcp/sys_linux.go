@@ -1,0 +1,175 @@
+package tcp
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/parley-hpc/parley/transport"
+)
+
+var errWouldBlock = errors.New("would block")
+
+// rawFD returns nc's descriptor. The progress loop reads and writes it
+// directly with non-blocking system calls; Go's own netpoller never does
+// I/O on it, and it stays valid until nc is closed, which only the
+// progress loop does.
+func rawFD(nc *net.TCPConn) (int, error) {
+	rc, err := nc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if err := rc.Control(func(s uintptr) { fd = int(s) }); err != nil {
+		return -1, err
+	}
+	return fd, nil
+}
+
+func sysRead(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, b)
+		switch err {
+		case nil:
+			return n, nil
+		case unix.EAGAIN:
+			return 0, errWouldBlock
+		case unix.EINTR:
+			continue
+		}
+		return 0, err
+	}
+}
+
+// iovecs is a reusable writev vector.
+type iovecs struct {
+	v    [maxIov]unix.Iovec
+	keep [maxIov][]byte // keeps the buffers reachable while v points at them
+	n    int
+}
+
+func (v *iovecs) reset() {
+	for i := 0; i < v.n; i++ {
+		v.keep[i] = nil
+	}
+	v.n = 0
+}
+
+func (v *iovecs) add(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	v.v[v.n].Base = &b[0]
+	v.v[v.n].SetLen(len(b))
+	v.keep[v.n] = b
+	v.n++
+}
+
+func (v *iovecs) writev(fd int) (int, error) {
+	if v.n == 0 {
+		return 0, nil
+	}
+	for {
+		n, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&v.v[0])), uintptr(v.n))
+		switch e {
+		case 0:
+			return int(n), nil
+		case unix.EAGAIN:
+			return 0, errWouldBlock
+		case unix.EINTR:
+			continue
+		}
+		return 0, e
+	}
+}
+
+// watcher waits in epoll for any connection to become readable while the
+// rank sleeps, and rings the rank's Bell. It is armed once per sleep; the
+// epoll set is level-triggered, so data left unread re-rings at once.
+type watcher struct {
+	bell   transport.Bell
+	epfd   int
+	stopfd int // an eventfd in the set: written by close
+	armCh  chan struct{}
+	closed atomic.Bool
+	once   sync.Once
+}
+
+func newWatcher(bell transport.Bell) (*watcher, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	stopfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	w := &watcher{bell: bell, epfd: epfd, stopfd: stopfd, armCh: make(chan struct{}, 1)}
+	if err := w.add(stopfd); err != nil {
+		unix.Close(epfd)
+		unix.Close(stopfd)
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *watcher) add(fd int) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}
+	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		return fmt.Errorf("epoll_ctl add: %w", err)
+	}
+	return nil
+}
+
+// modify switches waiting for writability on or off for fd.
+func (w *watcher) modify(fd int, out bool) {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}
+	if out {
+		ev.Events |= unix.EPOLLOUT
+	}
+	unix.EpollCtl(w.epfd, unix.EPOLL_CTL_MOD, fd, &ev)
+}
+
+func (w *watcher) remove(fd int) { unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, fd, nil) }
+
+func (w *watcher) arm() {
+	select {
+	case w.armCh <- struct{}{}:
+	default:
+	}
+}
+
+func (w *watcher) run() {
+	var evs [8]unix.EpollEvent
+	for {
+		<-w.armCh
+		if w.closed.Load() {
+			break
+		}
+		_, err := unix.EpollWait(w.epfd, evs[:], -1)
+		if w.closed.Load() {
+			break
+		}
+		if err != nil && err != unix.EINTR {
+			continue
+		}
+		w.bell.Ring()
+	}
+	unix.Close(w.epfd)
+	unix.Close(w.stopfd)
+}
+
+func (w *watcher) close() {
+	w.once.Do(func() {
+		w.closed.Store(true)
+		var one = [8]byte{1}
+		unix.Write(w.stopfd, one[:])
+		w.arm()
+	})
+}

@@ -1,0 +1,588 @@
+package tcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/parley-hpc/parley/internal/wire"
+	"github.com/parley-hpc/parley/transport"
+)
+
+// Protocol limits.
+const (
+	// EagerLimit is the largest payload comm sends eagerly over TCP. Above
+	// it, rendezvous lets the receiver read straight into the user's buffer,
+	// and an unexpected message never holds a copy of a large payload.
+	EagerLimit = 64 << 10
+	// recvBufSize is the per-connection read buffer; it holds at least one
+	// eager frame and lets one read system call bring many small frames.
+	recvBufSize = 256 << 10
+	// maxDirect is the largest payload of one FlagDirect frame.
+	maxDirect = 1 << 30
+	// handshakeTimeout bounds an incoming connection's handshake, so that a
+	// stranger that connects and stays silent costs nothing.
+	handshakeTimeout = 10 * time.Second
+	roleTCP          = 't'
+	verdictOK        = 'O'
+	verdictDuplicate = 'D'
+)
+
+// Config configures a rank's TCP transport.
+type Config struct {
+	Rank   int
+	JobID  string
+	Secret []byte
+	// Listen is the host:port to listen on ("" means all interfaces, any port).
+	Listen string
+	// Advertise is the host put in Addr, the address peers dial; it must
+	// be reachable from them.
+	Advertise string
+	// Bell is rung when a connection or a frame arrives while the rank sleeps.
+	Bell transport.Bell
+	// DialTimeout bounds connecting to a peer, retries included (default 30 s).
+	DialTimeout time.Duration
+	Logger      *zap.Logger
+}
+
+// Transport is one rank's TCP endpoint: a listener and one connection per
+// peer it talks to.
+//
+// Concurrency: Send, Poll, Arm and Close are called by the owner's progress
+// loop, one at a time (comm holds its engine lock). The accept and dial
+// goroutines only touch the fields under mu.
+type Transport struct {
+	cfg  Config
+	log  *zap.Logger
+	ln   *net.TCPListener
+	addr string
+
+	// Owned by the progress loop.
+	peers   map[int]*peer
+	active  []*conn // connections to read
+	writers []*conn // connections with queued frames
+
+	mu       sync.Mutex    // guards state and arrivals
+	state    map[int]uint8 // connection state per peer rank: stateDialing, stateConnected
+	arrivals []arrival     // connections made or failed since the last Poll
+	pending  atomic.Bool   // len(arrivals) > 0
+
+	watch   *watcher
+	closeCh chan struct{}
+	wg      sync.WaitGroup
+	closed  bool
+}
+
+const (
+	stateNone uint8 = iota
+	stateDialing
+	stateConnected
+)
+
+type peer struct {
+	rank    int
+	addr    string
+	c       *conn
+	queue   opQueue // frames waiting for the connection
+	dialing bool
+	err     error // sticky: the link to this peer failed
+}
+
+type arrival struct {
+	rank int
+	nc   *net.TCPConn
+	err  error
+}
+
+// Listen starts rank's TCP endpoint.
+func Listen(cfg Config) (*Transport, error) {
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 30 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("tcp transport: listen on %q: %w", cfg.Listen, err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	host := cfg.Advertise
+	if host == "" {
+		host = ln.Addr().(*net.TCPAddr).IP.String()
+	}
+	w, err := newWatcher(cfg.Bell)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("tcp transport: %w", err)
+	}
+	t := &Transport{
+		cfg:     cfg,
+		log:     log,
+		ln:      ln.(*net.TCPListener),
+		addr:    net.JoinHostPort(host, strconv.Itoa(port)),
+		peers:   make(map[int]*peer),
+		state:   make(map[int]uint8),
+		watch:   w,
+		closeCh: make(chan struct{}),
+	}
+	t.wg.Add(2)
+	go t.acceptLoop()
+	go func() { defer t.wg.Done(); w.run() }()
+	return t, nil
+}
+
+// Caps reports what this transport does.
+func (t *Transport) Caps() transport.Caps {
+	return transport.Caps{Name: "tcp", EagerLimit: EagerLimit, MaxFrame: maxDirect}
+}
+
+// Addr is the address peers dial, host:port.
+func (t *Transport) Addr() string { return t.addr }
+
+func (t *Transport) peer(rank int, addr string) *peer {
+	p := t.peers[rank]
+	if p == nil {
+		p = &peer{rank: rank, addr: addr}
+		t.peers[rank] = p
+	}
+	if p.addr == "" {
+		p.addr = addr
+	}
+	return p
+}
+
+// Send queues op for the peer rank, whose listener is at addr, connecting
+// first if needed. The op completes when all its bytes are written to the
+// socket, or fails with an error that wraps transport.ErrPeerLost.
+func (t *Transport) Send(rank int, addr string, op *transport.SendOp) {
+	op.Reset()
+	wire.PutHeader(op.Hdr[:], &op.Header)
+	if t.closed {
+		op.Complete(fmt.Errorf("tcp send to rank %d: %w", rank, transport.ErrClosed))
+		return
+	}
+	p := t.peer(rank, addr)
+	switch {
+	case p.err != nil:
+		op.Complete(p.err)
+	case p.c != nil:
+		t.enqueue(p.c, op)
+	default:
+		p.queue.push(op)
+		if !p.dialing {
+			p.dialing = true
+			t.startDial(p)
+		}
+	}
+}
+
+func (t *Transport) enqueue(c *conn, op *transport.SendOp) {
+	wasEmpty := c.sendq.empty()
+	c.sendq.push(op)
+	if wasEmpty {
+		if err := c.flush(); err != nil {
+			t.fail(c, err)
+			return
+		}
+		if !c.sendq.empty() {
+			t.writers = append(t.writers, c)
+		}
+	}
+}
+
+// Poll installs new connections, reads every connection and delivers the
+// frames found to h, and pushes queued writes. It returns the number of
+// frames delivered and writes completed, and the first link failure seen
+// (a *transport.PeerError); other links keep working.
+func (t *Transport) Poll(h transport.Handler) (int, error) {
+	var firstErr error
+	if t.pending.Load() {
+		firstErr = t.install()
+	}
+	n := 0
+	for i := 0; i < len(t.active); i++ {
+		c := t.active[i]
+		k, err := c.read(h)
+		n += k
+		if err != nil {
+			t.fail(c, err)
+			if firstErr == nil {
+				firstErr = err
+			}
+			i--
+		}
+	}
+	for i := 0; i < len(t.writers); {
+		c := t.writers[i]
+		if c.dead != nil || c.sendq.empty() {
+			t.writers = append(t.writers[:i], t.writers[i+1:]...)
+			continue
+		}
+		before := c.sendq.len
+		if err := c.flush(); err != nil {
+			t.fail(c, err)
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		n += before - c.sendq.len
+		if c.sendq.empty() && c.watchOut {
+			c.watchOut = false
+			t.watch.modify(c.fd, false)
+		}
+		i++
+	}
+	return n, firstErr
+}
+
+// Arm lets the watcher ring the Bell when any connection becomes readable,
+// or writable for one with frames queued; comm calls it before it sleeps.
+func (t *Transport) Arm() {
+	for _, c := range t.writers {
+		if !c.watchOut && c.dead == nil {
+			c.watchOut = true
+			t.watch.modify(c.fd, true)
+		}
+	}
+	t.watch.arm()
+}
+
+// fail closes c after a read or write failure and fails its queued frames.
+func (t *Transport) fail(c *conn, err error) {
+	if c.dead == nil {
+		c.dead = err
+	}
+	for i, a := range t.active {
+		if a == c {
+			t.active = append(t.active[:i], t.active[i+1:]...)
+			break
+		}
+	}
+	t.watch.remove(c.fd)
+	c.nc.Close()
+	for op := c.sendq.pop(); op != nil; op = c.sendq.pop() {
+		op.Complete(c.dead)
+	}
+	if p := t.peers[c.peer]; p != nil && p.c == c {
+		p.err = c.dead
+	}
+}
+
+func (t *Transport) install() error {
+	t.mu.Lock()
+	as := t.arrivals
+	t.arrivals = nil
+	t.pending.Store(false)
+	t.mu.Unlock()
+	var firstErr error
+	for _, a := range as {
+		p := t.peer(a.rank, "")
+		if a.err != nil {
+			p.err = a.err
+			for op := p.queue.pop(); op != nil; op = p.queue.pop() {
+				op.Complete(a.err)
+			}
+			if firstErr == nil {
+				firstErr = a.err
+			}
+			continue
+		}
+		if p.c != nil {
+			// Cannot happen: the verdicts admit one connection per pair.
+			a.nc.Close()
+			continue
+		}
+		c, err := newConn(a.rank, a.nc)
+		if err != nil {
+			a.nc.Close()
+			p.err = &transport.PeerError{Rank: a.rank, Addr: a.nc.RemoteAddr().String(), Op: "set up connection to", Err: err}
+			continue
+		}
+		p.c = c
+		t.active = append(t.active, c)
+		if err := t.watch.add(c.fd); err != nil {
+			t.log.Warn("cannot watch connection; a sleeping rank may wake late", zap.Int("peer", a.rank), zap.Error(err))
+		}
+		t.log.Debug("tcp connection up", zap.Int("rank", t.cfg.Rank), zap.Int("peer", a.rank),
+			zap.String("local", a.nc.LocalAddr().String()), zap.String("remote", a.nc.RemoteAddr().String()))
+		for op := p.queue.pop(); op != nil; op = p.queue.pop() {
+			c.sendq.push(op)
+		}
+		if !c.sendq.empty() {
+			t.writers = append(t.writers, c)
+		}
+	}
+	return firstErr
+}
+
+func (t *Transport) arrive(a arrival) {
+	t.mu.Lock()
+	t.arrivals = append(t.arrivals, a)
+	t.pending.Store(true)
+	t.mu.Unlock()
+	t.cfg.Bell.Ring()
+}
+
+// startDial connects to p in a goroutine, unless a connection from p has
+// already been admitted.
+func (t *Transport) startDial(p *peer) {
+	t.mu.Lock()
+	if t.state[p.rank] != stateNone {
+		t.mu.Unlock()
+		return
+	}
+	t.state[p.rank] = stateDialing
+	t.mu.Unlock()
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		t.dial(p.rank, p.addr)
+	}()
+}
+
+func (t *Transport) dial(rank int, addr string) {
+	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.DialTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-t.closeCh:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	fail := func(err error) {
+		t.arrive(arrival{rank: rank, err: &transport.PeerError{Rank: rank, Addr: addr, Op: "connect to", Err: err}})
+	}
+	if addr == "" {
+		fail(errors.New("the rank published no TCP address"))
+		return
+	}
+	var nc net.Conn
+	var err error
+	for delay := time.Millisecond; ; delay = min(2*delay, 100*time.Millisecond) {
+		d := net.Dialer{KeepAliveConfig: keepAlive}
+		nc, err = d.DialContext(ctx, "tcp", addr)
+		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+			continue
+		}
+		break
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("no connection within %v: %w", t.cfg.DialTimeout, err)
+		}
+		fail(err)
+		return
+	}
+	dl, _ := ctx.Deadline()
+	nc.SetDeadline(dl)
+	hello := wire.AppendVarint(nil, int64(t.cfg.Rank))
+	hello = wire.AppendString(hello, t.cfg.JobID)
+	if err := wire.Dial(nc, t.cfg.Secret, roleTCP, hello); err != nil {
+		nc.Close()
+		fail(err)
+		return
+	}
+	var verdict [1]byte
+	if _, err := nc.Read(verdict[:]); err != nil {
+		nc.Close()
+		fail(fmt.Errorf("read connection verdict: %w", err))
+		return
+	}
+	nc.SetDeadline(time.Time{})
+	if verdict[0] == verdictOK {
+		t.mu.Lock()
+		t.state[rank] = stateConnected
+		t.mu.Unlock()
+		t.arrive(arrival{rank: rank, nc: nc.(*net.TCPConn)})
+		return
+	}
+	// The peer's own connection to us wins; it is being admitted by our
+	// accept side. Wait for that, so a failure there is not silent.
+	nc.Close()
+	for {
+		t.mu.Lock()
+		s := t.state[rank]
+		t.mu.Unlock()
+		if s == stateConnected {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			fail(errors.New("the peer's own connection to this rank never came"))
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+var keepAlive = net.KeepAliveConfig{Enable: true, Idle: 10 * time.Second, Interval: 5 * time.Second, Count: 3}
+
+func (t *Transport) acceptLoop() {
+	defer t.wg.Done()
+	for {
+		nc, err := t.ln.AcceptTCP()
+		if err != nil {
+			select {
+			case <-t.closeCh:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			t.log.Warn("tcp accept", zap.Error(err))
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			t.admit(nc)
+		}()
+	}
+}
+
+// admit authenticates an incoming connection and decides whether it is
+// the pair's connection (see the package comment).
+func (t *Transport) admit(nc *net.TCPConn) {
+	nc.SetDeadline(time.Now().Add(handshakeTimeout))
+	hello, err := wire.Accept(nc, t.cfg.Secret, roleTCP)
+	if err != nil {
+		t.log.Info("refused a TCP connection", zap.String("from", nc.RemoteAddr().String()), zap.Error(err))
+		nc.Close()
+		return
+	}
+	r := wire.NewReader(hello)
+	rank, job := r.Int(), r.String()
+	if err := r.Done(); err != nil || job != t.cfg.JobID || rank < 0 || rank == t.cfg.Rank {
+		t.log.Info("refused a TCP connection with a bad greeting", zap.String("from", nc.RemoteAddr().String()),
+			zap.Int("rank", rank), zap.String("job", job))
+		nc.Close()
+		return
+	}
+	t.mu.Lock()
+	s := t.state[rank]
+	ok := s == stateNone || (s == stateDialing && rank < t.cfg.Rank)
+	if ok {
+		t.state[rank] = stateConnected
+	}
+	t.mu.Unlock()
+	v := byte(verdictDuplicate)
+	if ok {
+		v = verdictOK
+	}
+	if _, err := nc.Write([]byte{v}); err != nil || !ok {
+		nc.Close()
+		if ok {
+			t.arrive(arrival{rank: rank, err: &transport.PeerError{Rank: rank, Addr: nc.RemoteAddr().String(), Op: "accept from", Err: err}})
+		}
+		return
+	}
+	nc.SetDeadline(time.Time{})
+	nc.SetKeepAliveConfig(keepAlive)
+	t.arrive(arrival{rank: rank, nc: nc})
+}
+
+// Close closes the listener and every connection, fails queued frames with
+// transport.ErrClosed, and waits for the transport's goroutines. It is safe
+// to call twice.
+func (t *Transport) Close() error {
+	if t.closed {
+		return nil
+	}
+	t.closed = true
+	close(t.closeCh)
+	err := t.ln.Close()
+	t.watch.close()
+	t.wg.Wait()
+	t.mu.Lock()
+	as := t.arrivals
+	t.arrivals = nil
+	t.mu.Unlock()
+	for _, a := range as {
+		if a.nc != nil {
+			a.nc.Close()
+		}
+	}
+	closedErr := fmt.Errorf("tcp transport of rank %d: %w", t.cfg.Rank, transport.ErrClosed)
+	for _, p := range t.peers {
+		if p.c != nil && p.c.dead == nil {
+			p.c.dead = closedErr
+			p.c.nc.Close()
+			for op := p.c.sendq.pop(); op != nil; op = p.c.sendq.pop() {
+				op.Complete(closedErr)
+			}
+		}
+		for op := p.queue.pop(); op != nil; op = p.queue.pop() {
+			op.Complete(closedErr)
+		}
+	}
+	t.active, t.writers = nil, nil
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
+}
+
+// opQueue is a FIFO of SendOps linked through SendOp.Next.
+type opQueue struct {
+	head, tail *transport.SendOp
+	len        int
+}
+
+func (q *opQueue) empty() bool { return q.head == nil }
+
+func (q *opQueue) push(op *transport.SendOp) {
+	op.Next = nil
+	if q.tail == nil {
+		q.head = op
+	} else {
+		q.tail.Next = op
+	}
+	q.tail = op
+	q.len++
+}
+
+func (q *opQueue) pop() *transport.SendOp {
+	op := q.head
+	if op == nil {
+		return nil
+	}
+	q.head = op.Next
+	if q.head == nil {
+		q.tail = nil
+	}
+	op.Next = nil
+	q.len--
+	return op
+}
+
+// Pending reports whether frames wait to be written or to connect.
+func (t *Transport) Pending() bool {
+	if len(t.writers) > 0 {
+		return true
+	}
+	for _, p := range t.peers {
+		if !p.queue.empty() {
+			return true
+		}
+	}
+	return false
+}
