@@ -77,10 +77,12 @@ func (b *blockedRecord) describe() string {
 	return fmt.Sprintf("blocked in %s, tag %s, %s context %d, for %v", what, tagS, kind, ctx/ctxStride, since)
 }
 
-// blockedOn returns the world rank the record waits on, or -1.
-func (b *blockedRecord) blockedOn() int {
-	if b.op.Load() == blockedNone {
-		return -1
+// report returns the description and the world rank waited on (-1 for
+// none or any).
+func (b *blockedRecord) report() (string, int) {
+	peer := -1
+	if b.op.Load() != blockedNone {
+		peer = int(b.peer.Load())
 	}
-	return int(b.peer.Load())
+	return b.describe(), peer
 }

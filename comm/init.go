@@ -192,7 +192,7 @@ func Start(opts Options) (*Comm, error) {
 	}
 	if a := opts.agent; a != nil {
 		a.onLost = e.cancel
-		a.describe = e.blocked.describe
+		a.describe = e.blocked.report
 		a.start()
 	}
 	card := &bootstrap.Card{Rank: opts.Rank, Node: opts.Node, Hostname: host, Pid: os.Getpid()}

@@ -55,8 +55,8 @@ type agentKV struct {
 	fenceDone chan *bootstrap.Fence
 	readDone  chan struct{}
 	closing   chan struct{}
-	onLost    func(error)   // the agent went away unexpectedly
-	describe  func() string // what the rank is blocked in, for a Query
+	onLost    func(error)          // the agent went away unexpectedly
+	describe  func() (string, int) // what the rank is blocked in and on whom, for a Query
 	closeOnce sync.Once
 }
 
@@ -102,11 +102,11 @@ func (a *agentKV) read() {
 			}
 			a.fenceDone <- f
 		case bootstrap.TQuery:
-			text := "unknown"
+			text, peer := "unknown", -1
 			if a.describe != nil {
-				text = a.describe()
+				text, peer = a.describe()
 			}
-			a.conn.SendMsg(&bootstrap.Report{Rank: a.rank, Text: text})
+			a.conn.SendMsg(&bootstrap.Report{Rank: a.rank, WaitsOn: peer, Text: text})
 		}
 	}
 }

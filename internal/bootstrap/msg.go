@@ -50,24 +50,27 @@ type Msg interface {
 	Append(b []byte) []byte
 }
 
-// AgentHello is an agent's first message after the handshake.
+// AgentHello is an agent's first message after the handshake: who it is
+// and what its host offers, for mpirun's plan.
 type AgentHello struct {
-	Node     int    // index of the agent's host in the plan
+	Node     int    // index of the agent's host in the allocation
 	Hostname string // os.Hostname() where the agent runs
 	Pid      int
+	Topology []byte // the host's topology (internal/topology encoding)
 }
 
 func (AgentHello) Type() Type { return TAgentHello }
 func (m *AgentHello) Append(b []byte) []byte {
 	b = wire.AppendVarint(b, int64(m.Node))
 	b = wire.AppendString(b, m.Hostname)
-	return wire.AppendVarint(b, int64(m.Pid))
+	b = wire.AppendVarint(b, int64(m.Pid))
+	return wire.AppendBytes(b, m.Topology)
 }
 
 // ParseAgentHello decodes an AgentHello body.
 func ParseAgentHello(b []byte) (*AgentHello, error) {
 	r := wire.NewReader(b)
-	m := &AgentHello{Node: r.Int(), Hostname: r.String(), Pid: r.Int()}
+	m := &AgentHello{Node: r.Int(), Hostname: r.String(), Pid: r.Int(), Topology: r.Bytes()}
 	return m, done(r, TAgentHello)
 }
 
@@ -87,6 +90,7 @@ type Launch struct {
 	Env     []string // KEY=VALUE entries for every rank, on top of the agent's environment
 	Wdir    string   // working directory ("" keeps the agent's)
 	Size    int      // ranks in the job
+	Stdin   bool     // rank 0, if here, reads mpirun's stdin (TStdin messages)
 	Ranks   []RankSpec
 }
 
@@ -98,6 +102,11 @@ func (m *Launch) Append(b []byte) []byte {
 	b = wire.AppendStrings(b, m.Env)
 	b = wire.AppendString(b, m.Wdir)
 	b = wire.AppendVarint(b, int64(m.Size))
+	stdin := uint64(0)
+	if m.Stdin {
+		stdin = 1
+	}
+	b = wire.AppendUvarint(b, stdin)
 	b = wire.AppendUvarint(b, uint64(len(m.Ranks)))
 	for _, r := range m.Ranks {
 		b = wire.AppendVarint(b, int64(r.Rank))
@@ -113,6 +122,7 @@ func ParseLaunch(b []byte) (*Launch, error) {
 	r := wire.NewReader(b)
 	m := &Launch{JobID: r.String(), Program: r.String(), Args: r.Strings(), Env: r.Strings(),
 		Wdir: r.String(), Size: r.Int()}
+	m.Stdin = r.Uvarint() == 1
 	n := r.Uvarint()
 	if n > uint64(r.Len()) {
 		return nil, fmt.Errorf("%w: launch lists %d ranks in %d bytes", wire.ErrMalformed, n, r.Len())
@@ -277,19 +287,22 @@ func ParseSignal(b []byte) (*Signal, error) {
 
 // Report is a rank's answer to a Query: what it is doing or blocked in.
 type Report struct {
-	Rank int
-	Text string
+	Rank    int
+	WaitsOn int // the world rank it waits for, or -1 (not blocked, or any rank)
+	Text    string
 }
 
 func (Report) Type() Type { return TReport }
 func (m *Report) Append(b []byte) []byte {
-	return wire.AppendString(wire.AppendVarint(b, int64(m.Rank)), m.Text)
+	b = wire.AppendVarint(b, int64(m.Rank))
+	b = wire.AppendVarint(b, int64(m.WaitsOn))
+	return wire.AppendString(b, m.Text)
 }
 
 // ParseReport decodes a Report body.
 func ParseReport(b []byte) (*Report, error) {
 	r := wire.NewReader(b)
-	m := &Report{Rank: r.Int(), Text: r.String()}
+	m := &Report{Rank: r.Int(), WaitsOn: r.Int(), Text: r.String()}
 	return m, done(r, TReport)
 }
 

@@ -1,0 +1,91 @@
+package examples
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+var bin string // directory with the built mpirun and examples
+
+// TestMain builds mpirun and the examples once, as a user would, and runs
+// them through the real mpirun.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "parley-examples-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = dir
+	for _, p := range []string{"../mpirun", "./hello", "./ring"} {
+		out := filepath.Join(dir, filepath.Base(p))
+		cmd := exec.Command("go", "build", "-o", out, p)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n", p, err)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func mpirun(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(bin, "mpirun"), args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("mpirun %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func TestHello(t *testing.T) {
+	line := regexp.MustCompile(`(?m)^hello from rank (\d+) of (\d+) on (\S+) \(pid (\d+)\)$`)
+	for _, n := range []int{1, 2, 5} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			out := mpirun(t, "-np", fmt.Sprint(n), filepath.Join(bin, "hello"))
+			ms := line.FindAllStringSubmatch(out, -1)
+			if len(ms) != n {
+				t.Fatalf("%d hello lines, want %d:\n%s", len(ms), n, out)
+			}
+			seen := map[string]bool{}
+			for _, m := range ms {
+				if m[2] != fmt.Sprint(n) {
+					t.Errorf("world size %s, want %d", m[2], n)
+				}
+				seen[m[1]] = true
+			}
+			if len(seen) != n {
+				t.Errorf("ranks %v, want 0..%d", seen, n-1)
+			}
+		})
+	}
+}
+
+func TestRing(t *testing.T) {
+	for _, n := range []int{1, 2, 5} {
+		for _, size := range []string{"64", "200000"} {
+			t.Run(fmt.Sprintf("%d/%s", n, size), func(t *testing.T) {
+				out := mpirun(t, "-np", fmt.Sprint(n), filepath.Join(bin, "ring"), "-laps", "4", "-size", size)
+				if n > 1 && !strings.Contains(out, "checksum ok") {
+					t.Fatalf("no checksum line:\n%s", out)
+				}
+			})
+		}
+	}
+}
+
+// TestPackageDirectory runs a Go package directory, which mpirun builds.
+func TestPackageDirectory(t *testing.T) {
+	out := mpirun(t, "-np", "2", "./hello")
+	if strings.Count(out, "hello from rank") != 2 {
+		t.Fatalf("package directory run:\n%s", out)
+	}
+}

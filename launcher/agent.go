@@ -1,0 +1,528 @@
+package launcher
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/parley-hpc/parley/internal/bootstrap"
+)
+
+// AgentConfig configures a node agent.
+type AgentConfig struct {
+	Node   int    // index of this host in the plan
+	Secret []byte // the job secret
+	// TCPAddr is the address ranks of this host advertise for TCP ("": let
+	// the agent use its own address on the link to mpirun).
+	TCPAddr string
+	Logger  *zap.Logger
+}
+
+// agent runs the ranks of one host. Its reader goroutine (run) handles
+// mpirun's messages; one goroutine per rank waits for the process, two
+// forward its output, one reads its bootstrap connection.
+type agent struct {
+	cfg      AgentConfig
+	log      *zap.Logger
+	up       *bootstrap.Conn
+	hostname string
+	spawner  *spawner
+
+	launch *bootstrap.Launch
+	dir    string
+	ln     *net.UnixListener
+
+	mu          sync.Mutex
+	ranks       map[int]*localRank
+	fencePair   []bootstrap.KV
+	fenced      int  // ranks that entered the current fence
+	fenceOpen   bool // some rank entered the current fence
+	fenceBroken bool // a rank exited while the others wait in a fence
+	stdin       chan []byte
+	stopping    bool
+
+	wg sync.WaitGroup // rank goroutines
+}
+
+type localRank struct {
+	spec        bootstrap.RankSpec
+	cmd         *exec.Cmd
+	pid         int
+	conn        *bootstrap.Conn
+	connDone    chan struct{} // closed when the rank's bootstrap link is read to its end
+	initialized bool
+	finalized   bool
+	inFence     bool
+	exited      bool
+	exitCode    int
+}
+
+// RunAgent serves mpirun on conn (after the handshake) until mpirun closes
+// it: it starts the ranks it is told to, forwards their I/O and exits, and
+// kills them all when the link to mpirun ends for any reason.
+func RunAgent(conn *bootstrap.Conn, cfg AgentConfig) error {
+	log := cfg.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	host, _ := os.Hostname()
+	a := &agent{cfg: cfg, log: log.With(zap.Int("node", cfg.Node), zap.String("host", host)), up: conn,
+		hostname: host, ranks: make(map[int]*localRank), spawner: newSpawner()}
+	defer a.cleanup()
+	topo, err := localTopology()
+	if err != nil {
+		return fmt.Errorf("agent on %s: %w", host, err)
+	}
+	hello := &bootstrap.AgentHello{Node: cfg.Node, Hostname: host, Pid: os.Getpid(), Topology: topo.Append(nil)}
+	if err := conn.SendMsg(hello); err != nil {
+		return err
+	}
+	for {
+		t, body, err := conn.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("agent on %s: link to mpirun: %w", host, err)
+		}
+		if err := a.handle(t, body); err != nil {
+			a.log.Error("bad message from mpirun", zap.Stringer("type", t), zap.Error(err))
+			return err
+		}
+	}
+}
+
+func (a *agent) handle(t bootstrap.Type, body []byte) error {
+	switch t {
+	case bootstrap.TLaunch:
+		l, err := bootstrap.ParseLaunch(body)
+		if err != nil {
+			return err
+		}
+		a.start(l)
+	case bootstrap.TFenceDone:
+		a.mu.Lock()
+		var conns []*bootstrap.Conn
+		for _, r := range a.ranks {
+			if r.conn != nil && !r.exited {
+				conns = append(conns, r.conn)
+			}
+		}
+		a.mu.Unlock()
+		for _, c := range conns {
+			c.Send(bootstrap.TFenceDone, body)
+		}
+	case bootstrap.TSignal:
+		m, err := bootstrap.ParseSignal(body)
+		if err != nil {
+			return err
+		}
+		a.signalAll(syscall.Signal(m.Signal))
+	case bootstrap.TStdin:
+		a.mu.Lock()
+		ch := a.stdin
+		a.mu.Unlock()
+		if ch == nil {
+			a.up.Send(bootstrap.TStdinAck, nil)
+			return nil
+		}
+		ch <- body // the stdin goroutine acks once written
+	case bootstrap.TQuery:
+		a.mu.Lock()
+		for _, r := range a.ranks {
+			if r.conn != nil && !r.exited && !r.finalized {
+				r.conn.Send(bootstrap.TQuery, nil)
+			} else if !r.exited {
+				text := "running, not connected to the runtime"
+				if r.finalized {
+					text = "finalized, exiting"
+				}
+				a.up.SendMsg(&bootstrap.Report{Rank: r.spec.Rank, WaitsOn: -1, Text: text})
+			}
+		}
+		a.mu.Unlock()
+	default:
+		return fmt.Errorf("unexpected %v message", t)
+	}
+	return nil
+}
+
+// start launches the ranks of l on this host.
+func (a *agent) start(l *bootstrap.Launch) {
+	a.launch = l
+	dir, err := os.MkdirTemp("", "parley-"+l.JobID+"-")
+	if err == nil {
+		a.dir = dir
+		a.ln, err = net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, "agent.sock"), Net: "unix"})
+	}
+	if err != nil {
+		for _, spec := range l.Ranks {
+			a.up.SendMsg(&bootstrap.Exited{Rank: spec.Rank, Err: "agent cannot make its rank socket: " + err.Error()})
+		}
+		return
+	}
+	a.wg.Add(1)
+	go a.acceptRanks()
+
+	env := a.jobEnv(l)
+	for _, spec := range l.Ranks {
+		r := &localRank{spec: spec}
+		a.mu.Lock()
+		a.ranks[spec.Rank] = r
+		a.mu.Unlock()
+		if err := a.spawn(r, env); err != nil {
+			a.mu.Lock()
+			r.exited = true
+			a.mu.Unlock()
+			a.up.SendMsg(&bootstrap.Exited{Rank: spec.Rank, Code: 127, Err: err.Error()})
+			continue
+		}
+		a.up.SendMsg(&bootstrap.Started{Rank: spec.Rank, Pid: r.pid})
+	}
+}
+
+// jobEnv is the environment every rank of this host gets.
+func (a *agent) jobEnv(l *bootstrap.Launch) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PARLEY_") {
+			env = append(env, kv)
+		}
+	}
+	tcpAddr := a.cfg.TCPAddr
+	if tcpAddr == "" {
+		if la, ok := a.up.NetConn().LocalAddr().(*net.TCPAddr); ok {
+			tcpAddr = la.IP.String()
+		} else {
+			tcpAddr = "127.0.0.1"
+		}
+	}
+	env = append(env,
+		bootstrap.EnvAgent+"=unix:"+a.ln.Addr().String(),
+		bootstrap.EnvLocalSize+"="+strconv.Itoa(len(l.Ranks)),
+		bootstrap.EnvNode+"="+a.hostname,
+		bootstrap.EnvTCPAddr+"="+tcpAddr,
+	)
+	// The launch's own entries come last, so they win (exec uses the last
+	// of duplicate keys): -x PARLEY_NODE_ID=... overrides the host name.
+	return append(env, l.Env...)
+}
+
+func (a *agent) spawn(r *localRank, env []string) error {
+	l := a.launch
+	cmd := exec.Command(l.Program, l.Args...)
+	cmd.Env = append(append([]string(nil), env...), r.spec.Env...)
+	cmd.Dir = l.Wdir
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = outW, errW
+	var stdinW *os.File
+	if r.spec.Rank == 0 && l.Stdin {
+		var stdinR *os.File
+		stdinR, stdinW, err = os.Pipe()
+		if err != nil {
+			return err
+		}
+		cmd.Stdin = stdinR
+		defer stdinR.Close()
+	}
+	err = a.spawner.Start(cmd, r.spec.Cpus)
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		if stdinW != nil {
+			stdinW.Close()
+		}
+		return fmt.Errorf("cannot start %s on %s: %w", l.Program, a.hostname, err)
+	}
+	r.cmd, r.pid = cmd, cmd.Process.Pid
+	if stdinW != nil {
+		ch := make(chan []byte, 1)
+		a.mu.Lock()
+		a.stdin = ch
+		a.mu.Unlock()
+		a.wg.Add(1)
+		go a.forwardStdin(stdinW, ch)
+	}
+	var outputs sync.WaitGroup
+	outputs.Add(2)
+	go a.forwardOutput(r.spec.Rank, bootstrap.Stdout, outR, &outputs)
+	go a.forwardOutput(r.spec.Rank, bootstrap.Stderr, errR, &outputs)
+	a.wg.Add(1)
+	go a.waitRank(r, &outputs)
+	return nil
+}
+
+func (a *agent) forwardOutput(rank, stream int, f *os.File, wg *sync.WaitGroup) {
+	defer wg.Done()
+	defer f.Close()
+	var split lineSplitter
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			if lines := split.feed(buf[:n]); len(lines) > 0 {
+				a.up.SendMsg(&bootstrap.Output{Rank: rank, Stream: stream, Data: lines})
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	if rest := split.flush(); len(rest) > 0 {
+		a.up.SendMsg(&bootstrap.Output{Rank: rank, Stream: stream, Data: rest})
+	}
+}
+
+// forwardStdin writes what mpirun reads from its stdin to rank 0, one
+// chunk at a time: mpirun sends the next chunk after the ack, so a rank
+// that does not read its stdin holds up only the stdin stream.
+func (a *agent) forwardStdin(w *os.File, ch <-chan []byte) {
+	defer a.wg.Done()
+	defer w.Close()
+	for data := range ch {
+		if len(data) == 0 {
+			return // end of input
+		}
+		_, err := w.Write(data)
+		a.up.Send(bootstrap.TStdinAck, nil)
+		if err != nil {
+			// The rank closed its stdin; drain and ack the rest.
+			for d := range ch {
+				a.up.Send(bootstrap.TStdinAck, nil)
+				if len(d) == 0 {
+					return
+				}
+			}
+			return
+		}
+	}
+}
+
+// outputGrace is how long after a rank's exit the agent waits for its
+// output to end (a child of the rank may hold the pipe open).
+const outputGrace = 2 * time.Second
+
+func (a *agent) waitRank(r *localRank, outputs *sync.WaitGroup) {
+	defer a.wg.Done()
+	state, _ := r.cmd.Process.Wait()
+	flushed := make(chan struct{})
+	go func() { outputs.Wait(); close(flushed) }()
+	select {
+	case <-flushed:
+	case <-time.After(outputGrace):
+	}
+	m := &bootstrap.Exited{Rank: r.spec.Rank, Pid: r.pid}
+	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		m.Signal = int(ws.Signal())
+	} else {
+		m.Code = state.ExitCode()
+	}
+	// Kill whatever the rank left in its process group.
+	syscall.Kill(-r.pid, syscall.SIGKILL)
+	// Read what the rank said on its bootstrap link before it exited (its
+	// Finalize), so the exit report is complete.
+	a.mu.Lock()
+	connDone := r.connDone
+	a.mu.Unlock()
+	if connDone != nil {
+		select {
+		case <-connDone:
+		case <-time.After(outputGrace):
+		}
+	}
+	a.mu.Lock()
+	r.exited = true
+	r.exitCode = m.Code
+	m.Initialized, m.Finalized = r.initialized, r.finalized
+	a.mu.Unlock()
+	a.up.SendMsg(m)
+	a.checkFence()
+}
+
+// acceptRanks serves the ranks' bootstrap connections.
+func (a *agent) acceptRanks() {
+	defer a.wg.Done()
+	for {
+		c, err := a.ln.Accept()
+		if err != nil {
+			return
+		}
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.serveRank(c)
+		}()
+	}
+}
+
+func (a *agent) serveRank(c net.Conn) {
+	conn, hello, err := bootstrap.Accept(c, a.cfg.Secret, bootstrap.RoleRank, 10*time.Second)
+	if err != nil {
+		a.log.Warn("refused a rank connection", zap.Error(err))
+		return
+	}
+	defer conn.Close()
+	h, err := bootstrap.ParseRankHello(hello)
+	a.mu.Lock()
+	r := a.ranks[h.Rank]
+	if err != nil || r == nil || r.conn != nil {
+		a.mu.Unlock()
+		a.log.Warn("refused a rank connection: unknown or duplicate rank", zap.Int("rank", h.Rank))
+		return
+	}
+	r.conn, r.initialized = conn, true
+	r.connDone = make(chan struct{})
+	defer close(r.connDone)
+	a.mu.Unlock()
+	for {
+		t, body, err := conn.Recv()
+		if err != nil {
+			a.rankLinkClosed(r)
+			return
+		}
+		switch t {
+		case bootstrap.TFence:
+			f, err := bootstrap.ParseFence(body)
+			if err != nil {
+				a.log.Warn("bad fence from rank", zap.Int("rank", h.Rank), zap.Error(err))
+				continue
+			}
+			a.mu.Lock()
+			a.fencePair = append(a.fencePair, f.Pairs...)
+			if !r.inFence {
+				r.inFence = true
+				a.fenced++
+			}
+			a.fenceOpen = true
+			a.mu.Unlock()
+			a.checkFence()
+		case bootstrap.TAbort, bootstrap.TReport:
+			a.up.Send(t, body)
+		case bootstrap.TFinalize:
+			a.mu.Lock()
+			r.finalized = true
+			a.mu.Unlock()
+		}
+	}
+}
+
+// rankLinkClosed handles the end of a rank's bootstrap connection. After
+// Finalize that is normal; otherwise, unless the process has exited (its
+// exit report says more), the rank has lost the runtime and the job fails.
+func (a *agent) rankLinkClosed(r *localRank) {
+	time.AfterFunc(500*time.Millisecond, func() {
+		a.mu.Lock()
+		lost := !r.finalized && !r.exited && !a.stopping
+		a.mu.Unlock()
+		if lost {
+			a.up.SendMsg(&bootstrap.Text{T: bootstrap.TAgentError,
+				Text: fmt.Sprintf("rank %d (pid %d on %s) lost its connection to the node agent", r.spec.Rank, r.pid, a.hostname)})
+		}
+	})
+}
+
+// checkFence forwards the fence to mpirun once every rank of this host has
+// entered it. A fence needs every rank of the job: one that exited without
+// entering it (a program that never called comm.Init, say) leaves the
+// others waiting forever, so that ends the job.
+func (a *agent) checkFence() {
+	a.mu.Lock()
+	if !a.fenceOpen {
+		a.mu.Unlock()
+		return
+	}
+	for _, r := range a.ranks {
+		if r.exited && !r.inFence && r.exitCode == 0 && !a.fenceBroken && !a.stopping {
+			a.fenceBroken = true
+			a.mu.Unlock()
+			a.up.SendMsg(&bootstrap.Text{T: bootstrap.TAgentError,
+				Text: fmt.Sprintf("rank %d exited (status 0) while other ranks wait for it in comm.Init or comm.Finalize", r.spec.Rank)})
+			return
+		}
+	}
+	if a.fenced < len(a.launch.Ranks) {
+		a.mu.Unlock()
+		return
+	}
+	pairs := a.fencePair
+	a.fencePair, a.fenced, a.fenceOpen = nil, 0, false
+	for _, r := range a.ranks {
+		r.inFence = false
+	}
+	a.mu.Unlock()
+	a.up.SendMsg(&bootstrap.Fence{Pairs: pairs})
+}
+
+// signalAll delivers sig to every rank's process group.
+func (a *agent) signalAll(sig syscall.Signal) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if sig == syscall.SIGTERM || sig == syscall.SIGKILL {
+		a.stopping = true
+	}
+	for _, r := range a.ranks {
+		if r.cmd != nil && !r.exited {
+			syscall.Kill(-r.pid, sig)
+		}
+	}
+}
+
+// cleanup kills what is left, waits for the rank goroutines, and removes
+// the job's files on this host.
+func (a *agent) cleanup() {
+	a.signalAll(syscall.SIGKILL)
+	a.mu.Lock()
+	if a.stdin != nil {
+		close(a.stdin)
+		a.stdin = nil
+	}
+	a.mu.Unlock()
+	if a.ln != nil {
+		a.ln.Close()
+	}
+	a.mu.Lock()
+	for _, r := range a.ranks {
+		if r.conn != nil {
+			r.conn.Close()
+		}
+	}
+	a.mu.Unlock()
+	a.wg.Wait()
+	a.spawner.Stop()
+	if a.dir != "" {
+		os.RemoveAll(a.dir)
+	}
+	if a.launch != nil {
+		removeSegments(a.launch.JobID)
+	}
+}
+
+// removeSegments removes the job's shared-memory segments on this host.
+func removeSegments(jobID string) {
+	matches, _ := filepath.Glob(filepath.Join("/dev/shm", "parley-"+jobID+"-*"))
+	for _, m := range matches {
+		os.Remove(m)
+	}
+}

@@ -1,0 +1,729 @@
+package launcher
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/parley-hpc/parley/internal/bootstrap"
+	"github.com/parley-hpc/parley/internal/linux"
+	"github.com/parley-hpc/parley/internal/topology"
+)
+
+// Exit statuses of mpirun beyond the ranks' own.
+const (
+	ExitTimeout = 124 // --timeout ended the job
+	exitFailure = 1
+)
+
+// job is mpirun's state for one run. One goroutine (loop) owns it; the
+// agents' reader goroutines send it events.
+type job struct {
+	cfg    Config
+	log    *zap.Logger
+	out    *printer
+	id     string
+	secret []byte
+	prog   string
+
+	agents []*agentLink
+	plan   *Plan
+	ranks  []rankState
+	alive  int
+	events chan event
+
+	fencePairs []bootstrap.KV
+	fenced     map[int]bool // agents that entered the current fence
+
+	failure    *failure
+	stopping   bool
+	interrupts int
+	killTimer  *time.Timer
+	reports    map[int]*bootstrap.Report
+	reportWait *time.Timer
+	timedOut   bool
+
+	stdinAck chan struct{}
+	done     chan struct{} // closed when the loop ends
+	cleanups []func()
+}
+
+type rankState struct {
+	pid                    int
+	host                   string
+	exited                 bool
+	initialized, finalized bool
+}
+
+type failure struct {
+	code int
+	msg  string
+}
+
+type event struct {
+	node int
+	t    bootstrap.Type
+	body []byte
+	err  error // the link to the agent failed
+}
+
+// agentLink is mpirun's side of the link to one agent.
+type agentLink struct {
+	node  int
+	host  string
+	conn  *bootstrap.Conn
+	hello *bootstrap.AgentHello
+	topo  *topology.Topology
+	gone  bool
+	done  chan struct{} // closed when an in-process agent returns
+}
+
+// Run runs the job cfg describes and returns the status mpirun should
+// exit with. An error means the job could not start; it is an *ExitError
+// when it carries a status of its own.
+func Run(cfg Config) (int, error) {
+	if cfg.Stdout == nil {
+		cfg.Stdout = os.Stdout
+	}
+	if cfg.Stderr == nil {
+		cfg.Stderr = os.Stderr
+	}
+	if cfg.KillGrace <= 0 {
+		cfg.KillGrace = time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	secret := make([]byte, 32)
+	idb := make([]byte, 6)
+	if _, err := rand.Read(secret); err != nil {
+		return exitFailure, err
+	}
+	rand.Read(idb)
+	j := &job{
+		cfg: cfg, log: log, id: hex.EncodeToString(idb), secret: secret,
+		out:      &printer{stdout: cfg.Stdout, stderr: cfg.Stderr, tag: cfg.TagOutput, timestamp: cfg.TimestampOutput},
+		events:   make(chan event, 256),
+		fenced:   map[int]bool{},
+		reports:  map[int]*bootstrap.Report{},
+		stdinAck: make(chan struct{}, 1),
+		done:     make(chan struct{}),
+	}
+	defer j.cleanup()
+	prog, clean, err := resolveProgram(cfg.Program)
+	if err != nil {
+		return exitFailure, err
+	}
+	j.cleanups = append(j.cleanups, clean)
+	j.prog = prog
+	hosts, err := j.allocation()
+	if err != nil {
+		return 2, &ExitError{Code: 2, Err: err}
+	}
+	if err := j.startAgents(hosts); err != nil {
+		return exitFailure, err
+	}
+	if err := j.makePlan(hosts); err != nil {
+		return exitFailure, &ExitError{Code: exitFailure, Err: err}
+	}
+	j.launch()
+	return j.loop(), nil
+}
+
+// allocation returns the hosts the job may use.
+func (j *job) allocation() ([]HostSpec, error) {
+	hosts := j.cfg.Hosts
+	if j.cfg.Hostfile != "" {
+		f, err := os.Open(j.cfg.Hostfile)
+		if err != nil {
+			return nil, fmt.Errorf("hostfile: %w", err)
+		}
+		hf, err := ParseHostfile(j.cfg.Hostfile, f)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		if len(hosts) > 0 {
+			// -H with a hostfile selects hosts of the file, as Open MPI.
+			var sel []HostSpec
+			for _, h := range hosts {
+				i := slices.IndexFunc(hf, func(x HostSpec) bool { return x.Name == h.Name })
+				if i < 0 {
+					return nil, fmt.Errorf("host %s given with -H is not in hostfile %s", h.Name, j.cfg.Hostfile)
+				}
+				sel = append(sel, hf[i])
+			}
+			hf = sel
+		}
+		hosts = hf
+	}
+	if len(hosts) == 0 {
+		return []HostSpec{{Name: localName()}}, nil
+	}
+	// Names of this machine collapse into one local host.
+	var out []HostSpec
+	local := -1
+	for _, h := range hosts {
+		if IsLocalHost(h.Name) {
+			if local >= 0 {
+				out[local].Slots += h.Slots
+				continue
+			}
+			local = len(out)
+			h.Name = localName()
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+func localName() string {
+	h, _ := os.Hostname()
+	if h == "" {
+		return "localhost"
+	}
+	return h
+}
+
+func (j *job) defaultHosts() bool {
+	return len(j.cfg.Hosts) == 0 && j.cfg.Hostfile == ""
+}
+
+// startAgents starts one agent per host and waits for their hellos.
+func (j *job) startAgents(hosts []HostSpec) error {
+	for i, h := range hosts {
+		if !IsLocalHost(h.Name) {
+			return &ExitError{Code: exitFailure, Err: fmt.Errorf("host %s is remote; remote hosts need the ssh or slurm launcher, which this build lacks", h.Name)}
+		}
+		l, err := j.startLocalAgent(i, h.Name)
+		if err != nil {
+			return err
+		}
+		j.agents = append(j.agents, l)
+	}
+	for _, l := range j.agents {
+		go j.readAgent(l)
+	}
+	deadline := time.After(60 * time.Second)
+	for waiting := len(j.agents); waiting > 0; {
+		select {
+		case ev := <-j.events:
+			l := j.agents[ev.node]
+			if ev.err != nil {
+				return &ExitError{Code: exitFailure, Err: fmt.Errorf("agent on %s failed to start: %v", l.host, ev.err)}
+			}
+			if ev.t != bootstrap.TAgentHello {
+				continue
+			}
+			h, err := bootstrap.ParseAgentHello(ev.body)
+			if err != nil {
+				return fmt.Errorf("agent on %s: %w", l.host, err)
+			}
+			t, err := topology.Parse(h.Topology)
+			if err != nil {
+				return fmt.Errorf("agent on %s: %w", l.host, err)
+			}
+			l.hello, l.topo = h, t
+			waiting--
+		case <-deadline:
+			var missing []string
+			for _, l := range j.agents {
+				if l.hello == nil {
+					missing = append(missing, l.host)
+				}
+			}
+			return &ExitError{Code: exitFailure, Err: fmt.Errorf("agents did not start within 60s on: %s", strings.Join(missing, ", "))}
+		}
+	}
+	return nil
+}
+
+// startLocalAgent runs the agent for this machine inside mpirun, over a
+// socket pair: the same protocol a remote agent speaks.
+func (j *job) startLocalAgent(node int, host string) (*agentLink, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socketpair for the local agent: %w", err)
+	}
+	ends := make([]net.Conn, 2)
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "agent-link")
+		ends[i], err = net.FileConn(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("local agent link: %w", err)
+		}
+	}
+	l := &agentLink{node: node, host: host, conn: bootstrap.NewConn(ends[0]), done: make(chan struct{})}
+	tcpAddr := "127.0.0.1"
+	go func() {
+		defer close(l.done)
+		err := RunAgent(bootstrap.NewConn(ends[1]), AgentConfig{Node: node, Secret: j.secret, TCPAddr: tcpAddr,
+			Logger: j.log.Named("agent")})
+		if err != nil {
+			j.log.Error("local agent", zap.Error(err))
+		}
+		ends[1].Close()
+	}()
+	return l, nil
+}
+
+// localTopology reads this machine's topology within mpirun's affinity.
+func localTopology() (*topology.Topology, error) {
+	cpus, err := linux.Affinity()
+	if err != nil {
+		cpus = nil
+	}
+	return topology.ReadLocal(cpus)
+}
+
+func (j *job) readAgent(l *agentLink) {
+	for {
+		t, body, err := l.conn.Recv()
+		if err != nil {
+			j.events <- event{node: l.node, err: err}
+			return
+		}
+		if t == bootstrap.TOutput {
+			if m, err := bootstrap.ParseOutput(body); err == nil {
+				j.out.write(m.Rank, m.Stream, m.Data)
+			}
+			continue
+		}
+		j.events <- event{node: l.node, t: t, body: body}
+	}
+}
+
+// makePlan maps the ranks now that the agents reported their hosts.
+func (j *job) makePlan(hosts []HostSpec) error {
+	mapBy, err := ParseMapBy(j.cfg.MapBy)
+	if err != nil {
+		return err
+	}
+	bindTo, err := ParseBindTo(j.cfg.BindTo)
+	if err != nil {
+		return err
+	}
+	req := planRequest{hosts: hosts, np: j.cfg.NP, npernode: j.cfg.NPerNode, mapBy: mapBy, bindTo: bindTo,
+		oversubscribe: j.cfg.Oversubscribe, defaultHosts: j.defaultHosts()}
+	for _, l := range j.agents {
+		req.topos = append(req.topos, l.topo)
+	}
+	p, err := makePlan(req)
+	if err != nil {
+		return err
+	}
+	j.plan = p
+	for _, w := range p.Warnings {
+		j.out.notice("%s", w)
+	}
+	if j.cfg.ReportBinding {
+		for _, line := range p.BindingReport() {
+			j.out.notice("%s", line)
+		}
+	}
+	j.ranks = make([]rankState, len(p.Ranks))
+	for _, r := range p.Ranks {
+		j.ranks[r.Rank].host = p.Hosts[r.Host].Name
+	}
+	j.alive = len(p.Ranks)
+	return nil
+}
+
+// launch sends each agent its ranks.
+func (j *job) launch() {
+	env := []string{
+		bootstrap.EnvJob + "=" + j.id,
+		bootstrap.EnvSize + "=" + strconv.Itoa(len(j.plan.Ranks)),
+		bootstrap.EnvSecret + "=" + hex.EncodeToString(j.secret),
+	}
+	if j.cfg.Transport != "" {
+		env = append(env, bootstrap.EnvTransport+"="+j.cfg.Transport)
+	}
+	if j.cfg.Verbose > 0 {
+		env = append(env, bootstrap.EnvVerbose+"="+strconv.Itoa(j.cfg.Verbose))
+	}
+	if j.cfg.Iface != "" {
+		env = append(env, bootstrap.EnvIface+"="+j.cfg.Iface)
+	}
+	for _, x := range j.cfg.Env {
+		if strings.Contains(x, "=") {
+			env = append(env, x)
+		} else if v, ok := os.LookupEnv(x); ok {
+			env = append(env, x+"="+v)
+		}
+	}
+	wdir := j.cfg.Wdir
+	if wdir == "" {
+		wdir, _ = os.Getwd()
+	}
+	for h, host := range j.plan.Hosts {
+		l := j.agents[h]
+		m := &bootstrap.Launch{JobID: j.id, Program: j.prog, Args: j.cfg.Args, Wdir: wdir,
+			Size: len(j.plan.Ranks), Stdin: j.cfg.StdinRank == 0}
+		oversub := "0"
+		if host.Oversubscribed {
+			oversub = "1"
+		}
+		m.Env = append(append([]string(nil), env...), bootstrap.EnvOversub+"="+oversub)
+		for _, r := range host.Ranks {
+			pr := j.plan.Ranks[r]
+			spec := bootstrap.RankSpec{Rank: r, LocalRank: pr.LocalRank, Cpus: pr.Cpus, Env: []string{
+				bootstrap.EnvRank + "=" + strconv.Itoa(r),
+				bootstrap.EnvLocalRank + "=" + strconv.Itoa(pr.LocalRank),
+				bootstrap.EnvCpuset + "=" + topology.FormatList(pr.Cpus),
+			}}
+			m.Ranks = append(m.Ranks, spec)
+		}
+		if err := l.conn.SendMsg(m); err != nil {
+			j.events <- event{node: h, err: err}
+		}
+	}
+	if j.cfg.StdinRank == 0 && len(j.plan.Ranks) > 0 {
+		go j.forwardStdin(j.agents[j.plan.Ranks[0].Host])
+	}
+}
+
+// forwardStdin sends mpirun's stdin to the agent of rank 0, a chunk at a
+// time, each after the previous one was written.
+func (j *job) forwardStdin(l *agentLink) {
+	in := j.cfg.Stdin
+	if in == nil {
+		in = os.Stdin
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := in.Read(buf)
+		if n > 0 {
+			if l.conn.Send(bootstrap.TStdin, buf[:n]) != nil {
+				return
+			}
+			select {
+			case <-j.stdinAck:
+			case <-j.done:
+				return
+			}
+		}
+		if err != nil {
+			l.conn.Send(bootstrap.TStdin, nil)
+			return
+		}
+	}
+}
+
+// loop runs the job to its end and returns mpirun's exit status.
+func (j *job) loop() int {
+	defer close(j.done)
+	var timeout <-chan time.Time
+	if j.cfg.Timeout > 0 {
+		t := time.NewTimer(j.cfg.Timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	for j.alive > 0 {
+		var killC, reportC <-chan time.Time
+		if j.killTimer != nil {
+			killC = j.killTimer.C
+		}
+		if j.reportWait != nil {
+			reportC = j.reportWait.C
+		}
+		select {
+		case ev := <-j.events:
+			j.handle(ev)
+		case sig := <-j.cfg.Signals:
+			j.onSignal(sig)
+		case <-timeout:
+			j.onTimeout()
+		case <-reportC:
+			j.reportWait = nil
+			j.finishHangReport()
+		case <-killC:
+			j.killTimer = nil
+			j.signalAll(syscall.SIGKILL)
+		}
+	}
+	if j.reportWait != nil {
+		j.finishHangReport()
+	}
+	if j.failure != nil {
+		return j.failure.code
+	}
+	return 0
+}
+
+func (j *job) handle(ev event) {
+	l := j.agents[ev.node]
+	if ev.err != nil {
+		if l.gone {
+			return
+		}
+		l.gone = true
+		lost := 0
+		for _, r := range j.plan.Hosts[l.node].Ranks {
+			if !j.ranks[r].exited {
+				j.ranks[r].exited = true
+				j.alive--
+				lost++
+			}
+		}
+		if lost > 0 {
+			j.fail(exitFailure, fmt.Sprintf("lost the node agent on %s (%v); its %d running ranks are gone", l.host, ev.err, lost))
+		}
+		return
+	}
+	switch ev.t {
+	case bootstrap.TStarted:
+		if m, err := bootstrap.ParseStarted(ev.body); err == nil && j.validRank(m.Rank) {
+			j.ranks[m.Rank].pid = m.Pid
+		}
+	case bootstrap.TExited:
+		m, err := bootstrap.ParseExited(ev.body)
+		if err != nil || !j.validRank(m.Rank) || j.ranks[m.Rank].exited {
+			return
+		}
+		j.onExit(m)
+	case bootstrap.TFence:
+		m, err := bootstrap.ParseFence(ev.body)
+		if err != nil {
+			j.fail(exitFailure, fmt.Sprintf("agent on %s sent a bad fence: %v", l.host, err))
+			return
+		}
+		j.fencePairs = append(j.fencePairs, m.Pairs...)
+		j.fenced[ev.node] = true
+		j.checkFence()
+	case bootstrap.TAbort:
+		m, err := bootstrap.ParseAbort(ev.body)
+		if err != nil || !j.validRank(m.Rank) {
+			return
+		}
+		j.fail(m.Code, fmt.Sprintf("%s called Abort(%d)", j.describeRank(m.Rank), m.Code))
+	case bootstrap.TAgentError:
+		text, err := bootstrap.ParseText(ev.body)
+		if err == nil {
+			j.fail(exitFailure, text)
+		}
+	case bootstrap.TReport:
+		if m, err := bootstrap.ParseReport(ev.body); err == nil && j.validRank(m.Rank) {
+			j.reports[m.Rank] = m
+			if j.reportWait != nil && len(j.reports) >= j.alive {
+				j.reportWait.Stop()
+				j.reportWait = nil
+				j.finishHangReport()
+			}
+		}
+	case bootstrap.TStdinAck:
+		select {
+		case j.stdinAck <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (j *job) validRank(r int) bool { return r >= 0 && r < len(j.ranks) }
+
+func (j *job) describeRank(r int) string {
+	s := j.ranks[r]
+	if s.pid > 0 {
+		return fmt.Sprintf("rank %d (pid %d on %s)", r, s.pid, s.host)
+	}
+	return fmt.Sprintf("rank %d (on %s)", r, s.host)
+}
+
+func (j *job) onExit(m *bootstrap.Exited) {
+	s := &j.ranks[m.Rank]
+	s.exited = true
+	if m.Pid > 0 {
+		s.pid = m.Pid
+	}
+	s.initialized, s.finalized = m.Initialized, m.Finalized
+	j.alive--
+	if j.stopping {
+		return
+	}
+	switch {
+	case m.Err != "":
+		j.fail(m.Code, fmt.Sprintf("rank %d could not start on %s: %s", m.Rank, s.host, m.Err))
+	case m.Signal != 0:
+		j.fail(128+m.Signal, fmt.Sprintf("%s was killed by signal %d (%v)", j.describeRank(m.Rank), m.Signal, syscall.Signal(m.Signal)))
+	case m.Code != 0:
+		j.fail(m.Code, fmt.Sprintf("%s exited with status %d", j.describeRank(m.Rank), m.Code))
+	case m.Initialized && !m.Finalized:
+		j.fail(exitFailure, fmt.Sprintf("%s exited with status 0 without calling comm.Finalize", j.describeRank(m.Rank)))
+	}
+}
+
+// checkFence answers a fence once every agent with live ranks entered it.
+func (j *job) checkFence() {
+	for _, l := range j.agents {
+		if len(j.plan.Hosts[l.node].Ranks) > 0 && !l.gone && !j.fenced[l.node] {
+			return
+		}
+	}
+	body := (&bootstrap.Fence{Pairs: j.fencePairs}).Append(nil)
+	j.fencePairs = nil
+	j.fenced = map[int]bool{}
+	for _, l := range j.agents {
+		if !l.gone && len(j.plan.Hosts[l.node].Ranks) > 0 {
+			l.conn.Send(bootstrap.TFenceDone, body)
+		}
+	}
+}
+
+// fail records the first failure and stops the job.
+func (j *job) fail(code int, msg string) {
+	if j.failure != nil {
+		return
+	}
+	j.failure = &failure{code: code, msg: msg}
+	others := j.alive
+	switch {
+	case others == 0:
+		j.out.notice("%s", msg)
+	case others == 1:
+		j.out.notice("%s; stopping the other rank", msg)
+	default:
+		j.out.notice("%s; stopping the other %d ranks", msg, others)
+	}
+	j.stop()
+}
+
+// stop asks every rank to terminate, and kills them after the grace period.
+func (j *job) stop() {
+	if j.stopping {
+		return
+	}
+	j.stopping = true
+	j.signalAll(syscall.SIGTERM)
+	j.killTimer = time.NewTimer(j.cfg.KillGrace)
+}
+
+func (j *job) signalAll(sig syscall.Signal) {
+	body := (&bootstrap.Signal{Signal: int(sig)}).Append(nil)
+	for _, l := range j.agents {
+		if !l.gone {
+			l.conn.Send(bootstrap.TSignal, body)
+		}
+	}
+}
+
+func (j *job) onSignal(sig os.Signal) {
+	s, _ := sig.(syscall.Signal)
+	switch s {
+	case syscall.SIGUSR1, syscall.SIGUSR2:
+		j.signalAll(s)
+		return
+	}
+	j.interrupts++
+	if j.interrupts > 1 {
+		j.out.notice("killing the job")
+		j.signalAll(syscall.SIGKILL)
+		return
+	}
+	j.fail(128+int(s), fmt.Sprintf("received %v", sig))
+}
+
+// onTimeout asks every rank what it is doing; the hang report is printed
+// when all answered, or after a second.
+func (j *job) onTimeout() {
+	if j.stopping {
+		return
+	}
+	j.timedOut = true
+	for _, l := range j.agents {
+		if !l.gone {
+			l.conn.Send(bootstrap.TQuery, nil)
+		}
+	}
+	j.reportWait = time.NewTimer(time.Second)
+}
+
+func (j *job) finishHangReport() {
+	var b strings.Builder
+	fmt.Fprintf(&b, "the job ran longer than --timeout %v; what each rank was doing:\n", j.cfg.Timeout)
+	for r := range j.ranks {
+		if j.ranks[r].exited {
+			fmt.Fprintf(&b, "  %s: exited\n", j.describeRank(r))
+			continue
+		}
+		text := "no answer"
+		if m := j.reports[r]; m != nil {
+			text = m.Text
+		}
+		fmt.Fprintf(&b, "  %s: %s\n", j.describeRank(r), text)
+	}
+	for _, c := range waitCycles(j.reports) {
+		parts := make([]string, len(c))
+		for i, r := range c {
+			parts[i] = strconv.Itoa(r)
+		}
+		fmt.Fprintf(&b, "ranks waiting on each other in a cycle: %s -> %s\n", strings.Join(parts, " -> "), parts[0])
+	}
+	j.out.notice("%s", strings.TrimRight(b.String(), "\n"))
+	j.fail(ExitTimeout, fmt.Sprintf("job stopped after --timeout %v", j.cfg.Timeout))
+}
+
+// waitCycles finds the cycles of the waits-on graph of the reports.
+func waitCycles(reports map[int]*bootstrap.Report) [][]int {
+	var cycles [][]int
+	seen := map[int]bool{}
+	ranks := make([]int, 0, len(reports))
+	for r := range reports {
+		ranks = append(ranks, r)
+	}
+	slices.Sort(ranks)
+	for _, start := range ranks {
+		if seen[start] {
+			continue
+		}
+		pos := map[int]int{}
+		var path []int
+		r := start
+		for {
+			if i, ok := pos[r]; ok {
+				cycles = append(cycles, slices.Clone(path[i:]))
+				break
+			}
+			if seen[r] {
+				break
+			}
+			m := reports[r]
+			if m == nil || m.WaitsOn < 0 {
+				break
+			}
+			pos[r] = len(path)
+			path = append(path, r)
+			r = m.WaitsOn
+		}
+		for _, p := range path {
+			seen[p] = true
+		}
+	}
+	return cycles
+}
+
+// cleanup closes the agent links, waits for in-process agents and removes
+// temporary files.
+func (j *job) cleanup() {
+	for _, l := range j.agents {
+		l.conn.Close()
+	}
+	for _, l := range j.agents {
+		if l.done != nil {
+			<-l.done
+		}
+	}
+	for _, c := range j.cleanups {
+		c()
+	}
+}

@@ -1,0 +1,293 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/parley-hpc/parley/launcher"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// options are mpirun's flags.
+type options struct {
+	np            int
+	hosts         []string
+	hostfile      string
+	npernode      int
+	oversubscribe bool
+	mapBy         string
+	bindTo        string
+	reportBind    bool
+	tagOutput     bool
+	timestamp     bool
+	env           []string
+	wdir          string
+	timeout       string
+	verbose       int
+	stdin         string
+	transport     string
+	iface         string
+	launcherKind  string
+	launchAgent   string
+	ssh           string
+	showVersion   bool
+	help          bool
+	agent         bool
+	agentArgs     agentOptions
+}
+
+type agentOptions struct {
+	node    int
+	connect string
+}
+
+func newFlagSet(o *options) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("mpirun", pflag.ContinueOnError)
+	fs.SetInterspersed(false)
+	fs.SortFlags = false
+	fs.IntVarP(&o.np, "np", "n", 0, "number of ranks (default: one per slot)")
+	fs.StringSliceVarP(&o.hosts, "host", "H", nil, "hosts to run on, as host[:slots],... (repeatable)")
+	fs.StringVar(&o.hostfile, "hostfile", "", "file of hosts: \"host slots=N\" (Open MPI) or \"host:N\" (Hydra) lines")
+	fs.StringVar(&o.hostfile, "machinefile", "", "same as --hostfile")
+	fs.IntVar(&o.npernode, "npernode", 0, "ranks per host")
+	fs.IntVar(&o.npernode, "ppn", 0, "same as --npernode")
+	fs.BoolVar(&o.oversubscribe, "oversubscribe", false, "allow more ranks than slots or cores")
+	fs.StringVar(&o.mapBy, "map-by", "", "slot|node|core|hwthread|socket|numa|l3cache|ppr:N:OBJECT, with :pe=N for N cores per rank")
+	fs.StringVar(&o.bindTo, "bind-to", "", "core|hwthread|socket|numa|l3cache|none (default: core when ranks <= cores, else none)")
+	fs.BoolVar(&o.reportBind, "report-bindings", false, "print each rank's binding")
+	fs.BoolVar(&o.tagOutput, "tag-output", false, "prefix each output line with [1,rank]<stdout|stderr>:")
+	fs.BoolVar(&o.timestamp, "timestamp-output", false, "prefix each output line with the time")
+	fs.StringArrayVarP(&o.env, "export", "x", nil, "export VAR (its value here) or VAR=value to the ranks (repeatable)")
+	fs.StringVar(&o.wdir, "wdir", "", "working directory of the ranks (default: the current one)")
+	fs.StringVar(&o.wdir, "wd", "", "same as --wdir")
+	fs.StringVar(&o.timeout, "timeout", "", "end the job after this long (seconds, or a duration like 90s or 5m), printing what each rank was blocked in")
+	fs.CountVarP(&o.verbose, "verbose", "v", "more messages from mpirun and the runtime (repeat for more)")
+	fs.StringVar(&o.stdin, "stdin", "0", "rank that reads mpirun's standard input: 0 or none")
+	fs.StringVar(&o.transport, "transport", "", "force the transport between ranks: tcp")
+	fs.StringVar(&o.iface, "iface", "", "network interface name or CIDR for TCP between hosts")
+	fs.StringVar(&o.launcherKind, "launcher", "", "how to start agents on other hosts: ssh or slurm (default: slurm inside an allocation, else ssh)")
+	fs.StringVar(&o.launchAgent, "launch-agent", "", "path of mpirun on the remote hosts (default: this mpirun's path)")
+	fs.StringVar(&o.launchAgent, "prefix", "", "install prefix on the remote hosts (PREFIX/bin/mpirun)")
+	fs.StringVar(&o.ssh, "ssh", "", "ssh command and options for remote hosts (default: $PARLEY_SSH or ssh)")
+	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	fs.BoolVarP(&o.help, "help", "h", false, "print this help and exit")
+	fs.BoolVar(&o.agent, "agent", false, "run as a node agent (started by mpirun itself)")
+	fs.IntVar(&o.agentArgs.node, "agent-node", 0, "this agent's host index")
+	fs.StringVar(&o.agentArgs.connect, "agent-connect", "", "address of mpirun, host:port")
+	for _, hidden := range []string{"agent", "agent-node", "agent-connect", "machinefile", "ppn", "wd"} {
+		fs.MarkHidden(hidden)
+	}
+	return fs
+}
+
+const usageHead = `usage: mpirun [options] PROGRAM [ARGS...]
+
+Starts the ranks of PROGRAM (an executable, or a Go package directory, which
+is built first) and waits for them. Exits with the status of the first rank
+that fails.
+
+options:
+`
+
+func usage(w io.Writer, fs *pflag.FlagSet) {
+	fmt.Fprint(w, usageHead)
+	fmt.Fprint(w, fs.FlagUsages())
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var o options
+	fs := newFlagSet(&o)
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(normalizeArgs(fs, args)); err != nil {
+		fmt.Fprintf(stderr, "mpirun: %v\n", err)
+		usage(stderr, fs)
+		return 2
+	}
+	switch {
+	case o.help:
+		usage(stdout, fs)
+		return 0
+	case o.showVersion:
+		fmt.Fprintf(stdout, "mpirun (parley) %s\n", version)
+		return 0
+	case o.agent:
+		return runAgent(o, stderr)
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "mpirun: no program given")
+		usage(stderr, fs)
+		return 2
+	}
+	cfg, err := o.config(fs.Args())
+	if err != nil {
+		fmt.Fprintf(stderr, "mpirun: %v\n", err)
+		usage(stderr, fs)
+		return 2
+	}
+	log := newLogger(o.verbose, stderr)
+	defer log.Sync()
+	cfg.Logger = log
+	cfg.Stdout, cfg.Stderr = stdout, stderr
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+	cfg.Signals = sigs
+	code, err := launcher.Run(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "mpirun: %v\n", err)
+		var ee *launcher.ExitError
+		if errors.As(err, &ee) {
+			return ee.Code
+		}
+		return max(code, 1)
+	}
+	return code
+}
+
+func (o *options) config(argv []string) (launcher.Config, error) {
+	cfg := launcher.Config{
+		Program: argv[0], Args: argv[1:], NP: o.np, Hostfile: o.hostfile, NPerNode: o.npernode,
+		Oversubscribe: o.oversubscribe, MapBy: o.mapBy, BindTo: o.bindTo, ReportBinding: o.reportBind,
+		TagOutput: o.tagOutput, TimestampOutput: o.timestamp, Env: o.env, Wdir: o.wdir, Verbose: o.verbose,
+		Transport: o.transport, Iface: o.iface, Launcher: o.launcherKind, LaunchAgent: o.launchAgent,
+	}
+	if o.np < 0 {
+		return cfg, fmt.Errorf("-np %d: the number of ranks cannot be negative", o.np)
+	}
+	if o.npernode < 0 {
+		return cfg, fmt.Errorf("--npernode %d: cannot be negative", o.npernode)
+	}
+	hosts, err := launcher.ParseHostList(o.hosts)
+	if err != nil {
+		return cfg, fmt.Errorf("-H: %w", err)
+	}
+	cfg.Hosts = hosts
+	if _, err := launcher.ParseMapBy(o.mapBy); err != nil {
+		return cfg, err
+	}
+	if _, err := launcher.ParseBindTo(o.bindTo); err != nil {
+		return cfg, err
+	}
+	if o.timeout != "" {
+		d, err := parseTimeout(o.timeout)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Timeout = d
+	}
+	switch o.stdin {
+	case "0":
+		cfg.StdinRank = 0
+	case "none":
+		cfg.StdinRank = -1
+	default:
+		return cfg, fmt.Errorf("--stdin %q: must be 0 or none", o.stdin)
+	}
+	switch o.transport {
+	case "", "tcp", "shm":
+	default:
+		return cfg, fmt.Errorf("--transport %q: must be tcp or shm", o.transport)
+	}
+	for _, x := range o.env {
+		name, _, _ := strings.Cut(x, "=")
+		if name == "" {
+			return cfg, fmt.Errorf("-x %q: no variable name", x)
+		}
+	}
+	if o.ssh != "" {
+		cfg.SSH = strings.Fields(o.ssh)
+	} else if v := os.Getenv("PARLEY_SSH"); v != "" {
+		cfg.SSH = strings.Fields(v)
+	}
+	return cfg, nil
+}
+
+// parseTimeout accepts seconds ("30", as Open MPI's --timeout) or a Go
+// duration ("90s", "5m").
+func parseTimeout(s string) (time.Duration, error) {
+	if n, err := strconv.Atoi(s); err == nil && n > 0 {
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("--timeout %q: expected seconds or a duration such as 90s", s)
+	}
+	return d, nil
+}
+
+// normalizeArgs rewrites Open MPI's single-dash long options (-np 4,
+// -host a,b, -bind-to core) to the double-dash form pflag parses, up to
+// the program name.
+func normalizeArgs(fs *pflag.FlagSet, args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || !strings.HasPrefix(a, "-") || a == "-" {
+			return append(out, args[i:]...)
+		}
+		name := strings.TrimLeft(a, "-")
+		name, _, hasValue := strings.Cut(name, "=")
+		if !strings.HasPrefix(a, "--") && len(name) > 1 && fs.Lookup(name) != nil {
+			a = "-" + a
+		}
+		out = append(out, a)
+		var f *pflag.Flag
+		if strings.HasPrefix(a, "--") {
+			f = fs.Lookup(name)
+		} else if len(name) >= 1 {
+			f = fs.ShorthandLookup(name[:1])
+			if len(name) > 1 {
+				hasValue = true // -n4, -x=FOO
+			}
+		}
+		if f != nil && f.NoOptDefVal == "" && !hasValue && i+1 < len(args) {
+			i++
+			out = append(out, args[i])
+		}
+	}
+	return out
+}
+
+// newLogger makes mpirun's logger: warnings and errors by default, more
+// with each -v.
+func newLogger(verbose int, w io.Writer) *zap.Logger {
+	level := zapcore.WarnLevel
+	switch {
+	case verbose == 1:
+		level = zapcore.InfoLevel
+	case verbose >= 2:
+		level = zapcore.DebugLevel
+	}
+	enc := zap.NewDevelopmentEncoderConfig()
+	enc.TimeKey = ""
+	enc.CallerKey = ""
+	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.AddSync(w), level)
+	return zap.New(core).Named("mpirun")
+}
+
+// runAgent is the hidden agent mode, started on remote hosts.
+func runAgent(o options, stderr io.Writer) int {
+	log := newLogger(o.verbose, stderr)
+	if err := launcher.AgentMain(launcher.AgentMainConfig{Node: o.agentArgs.node, Connect: o.agentArgs.connect, Logger: log}); err != nil {
+		fmt.Fprintf(stderr, "mpirun agent: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/parley-hpc/parley/internal/proctest"
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(testscript.RunMain(m, map[string]func() int{
+		"mpirun":   func() int { return run(os.Args[1:], os.Stdout, os.Stderr) },
+		"rankprog": rankprog,
+	}))
+}
+
+// TestScripts runs the command-line scripts in testdata/script: flags,
+// messages and exit statuses as users see them.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{Dir: "testdata/script"})
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// mpirun runs the mpirun command (this test binary) with args and a marker
+// in the ranks' environment, and checks afterwards that no process of the
+// job is left.
+func mpirun(t *testing.T, args ...string) result {
+	t.Helper()
+	mark := fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano())
+	full := append([]string{"-x", proctest.MarkerVar + "=" + mark}, args...)
+	cmd := exec.Command("mpirun", full...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("mpirun %v: %v", args, err)
+	}
+	if !proctest.Eventually(2*time.Second, func() bool { return len(proctest.WithMarker(mark)) == 0 }) {
+		t.Errorf("processes of the job still alive after mpirun exited: %v", proctest.WithMarker(mark))
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+func TestFailures(t *testing.T) {
+	cases := []struct {
+		name     string
+		args     []string
+		code     int
+		inStderr []string
+	}{
+		{"exit status", []string{"-np", "3", "rankprog", "exit", "3", "1"}, 3,
+			[]string{"rank 1 (pid ", "exited with status 3", "stopping the other 2 ranks"}},
+		{"killed by signal", []string{"-np", "2", "rankprog", "kill", "1"}, 137,
+			[]string{"rank 1 (pid ", "killed by signal 9 (killed)"}},
+		{"abort", []string{"-np", "2", "rankprog", "abort", "5", "0"}, 5,
+			[]string{"rank 0 (pid ", "called Abort(5)"}},
+		{"no finalize", []string{"-np", "2", "rankprog", "nofinalize"}, 1,
+			[]string{"without calling comm.Finalize"}},
+		{"missing program", []string{"-np", "2", "/nonexistent/prog"}, 127,
+			[]string{"/nonexistent/prog does not exist"}},
+		{"timeout with cycle", []string{"-np", "3", "--timeout", "2s", "rankprog", "cycle"}, 124,
+			[]string{"blocked in recv from rank 1, tag 7", "in a cycle: 0 -> 1 -> 2 -> 0"}},
+		{"one rank skips init", []string{"-np", "2", "--oversubscribe", "sh", "-c", `if [ "$PARLEY_RANK" = 1 ]; then exit 0; fi; exec rankprog hello`}, 1,
+			[]string{"rank 1 exited (status 0) while other ranks wait"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			start := time.Now()
+			r := mpirun(t, tc.args...)
+			if r.code != tc.code {
+				t.Errorf("exit status %d, want %d\nstderr:\n%s", r.code, tc.code, r.stderr)
+			}
+			for _, s := range tc.inStderr {
+				if !strings.Contains(r.stderr, s) {
+					t.Errorf("stderr lacks %q:\n%s", s, r.stderr)
+				}
+			}
+			if strings.Count(r.stderr, "mpirun: ") > 3 {
+				t.Errorf("more than one summary:\n%s", r.stderr)
+			}
+			t.Logf("took %v", time.Since(start))
+		})
+	}
+}
+
+func TestSuccess(t *testing.T) {
+	cases := []struct {
+		name     string
+		args     []string
+		inStdout []string
+	}{
+		{"hello 3", []string{"-np", "3", "rankprog", "hello"}, []string{"rank 0 of 3", "rank 1 of 3", "rank 2 of 3"}},
+		{"singleton in mpirun", []string{"-np", "1", "rankprog", "hello"}, []string{"rank 0 of 1"}},
+		{"truncation", []string{"-np", "2", "rankprog", "truncate"}, []string{"truncated: recv on world (rank 1, peer 0, tag 1): message of 100 bytes does not fit the 10-byte receive buffer"}},
+		{"stranger refused", []string{"-np", "2", "rankprog", "stranger"}, []string{"rank 0 fine", "rank 1 fine"}},
+		{"non-parley program", []string{"-np", "2", "rankprog", "noinit"}, []string{"noinit ran\nnoinit ran\n"}},
+		{"tag output", []string{"-np", "2", "--tag-output", "rankprog", "hello"}, []string{"[1,0]<stdout>:rank 0 of 2\n", "[1,1]<stdout>:rank 1 of 2\n"}},
+		{"export", []string{"-np", "1", "-x", "PARLEY_TEST_X=42", "rankprog", "env"}, []string{"rank 0 PARLEY_TEST_X=42"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := mpirun(t, tc.args...)
+			if r.code != 0 {
+				t.Fatalf("exit status %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+			}
+			for _, s := range tc.inStdout {
+				if !strings.Contains(r.stdout, s) {
+					t.Errorf("stdout lacks %q:\n%s", s, r.stdout)
+				}
+			}
+		})
+	}
+}
+
+func TestSingleton(t *testing.T) {
+	out, err := exec.Command("rankprog", "hello").CombinedOutput()
+	if err != nil || string(out) != "rank 0 of 1\n" {
+		t.Fatalf("rankprog without mpirun: %q, %v", out, err)
+	}
+}
+
+func TestStdinToRankZero(t *testing.T) {
+	cmd := exec.Command("mpirun", "-np", "2", "rankprog", "stdin")
+	cmd.Stdin = strings.NewReader(strings.Repeat("x", 200000))
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "rank 0 read 200000 bytes") {
+		t.Fatalf("stdin forwarding: %v\n%s", err, out)
+	}
+}
+
+// TestInterrupt sends SIGINT to mpirun while its ranks block, and checks
+// that nothing of the job is alive 2 s later; then the same with SIGKILL
+// to mpirun itself (the ranks die with it).
+func TestInterrupt(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
+			mark := fmt.Sprintf("interrupt-%d-%d", sig, time.Now().UnixNano())
+			piddir := t.TempDir()
+			cmd := exec.Command("mpirun", "-x", proctest.MarkerVar+"="+mark, "-x", "PARLEY_TEST_PIDDIR="+piddir,
+				"-np", "3", "--oversubscribe", "rankprog", "block")
+			var errb bytes.Buffer
+			cmd.Stderr = &errb
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if !proctest.Eventually(20*time.Second, func() bool {
+				m, _ := filepath.Glob(filepath.Join(piddir, "*.pid"))
+				return len(m) == 3
+			}) {
+				cmd.Process.Kill()
+				t.Fatalf("ranks did not start:\n%s", errb.String())
+			}
+			cmd.Process.Signal(sig)
+			err := cmd.Wait()
+			if !proctest.Eventually(2*time.Second, func() bool { return len(proctest.WithMarker(mark)) == 0 }) {
+				t.Errorf("after %v to mpirun, still alive: %v", sig, proctest.WithMarker(mark))
+			}
+			if sig != syscall.SIGKILL {
+				ee, _ := err.(*exec.ExitError)
+				if ee == nil || ee.ExitCode() != 128+int(sig) {
+					t.Errorf("mpirun exit after %v: %v, want status %d\n%s", sig, err, 128+int(sig), errb.String())
+				}
+			}
+		})
+	}
+}
+
+func TestOversubscribedRing(t *testing.T) {
+	r := mpirun(t, "-np", "5", "rankprog", "hello")
+	if r.code != 0 || strings.Count(r.stdout, " of 5\n") != 5 {
+		t.Fatalf("5 ranks: status %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "unbound") && runtimeCPUs() < 5 {
+		t.Errorf("no oversubscription warning:\n%s", r.stderr)
+	}
+}
+
+func runtimeCPUs() int {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Cpus_allowed_list:"); ok {
+			n := 0
+			for _, part := range strings.Split(strings.TrimSpace(v), ",") {
+				lo, hi, _ := strings.Cut(part, "-")
+				a, _ := strconv.Atoi(lo)
+				b := a
+				if hi != "" {
+					b, _ = strconv.Atoi(hi)
+				}
+				n += b - a + 1
+			}
+			return n
+		}
+	}
+	return 1
+}

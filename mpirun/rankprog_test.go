@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/parley-hpc/parley/comm"
+	"github.com/parley-hpc/parley/internal/bootstrap"
+)
+
+// rankprog is the program the tests run as ranks: the test binary itself,
+// reached through the "rankprog" command that testscript.RunMain puts in
+// PATH. Its first argument chooses what the ranks do.
+func rankprog() int {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "rankprog: which mode?")
+		return 2
+	}
+	mode, args := os.Args[1], os.Args[2:]
+	arg := func(i, def int) int {
+		if i < len(args) {
+			if n, err := strconv.Atoi(args[i]); err == nil {
+				return n
+			}
+		}
+		return def
+	}
+	if mode == "noinit" {
+		fmt.Println("noinit ran")
+		return arg(0, 0)
+	}
+	world, err := comm.Init()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rankprog:", err)
+		return 1
+	}
+	rank, size := world.Rank(), world.Size()
+	if p := os.Getenv("PARLEY_TEST_PIDDIR"); p != "" {
+		os.WriteFile(fmt.Sprintf("%s/rank%d.pid", p, rank), []byte(strconv.Itoa(os.Getpid())), 0o644)
+	}
+	blockForever := func() {
+		// Wait for a message nobody sends (the job is stopped from outside).
+		world.Recv(make([]byte, 1), comm.AnySource, 999)
+	}
+	switch mode {
+	case "hello":
+		fmt.Printf("rank %d of %d\n", rank, size)
+	case "exit": // rankprog exit CODE RANK: RANK exits with CODE, the others block
+		if rank == arg(1, 0) {
+			os.Exit(arg(0, 1))
+		}
+		blockForever()
+	case "kill": // rankprog kill RANK: RANK kills itself with SIGKILL
+		if rank == arg(0, 0) {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+		blockForever()
+	case "abort":
+		if rank == arg(1, 0) {
+			world.Abort(arg(0, 1))
+		}
+		blockForever()
+	case "block":
+		fmt.Printf("rank %d blocking\n", rank)
+		blockForever()
+	case "nofinalize":
+		return 0
+	case "cycle": // every rank waits for its right neighbour: a cycle
+		world.Recv(make([]byte, 1), (rank+1)%size, 7)
+	case "truncate":
+		if size < 2 {
+			return 2
+		}
+		if rank == 0 {
+			world.Send(make([]byte, 100), 1, 1)
+		} else if rank == 1 {
+			_, err := world.Recv(make([]byte, 10), 0, 1)
+			var te *comm.TruncatedError
+			if !errors.Is(err, comm.ErrTruncated) || !errors.As(err, &te) {
+				fmt.Println("no truncation error:", err)
+				return 1
+			}
+			fmt.Println("truncated:", err)
+		}
+	case "stranger": // strangers knock on the agent's socket; the job goes on
+		if rank == 0 {
+			knock(os.Getenv(bootstrap.EnvAgent))
+		}
+		world.Sendrecv([]byte{byte(rank)}, (rank+1)%size, 3, make([]byte, 1), (rank+size-1)%size, 3)
+		fmt.Printf("rank %d fine\n", rank)
+	case "stdin":
+		if rank == 0 {
+			n, _ := io.Copy(io.Discard, bufio.NewReader(os.Stdin))
+			fmt.Printf("rank 0 read %d bytes\n", n)
+		}
+	case "env":
+		for _, kv := range os.Environ() {
+			if strings.HasPrefix(kv, "PARLEY_") && !strings.HasPrefix(kv, "PARLEY_SECRET") {
+				fmt.Printf("rank %d %s\n", rank, kv)
+			}
+		}
+	case "cpus":
+		b, _ := os.ReadFile("/proc/self/status")
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "Cpus_allowed_list:") {
+				fmt.Printf("rank %d %s cpuset=%s\n", rank, line, os.Getenv(bootstrap.EnvCpuset))
+			}
+		}
+	default:
+		fmt.Fprintln(os.Stderr, "rankprog: unknown mode", mode)
+		return 2
+	}
+	if err := comm.Finalize(); err != nil {
+		fmt.Fprintln(os.Stderr, "rankprog:", err)
+		return 1
+	}
+	return 0
+}
+
+// knock connects to a bootstrap address with the wrong secret, and once
+// more saying nothing at all.
+func knock(addr string) {
+	network, a, err := bootstrap.SplitAddr(addr)
+	if err != nil {
+		return
+	}
+	if c, err := net.Dial(network, a); err == nil {
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		c.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+		io.Copy(io.Discard, c)
+		c.Close()
+	}
+	if c, err := net.Dial(network, a); err == nil {
+		c.Close()
+	}
+}
