@@ -11,6 +11,7 @@ all: build
 build:
 	mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/mpirun ./mpirun
+	$(GO) build -o $(BIN)/bench ./bench
 	$(GO) build -o $(BIN)/hello ./examples/hello
 	$(GO) build -o $(BIN)/ring ./examples/ring
 

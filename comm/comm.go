@@ -198,10 +198,16 @@ func (c *Comm) Irecv(buf []byte, src, tag int) *Request {
 // Sendrecv sends sendBuf to dest and receives into recvBuf from src at the
 // same time, so that pairs of ranks can exchange without deadlock.
 func (c *Comm) Sendrecv(sendBuf []byte, dest, sendTag int, recvBuf []byte, src, recvTag int) (Status, error) {
-	rr := c.Irecv(recvBuf, src, recvTag)
-	sr := c.Isend(sendBuf, dest, sendTag)
-	_, serr := sr.Wait()
-	st, rerr := rr.Wait()
+	if err := c.check("sendrecv", dest, sendTag, false, len(sendBuf)); err != nil {
+		return Status{}, err
+	}
+	if err := c.check("sendrecv", src, recvTag, true, len(recvBuf)); err != nil {
+		return Status{}, err
+	}
+	rr := c.e.irecv(c, recvBuf, c.worldRank(src), recvTag, c.ctx, true)
+	sr := c.e.isend(c, sendBuf, c.worldRank(dest), sendTag, c.ctx, false, true)
+	_, serr := c.e.finish(sr)
+	st, rerr := c.e.finish(rr)
 	if rerr != nil {
 		return st, rerr
 	}

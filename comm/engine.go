@@ -13,6 +13,7 @@ import (
 	"github.com/parley-hpc/parley/internal/bootstrap"
 	"github.com/parley-hpc/parley/internal/linux"
 	"github.com/parley-hpc/parley/transport"
+	"github.com/parley-hpc/parley/transport/shm"
 	"github.com/parley-hpc/parley/transport/tcp"
 )
 
@@ -78,7 +79,7 @@ type engine struct {
 	routes     []route
 	cookies    map[uint64]*Request
 	nextCookie uint64
-	spare      atomic.Pointer[Request] // see newRequest
+	spares     [4]atomic.Pointer[Request] // see newRequest
 	pool       bufPool
 	nextCtx    uint32 // next free context id, a multiple of ctxStride
 	sleeping   bool   // a goroutine sleeps on the bell
@@ -94,7 +95,7 @@ type engine struct {
 	bellWord atomic.Uint32 // the bell's word when there is no shared segment
 	bell     transport.Bell
 	tcp      *tcp.Transport
-	shm      shmTransport // nil: no shared memory
+	shm      *shm.Transport // nil: no shared memory
 	forceTCP bool
 
 	// Waiting policy.
@@ -145,7 +146,7 @@ func (e *engine) routeLocked(dest int) *route {
 		if err := e.shm.Attach(dest, card.Shm, card.Pid); err == nil {
 			caps := e.shm.Caps()
 			rt.via, rt.eager, rt.maxFrame, rt.singleCopy = viaShm, caps.EagerLimit, caps.MaxFrame, caps.SingleCopy
-			e.log.Debug("transport chosen", zap.Int("peer", dest), zap.String("via", "shm"))
+			e.log.Info("transport chosen", zap.Int("peer", dest), zap.String("via", "shm"), zap.String("segment", card.Shm))
 			return rt
 		} else {
 			e.log.Warn("shared memory to a rank on this host failed; using TCP", zap.Int("peer", dest), zap.Error(err))
@@ -157,7 +158,7 @@ func (e *engine) routeLocked(dest int) *route {
 	}
 	caps := e.tcp.Caps()
 	rt.via, rt.eager, rt.maxFrame, rt.addr = viaTCP, caps.EagerLimit, caps.MaxFrame, card.TCP
-	e.log.Debug("transport chosen", zap.Int("peer", dest), zap.String("via", "tcp"), zap.String("addr", card.TCP))
+	e.log.Info("transport chosen", zap.Int("peer", dest), zap.String("via", "tcp"), zap.String("addr", card.TCP))
 	return rt
 }
 
@@ -181,9 +182,11 @@ func (e *engine) sendFrameLocked(rt *route, dest int, op *transport.SendOp) {
 // never reused.
 func (e *engine) newRequest(c *Comm, internal bool) *Request {
 	if internal {
-		if r := e.spare.Swap(nil); r != nil {
-			r.c = c
-			return r
+		for i := range e.spares {
+			if r := e.spares[i].Swap(nil); r != nil {
+				r.c = c
+				return r
+			}
 		}
 	}
 	r := &Request{e: e, c: c, internal: internal}
@@ -199,7 +202,11 @@ func (e *engine) finish(r *Request) (Status, error) {
 	if err == nil && r.internal {
 		*r = Request{e: e, internal: true}
 		r.op.Owner = r
-		e.spare.Store(r)
+		for i := range e.spares {
+			if e.spares[i].CompareAndSwap(nil, r) {
+				break
+			}
+		}
 	}
 	return st, err
 }
@@ -273,14 +280,15 @@ func (e *engine) isend(c *Comm, buf []byte, dest int, tag int, ctx uint32, sync,
 	}
 	// Rendezvous: announce the message; the data moves once it matches.
 	r.kind = reqSendRndv
-	r.cookie = e.newCookieLocked(r)
+	r.rv = &rendezvous{}
+	r.rv.cookie = e.newCookieLocked(r)
 	h := &r.op.Header
-	h.Kind, h.Aux, h.Cookie = kindRTS, uint64(len(buf)), r.cookie
+	h.Kind, h.Aux, h.Cookie = kindRTS, uint64(len(buf)), r.rv.cookie
 	if rt.singleCopy && len(buf) > 0 {
 		h.Flags = flagSingleCopy
-		putAddr(r.rts[:], buf)
-		r.op.Payload = r.rts[:]
-		h.Len = uint32(len(r.rts))
+		putAddr(r.rv.rts[:], buf)
+		r.op.Payload = r.rv.rts[:]
+		h.Len = uint32(len(r.rv.rts))
 	}
 	e.sendFrameLocked(rt, dest, &r.op)
 	e.mu.Unlock()
@@ -406,9 +414,9 @@ func (e *engine) startRndvRecvLocked(r *Request, src, tag int32, size int, cooki
 			zap.Int("peer", int(src)), zap.Error(err))
 		rt.singleCopy = false
 	}
-	r.cookie = e.newCookieLocked(r)
-	r.got = 0
-	e.sendControlLocked(rt, int(src), kindCTS, cookie, r.cookie)
+	r.rv = &rendezvous{}
+	r.rv.cookie = e.newCookieLocked(r)
+	e.sendControlLocked(rt, int(src), kindCTS, cookie, r.rv.cookie)
 }
 
 // sendControlLocked sends a payload-less protocol frame. Control frames are
@@ -442,8 +450,8 @@ func (e *engine) Deliver(h *transport.Header, payload []byte) {
 		if r == nil {
 			return
 		}
-		r.got += len(payload)
-		if r.got >= r.status.Count {
+		r.rv.got += len(payload)
+		if r.rv.got >= r.status.Count {
 			delete(e.cookies, h.Cookie)
 			e.completeLocked(r, nil)
 		}
@@ -508,12 +516,12 @@ func (e *engine) deliverMessageLocked(h *transport.Header, payload []byte) {
 func (e *engine) sendDataLocked(r *Request, recvCookie uint64) {
 	rt := e.routeLocked(int(r.dest))
 	n := (len(r.buf) + rt.maxFrame - 1) / rt.maxFrame
-	r.dataOps = make([]transport.SendOp, n)
-	r.opsLeft = n
-	for i := range r.dataOps {
+	r.rv.dataOps = make([]transport.SendOp, n)
+	r.rv.opsLeft = n
+	for i := range r.rv.dataOps {
 		off := i * rt.maxFrame
 		end := min(off+rt.maxFrame, len(r.buf))
-		op := &r.dataOps[i]
+		op := &r.rv.dataOps[i]
 		op.Owner = r
 		op.Header = transport.Header{Kind: kindData, Flags: transport.FlagDirect, Source: uint32(e.rank),
 			Len: uint32(end - off), Cookie: recvCookie, Aux: uint64(off)}
@@ -599,7 +607,6 @@ func (e *engine) cancel(cause error) {
 	e.mu.Lock()
 	e.cancelLocked(cause)
 	e.mu.Unlock()
-	e.bell.Ring()
 }
 
 // wait makes progress until r completes: it polls the transports itself,
@@ -687,6 +694,9 @@ func (e *engine) waitFor(done func() bool) {
 // event that matters rings it.
 const sleepTimeout = 50 * time.Millisecond
 
+// pendingSleep bounds a sleep while frames wait for room in a full ring.
+const pendingSleep = 100 * time.Microsecond
+
 // sleep waits until something happens. One goroutine at a time sleeps on
 // the bell (the sleeper); others block until their request completes or the
 // sleeper leaves, then take their turn.
@@ -717,19 +727,23 @@ func (e *engine) sleep(done func() bool, r *Request) {
 		return
 	}
 	e.sleeping = true
-	e.bell.Arm()
+	bell := e.bell
+	bell.Arm()
 	if e.tcp != nil {
 		e.tcp.Arm()
 	}
-	if e.shm != nil {
-		e.shm.Arm()
-	}
 	n := e.progressLocked()
+	timeout := sleepTimeout
+	if (e.shm != nil && e.shm.Pending()) || (e.tcp != nil && e.tcp.Pending()) {
+		// Frames wait for room in a peer's ring, which frees without a
+		// ring here: look again soon.
+		timeout = pendingSleep
+	}
 	e.mu.Unlock()
 	if n == 0 && !done() && !e.dead.Load() {
-		e.bell.Sleep(sleepTimeout)
+		bell.Sleep(timeout)
 	}
-	e.bell.Disarm()
+	bell.Disarm()
 	e.mu.Lock()
 	e.sleeping = false
 	if e.vacancy != nil {
@@ -781,15 +795,4 @@ func (p *bufPool) put(b []byte) {
 		return
 	}
 	p.classes[c] = append(p.classes[c], b[:0])
-}
-
-// shmTransport is what the engine needs of the shared-memory transport.
-type shmTransport interface {
-	Caps() transport.Caps
-	Attach(rank int, name string, pid int) error
-	Send(rank int, op *transport.SendOp)
-	Poll(h transport.Handler) (int, error)
-	Pending() bool
-	Arm()
-	Close() error
 }

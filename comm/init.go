@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/parley-hpc/parley/internal/bootstrap"
 	"github.com/parley-hpc/parley/transport"
+	"github.com/parley-hpc/parley/transport/shm"
 	"github.com/parley-hpc/parley/transport/tcp"
 )
 
@@ -232,6 +234,19 @@ func (e *engine) setWaitPolicy(oversubscribed bool) {
 }
 
 func (e *engine) startTransports(opts *Options, card *bootstrap.Card) error {
+	if !opts.NoShm && !opts.ForceTCP && opts.LocalSize != 1 {
+		t, err := shm.Open(shm.Config{JobID: opts.JobID, Rank: opts.Rank, EagerLimit: debugInt("shm_eager")})
+		if err != nil {
+			e.log.Info("no shared memory; ranks on this host use TCP", zap.Error(err))
+		} else {
+			e.shm = t
+			e.bell = t.Bell()
+			card.Shm = t.Name()
+		}
+	}
+	if e.shm != nil && opts.LocalSize == opts.Size {
+		return nil // every rank is on this host: no TCP needed
+	}
 	advertise := opts.TCPAdvertise
 	if advertise == "" {
 		advertise = defaultAdvertise()
@@ -275,6 +290,8 @@ func (e *engine) closeTransports() error {
 		errs = append(errs, e.tcp.Close())
 	}
 	if e.shm != nil {
+		// The bell lives in the segment about to be unmapped.
+		e.bell = transport.NewBell(&e.bellWord)
 		errs = append(errs, e.shm.Close())
 	}
 	e.mu.Unlock()
@@ -384,4 +401,16 @@ func (c *Comm) Close() error {
 		return nil
 	}
 	return errors.Join(e.closeTransports(), e.kv.Close())
+}
+
+// debugInt reads a test-only knob from PARLEY_DEBUG ("name=value,...");
+// 0 when absent.
+func debugInt(name string) int {
+	for _, kv := range strings.Split(os.Getenv(bootstrap.EnvDebugOpts), ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+			n, _ := strconv.Atoi(v)
+			return n
+		}
+	}
+	return 0
 }

@@ -11,9 +11,15 @@ import (
 )
 
 func TestPingPong(t *testing.T) {
-	for _, size := range []int{0, 1, 100, 64 << 10, 64<<10 + 1, 1 << 20} {
+	for _, tr := range []commtest.Transport{commtest.TCP, commtest.Shm} {
+		t.Run(tr.String(), func(t *testing.T) { testPingPong(t, tr) })
+	}
+}
+
+func testPingPong(t *testing.T, tr commtest.Transport) {
+	for _, size := range []int{0, 1, 16, 17, 100, 16 << 10, 16<<10 + 1, 64 << 10, 64<<10 + 1, 1 << 20} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
-			ws := commtest.Worlds(t, 2, commtest.TCP)
+			ws := commtest.Worlds(t, 2, tr)
 			commtest.Run(t, ws, func(c *comm.Comm) error {
 				msg := bytes.Repeat([]byte{byte(size)}, size)
 				buf := make([]byte, size)

@@ -42,18 +42,26 @@ type Request struct {
 	ctx          uint32
 	qnext, qprev *Request // posted queue links
 	posted       bool
-	got          int // rendezvous payload bytes placed so far
 
 	// Send side.
-	op      transport.SendOp
-	dest    int32 // world rank
-	cookie  uint64
-	rts     [8]byte
-	dataOps []transport.SendOp
-	opsLeft int
+	op   transport.SendOp
+	dest int32 // world rank
+
+	// rv is the state of a rendezvous (large message), made when needed.
+	rv *rendezvous
 
 	// Generic requests (nonblocking collectives) complete through poll.
 	poll func() (bool, error)
+}
+
+// rendezvous is what a request needs only when its message moves by
+// rendezvous.
+type rendezvous struct {
+	cookie  uint64
+	rts     [8]byte // the RTS payload: the send buffer's address
+	got     int     // receive: payload bytes placed so far
+	dataOps []transport.SendOp
+	opsLeft int
 }
 
 // SendDone is called by a transport, under the engine lock, when one of the
@@ -68,8 +76,8 @@ func (r *Request) SendDone(op *transport.SendOp, err error) {
 	case r.kind == reqSend && op == &r.op:
 		e.completeLocked(r, nil)
 	case r.kind == reqSendRndv && op != &r.op:
-		r.opsLeft--
-		if r.opsLeft == 0 {
+		r.rv.opsLeft--
+		if r.rv.opsLeft == 0 {
 			e.completeLocked(r, nil)
 		}
 	}

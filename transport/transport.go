@@ -93,9 +93,8 @@ type SendOp struct {
 	Owner Completer
 
 	// Scratch for the transport that holds the op.
-	Hdr  [HeaderLen]byte // encoded header, for stream transports
-	Off  int             // bytes of Hdr+Payload already sent
-	Next *SendOp         // intrusive queue link
+	Off  int     // bytes of the encoded header and Payload already sent
+	Next *SendOp // intrusive queue link
 }
 
 const (

@@ -86,7 +86,7 @@ func TestReaderRejectsLies(t *testing.T) {
 	for name, b := range cases {
 		t.Run(name, func(t *testing.T) {
 			r := NewReader(b)
-			r.String()
+			_ = r.String()
 			r.Strings()
 			if err := r.Done(); !errors.Is(err, ErrMalformed) {
 				t.Fatalf("want ErrMalformed, got %v", err)
@@ -99,7 +99,7 @@ func FuzzReader(f *testing.F) {
 	f.Add(AppendStrings(AppendString(nil, "x"), []string{"y"}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := NewReader(b)
-		r.String()
+		_ = r.String()
 		r.Ints()
 		r.Strings()
 		r.Bytes()

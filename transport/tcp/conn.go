@@ -32,11 +32,13 @@ type conn struct {
 	direct  []byte
 	doff    int
 	dhdr    transport.Header
-	discard int // payload bytes still to be dropped (Destination returned nil)
+	hd      transport.Header // scratch: a local would escape through the Handler
+	discard int              // payload bytes still to be dropped (Destination returned nil)
 
 	// Write side.
 	sendq    opQueue
 	iov      iovecs
+	hdrs     [maxIov][wire.HeaderLen]byte
 	watchOut bool // the watcher also waits for this socket to be writable
 
 	dead error
@@ -78,8 +80,8 @@ func (c *conn) read(h transport.Handler) (int, error) {
 			continue
 		}
 		if c.w-c.r >= wire.HeaderLen {
-			var hd transport.Header
-			if _, err := wire.ParseHeader(c.rbuf[c.r:c.w], &hd); err != nil {
+			hd := &c.hd
+			if _, err := wire.ParseHeader(c.rbuf[c.r:c.w], hd); err != nil {
 				return n, c.lost("read from", fmt.Errorf("%w: %v", transport.ErrProtocol, err))
 			}
 			if hd.Flags&transport.FlagDirect != 0 {
@@ -87,7 +89,7 @@ func (c *conn) read(h transport.Handler) (int, error) {
 					return n, c.lost("read from", fmt.Errorf("%w: direct frame of %d bytes", transport.ErrProtocol, hd.Len))
 				}
 				c.r += wire.HeaderLen
-				c.startDirect(h, &hd)
+				c.startDirect(h, hd)
 				continue
 			}
 			end := c.r + wire.HeaderLen + int(hd.Len)
@@ -96,7 +98,7 @@ func (c *conn) read(h transport.Handler) (int, error) {
 					transport.ErrProtocol, hd.Len, len(c.rbuf)-wire.HeaderLen))
 			}
 			if end <= c.w {
-				h.Deliver(&hd, c.rbuf[c.r+wire.HeaderLen:end])
+				h.Deliver(hd, c.rbuf[c.r+wire.HeaderLen:end])
 				c.r = end
 				n++
 				continue
@@ -197,7 +199,12 @@ func (c *conn) flush() error {
 		for op := c.sendq.head; op != nil && c.iov.n < maxIov-1; op = op.Next {
 			off := op.Off
 			if off < wire.HeaderLen {
-				c.iov.add(op.Hdr[off:])
+				// Headers are encoded at each attempt into scratch that
+				// lives as long as the connection; the encoding is the
+				// same every time, so a partly written header resumes.
+				h := c.hdrs[c.iov.n][:]
+				wire.PutHeader(h, &op.Header)
+				c.iov.add(h[off:])
 				off = 0
 			} else {
 				off -= wire.HeaderLen

@@ -166,7 +166,6 @@ func (t *Transport) peer(rank int, addr string) *peer {
 // socket, or fails with an error that wraps transport.ErrPeerLost.
 func (t *Transport) Send(rank int, addr string, op *transport.SendOp) {
 	op.Reset()
-	wire.PutHeader(op.Hdr[:], &op.Header)
 	if t.closed {
 		op.Complete(fmt.Errorf("tcp send to rank %d: %w", rank, transport.ErrClosed))
 		return

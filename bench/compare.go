@@ -1,0 +1,297 @@
+package main
+
+import (
+	_ "embed"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// osuSource is the C reference benchmark: the same method over the MPI C
+// API, writing the same JSON.
+//
+//go:embed c/osu.c
+var osuSource string
+
+// impl is one implementation compare runs.
+type impl struct {
+	name string
+	cmd  func(np int, bench string, args []string, jsonPath string) *exec.Cmd
+}
+
+func runCompare(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	np := fs.Int("np", 2, "ranks")
+	reps := fs.Int("reps", 3, "repetitions of each implementation, interleaved")
+	impls := fs.String("impl", "parley,openmpi,mpich", "implementations to run, in this order within a repetition")
+	transport := fs.String("transport", "shm", "shm or tcp, for every implementation")
+	mpirunPath := fs.String("mpirun", "", "parley's mpirun (default: the mpirun beside this bench binary)")
+	svgPath := fs.String("svg", "", "write a plot of the medians")
+	jsonPath := fs.String("json", "", "write the medians of every implementation as JSON")
+	keep := fs.String("keep", "", "directory to keep every run's JSON in")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() < 1 {
+		fmt.Fprintln(stderr, "usage: bench compare [-np N] [-reps R] [-impl parley,openmpi,mpich] [-transport shm|tcp] BENCHMARK [bench options]")
+		return 2
+	}
+	name, benchArgs := fs.Arg(0), fs.Args()[1:]
+	b := benchmarks[name]
+	if b == nil {
+		fmt.Fprintf(stderr, "bench compare: unknown benchmark %q\n", name)
+		return 2
+	}
+	if *transport != "shm" && *transport != "tcp" {
+		fmt.Fprintf(stderr, "bench compare: -transport %q: shm or tcp\n", *transport)
+		return 2
+	}
+	work, err := os.MkdirTemp("", "parley-compare-")
+	if err != nil {
+		fmt.Fprintln(stderr, "bench compare:", err)
+		return 1
+	}
+	defer os.RemoveAll(work)
+	if *keep != "" {
+		os.MkdirAll(*keep, 0o755)
+	}
+	var runners []impl
+	for _, n := range strings.Split(*impls, ",") {
+		r, err := newImpl(strings.TrimSpace(n), work, *mpirunPath, *transport, *np)
+		if err != nil {
+			fmt.Fprintf(stderr, "bench compare: %s: %v (skipped)\n", n, err)
+			continue
+		}
+		runners = append(runners, r)
+	}
+	if len(runners) == 0 {
+		fmt.Fprintln(stderr, "bench compare: nothing to run")
+		return 1
+	}
+	results := map[string][]*Result{}
+	start := time.Now()
+	for rep := 0; rep < *reps; rep++ {
+		for i := range runners {
+			// Rotate the order each repetition so no implementation always
+			// runs first (or right after another one warmed the caches).
+			r := runners[(i+rep)%len(runners)]
+			out := filepath.Join(work, fmt.Sprintf("%s-%d.json", r.name, rep))
+			cmd := r.cmd(*np, name, append(slices.Clone(benchArgs), "--transport", *transport), out)
+			cmd.Stdout, cmd.Stderr = io.Discard, stderr
+			fmt.Fprintf(stderr, "\rbench compare: %s repetition %d/%d (%v)   ", r.name, rep+1, *reps, time.Since(start).Round(time.Second))
+			if err := cmd.Run(); err != nil {
+				fmt.Fprintf(stderr, "\nbench compare: %s: %s: %v\n", r.name, strings.Join(cmd.Args, " "), err)
+				return 1
+			}
+			res, err := readResult(out)
+			if err != nil {
+				fmt.Fprintf(stderr, "\nbench compare: %s: %v\n", r.name, err)
+				return 1
+			}
+			results[r.name] = append(results[r.name], res)
+			if *keep != "" {
+				data, _ := os.ReadFile(out)
+				os.WriteFile(filepath.Join(*keep, filepath.Base(out)), data, 0o644)
+			}
+		}
+	}
+	fmt.Fprint(stderr, "\r\033[K")
+	var medians []*Result
+	for _, r := range runners {
+		medians = append(medians, median(results[r.name]))
+	}
+	printComparison(stdout, medians, *reps)
+	if *svgPath != "" {
+		title := fmt.Sprintf("%s, %d ranks, %s (medians of %d)", name, *np, *transport, *reps)
+		if err := os.WriteFile(*svgPath, []byte(plotResults(title, medians)), 0o644); err != nil {
+			fmt.Fprintln(stderr, "bench compare:", err)
+			return 1
+		}
+	}
+	if *jsonPath != "" {
+		data, _ := json.MarshalIndent(medians, "", "  ")
+		if err := os.WriteFile(*jsonPath, append(data, '\n'), 0o644); err != nil {
+			fmt.Fprintln(stderr, "bench compare:", err)
+			return 1
+		}
+	}
+	return 0
+}
+
+// newImpl prepares one implementation: parley's mpirun and bench, or the C
+// reference built with an MPI's mpicc.
+func newImpl(name, work, mpirunPath, transport string, np int) (impl, error) {
+	oversub := np > runtime.NumCPU()
+	switch name {
+	case "parley":
+		self, err := os.Executable()
+		if err != nil {
+			return impl{}, err
+		}
+		if mpirunPath == "" {
+			mpirunPath = filepath.Join(filepath.Dir(self), "mpirun")
+		}
+		if _, err := os.Stat(mpirunPath); err != nil {
+			return impl{}, fmt.Errorf("no parley mpirun at %s (build it beside bench, or pass -mpirun)", mpirunPath)
+		}
+		return impl{name: name, cmd: func(np int, bench string, args []string, out string) *exec.Cmd {
+			a := []string{"-np", fmt.Sprint(np), self, bench}
+			a = append(a, args...)
+			a = append(a, "--json", out, "--quiet")
+			return exec.Command(mpirunPath, a...)
+		}}, nil
+	case "openmpi":
+		bin, err := buildReference(work, "mpicc.openmpi", "osu_openmpi")
+		if err != nil {
+			return impl{}, err
+		}
+		launcher, err := exec.LookPath("mpirun.openmpi")
+		if err != nil {
+			return impl{}, err
+		}
+		return impl{name: name, cmd: func(np int, bench string, args []string, out string) *exec.Cmd {
+			a := []string{"--allow-run-as-root", "-np", fmt.Sprint(np)}
+			if oversub {
+				a = append(a, "--oversubscribe", "--bind-to", "none")
+			} else {
+				a = append(a, "--map-by", "core", "--bind-to", "core")
+			}
+			if transport == "tcp" {
+				a = append(a, "--mca", "pml", "ob1", "--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo")
+			}
+			a = append(a, bin, bench)
+			a = append(a, args...)
+			a = append(a, "--json", out, "--impl", "openmpi")
+			cmd := exec.Command(launcher, a...)
+			cmd.Env = append(os.Environ(), "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
+			return cmd
+		}}, nil
+	case "mpich":
+		bin, err := buildReference(work, "mpicc.mpich", "osu_mpich")
+		if err != nil {
+			return impl{}, err
+		}
+		launcher, err := exec.LookPath("mpiexec.hydra")
+		if err != nil {
+			return impl{}, err
+		}
+		return impl{name: name, cmd: func(np int, bench string, args []string, out string) *exec.Cmd {
+			a := []string{"-np", fmt.Sprint(np)}
+			if !oversub {
+				a = append(a, "-bind-to", "core")
+			}
+			a = append(a, bin, bench)
+			a = append(a, args...)
+			a = append(a, "--json", out, "--impl", "mpich")
+			cmd := exec.Command(launcher, a...)
+			cmd.Env = os.Environ()
+			if transport == "tcp" {
+				cmd.Env = append(cmd.Env, "UCX_TLS=tcp,self", "UCX_NET_DEVICES=lo", "MPIR_CVAR_NOLOCAL=1")
+			}
+			return cmd
+		}}, nil
+	}
+	return impl{}, fmt.Errorf("unknown implementation (parley, openmpi, mpich)")
+}
+
+// buildReference compiles the C reference with an MPI's compiler wrapper.
+func buildReference(work, mpicc, out string) (string, error) {
+	cc, err := exec.LookPath(mpicc)
+	if err != nil {
+		return "", fmt.Errorf("%s not found (install openmpi-bin libopenmpi-dev / mpich libmpich-dev)", mpicc)
+	}
+	src := filepath.Join(work, "osu.c")
+	if err := os.WriteFile(src, []byte(osuSource), 0o644); err != nil {
+		return "", err
+	}
+	bin := filepath.Join(work, out)
+	if msg, err := exec.Command(cc, "-O2", "-o", bin, src).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("%s: %v\n%s", mpicc, err, msg)
+	}
+	return bin, nil
+}
+
+// median combines repetitions size by size.
+func median(rs []*Result) *Result {
+	m := *rs[0]
+	m.Results = nil
+	for i, p := range rs[0].Results {
+		var vs, rates []float64
+		for _, r := range rs {
+			if i < len(r.Results) && r.Results[i].Size == p.Size {
+				vs = append(vs, r.Results[i].Value)
+				rates = append(rates, r.Results[i].Rate)
+			}
+		}
+		q := p
+		q.Value = med(vs)
+		q.Rate = med(rates)
+		q.Min, q.Max = slices.Min(vs), slices.Max(vs)
+		m.Results = append(m.Results, q)
+	}
+	return &m
+}
+
+func med(vs []float64) float64 {
+	if len(vs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// printComparison prints, per size, each implementation's median and the
+// ratio of parley's to it.
+func printComparison(w io.Writer, ms []*Result, reps int) {
+	base := ms[0]
+	better := "lower is better"
+	if !base.LowerIsBetter {
+		better = "higher is better"
+	}
+	fmt.Fprintf(w, "# %s, %d ranks, transport %s: medians of %d interleaved runs (%s, %s)\n",
+		base.Benchmark, base.Ranks, base.Transport, reps, base.Unit, better)
+	fmt.Fprintf(w, "%-10s", "# Size")
+	for _, m := range ms {
+		fmt.Fprintf(w, " %12s", m.Implementation)
+	}
+	for _, m := range ms[1:] {
+		fmt.Fprintf(w, " %16s", base.Implementation+"/"+m.Implementation)
+	}
+	fmt.Fprintln(w)
+	for i, p := range base.Results {
+		fmt.Fprintf(w, "%-10d", p.Size)
+		for _, m := range ms {
+			fmt.Fprintf(w, " %12.2f", valueAt(m, i, p.Size))
+		}
+		for _, m := range ms[1:] {
+			fmt.Fprintf(w, " %16.2f", p.Value/valueAt(m, i, p.Size))
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+func valueAt(r *Result, i, size int) float64 {
+	if i < len(r.Results) && r.Results[i].Size == size {
+		return r.Results[i].Value
+	}
+	for _, p := range r.Results {
+		if p.Size == size {
+			return p.Value
+		}
+	}
+	return math.NaN()
+}

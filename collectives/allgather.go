@@ -1,0 +1,93 @@
+package collectives
+
+import "github.com/parley-hpc/parley/comm"
+
+// allgatherRingMin is the size of one rank's block (bytes) from which
+// Allgather uses the ring: n-1 steps that each move one block per rank,
+// the least data any algorithm moves. Below it, Bruck's algorithm needs
+// only ceil(log2 n) steps.
+var allgatherRingMin = 32 << 10
+
+// Allgather collects every rank's send vector at every rank: recv holds
+// Size()*len(send) elements in rank order. send may be the rank's own
+// block of recv (in place).
+//
+// Algorithms: Bruck et al., "Efficient algorithms for all-to-all
+// communications in multiport message-passing systems" (1997), for short
+// blocks, any rank count; a ring for long ones.
+func Allgather[T Elem](c *comm.Comm, send, recv []T) error {
+	k := begin(c, "allgather")
+	blk := len(send)
+	if len(recv) != blk*k.size {
+		return k.errorf("%w: recv holds %d elements, %d ranks of %d need %d", comm.ErrInvalidArg, len(recv), k.size, blk, blk*k.size)
+	}
+	copy(recv[k.rank*blk:(k.rank+1)*blk], send)
+	if k.size == 1 || blk == 0 {
+		return nil
+	}
+	if blk*elemSize[T]() >= allgatherRingMin {
+		return allgatherRing(k, recv, blk)
+	}
+	return allgatherBruck(k, recv, blk)
+}
+
+func allgatherRing[T Elem](k *call, recv []T, blk int) error {
+	n := k.size
+	right, left := (k.rank+1)%n, (k.rank-1+n)%n
+	for s := 0; s < n-1; s++ {
+		sb := (k.rank - s + n) % n
+		rb := (k.rank - s - 1 + n) % n
+		if err := k.exchange(asBytes(recv[sb*blk:(sb+1)*blk]), right, asBytes(recv[rb*blk:(rb+1)*blk]), left); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// allgatherBruck: tmp[i] holds the block of rank (rank+i) mod n. In step
+// d = 1, 2, 4, ... a rank sends its first min(d, n-d) blocks to rank-d and
+// appends those of rank+d.
+func allgatherBruck[T Elem](k *call, recv []T, blk int) error {
+	n := k.size
+	tmp, release := scratch[T](n * blk)
+	defer release()
+	copy(tmp, recv[k.rank*blk:(k.rank+1)*blk])
+	for d := 1; d < n; d *= 2 {
+		cnt := min(d, n-d)
+		to, from := (k.rank-d+n)%n, (k.rank+d)%n
+		if err := k.exchange(asBytes(tmp[:cnt*blk]), to, asBytes(tmp[d*blk:(d+cnt)*blk]), from); err != nil {
+			return err
+		}
+	}
+	for i := 0; i < n; i++ {
+		r := (k.rank + i) % n
+		copy(recv[r*blk:(r+1)*blk], tmp[i*blk:(i+1)*blk])
+	}
+	return nil
+}
+
+// Allgatherv collects rank r's send vector (counts[r] elements) into every
+// rank's recv at displs[r] (nil displs packs them in rank order).
+//
+// Algorithm: a ring, each step forwarding the block received last.
+func Allgatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int) error {
+	k := begin(c, "allgatherv")
+	if err := k.checkV("allgatherv", counts, displs, len(recv)); err != nil {
+		return err
+	}
+	if counts[k.rank] != len(send) {
+		return k.errorf("%w: this rank sends %d elements but counts[%d] = %d", comm.ErrInvalidArg, len(send), k.rank, counts[k.rank])
+	}
+	off := func(i int) int { return vOffset(counts, displs, i) }
+	copy(recv[off(k.rank):off(k.rank)+counts[k.rank]], send)
+	n := k.size
+	right, left := (k.rank+1)%n, (k.rank-1+n)%n
+	for s := 0; s < n-1; s++ {
+		sb := (k.rank - s + n) % n
+		rb := (k.rank - s - 1 + n) % n
+		if err := k.exchange(asBytes(recv[off(sb):off(sb)+counts[sb]]), right, asBytes(recv[off(rb):off(rb)+counts[rb]]), left); err != nil {
+			return err
+		}
+	}
+	return nil
+}

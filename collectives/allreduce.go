@@ -1,0 +1,171 @@
+package collectives
+
+import (
+	"github.com/parley-hpc/parley/comm"
+)
+
+// allreduceLargeMin is the vector size in bytes from which Allreduce uses
+// Rabenseifner's algorithm instead of recursive doubling. Below it the
+// single round trip of recursive doubling wins; above it halving the data
+// each rank combines does. Chosen from "bench allreduce" with 2 and 4
+// ranks on the 2-core machine (BENCHMARKS.md).
+var allreduceLargeMin = 32 << 10
+
+// Allreduce combines the in vectors of all ranks element by element with
+// op and leaves the result in every rank's out, which must have the same
+// length as in. Passing the same slice as in and out reduces in place.
+// Every rank gets bit-identical results.
+//
+// Algorithms (Thakur, Rabenseifner and Gropp, "Optimization of collective
+// communication operations in MPICH", 2005; Rabenseifner, "Optimization of
+// collective reduction operations", 2004): recursive doubling for short
+// vectors, Rabenseifner's reduce-scatter by recursive halving plus
+// allgather by recursive doubling for long ones; both fold the ranks above
+// the largest power of two into their neighbours first, so any rank count
+// works. A non-commutative op uses an ordered Reduce and a Bcast.
+func Allreduce[T Elem](c *comm.Comm, in, out []T, op Op) error {
+	k := begin(c, "allreduce")
+	if len(out) != len(in) {
+		return k.errorf("%w: out holds %d elements, in %d", comm.ErrInvalidArg, len(out), len(in))
+	}
+	if !sameVector(in, out) {
+		copy(out, in)
+	}
+	if k.size == 1 || len(out) == 0 && k.size == 1 {
+		return nil
+	}
+	if !op.commutative {
+		if err := Reduce(c, out, out, op, 0); err != nil {
+			return err
+		}
+		return Bcast(c, out, 0)
+	}
+	pof2 := floorPow2(k.size)
+	if len(asBytes(out)) >= allreduceLargeMin && len(out) >= pof2 {
+		return allreduceRabenseifner(k, out, op)
+	}
+	return allreduceRecursiveDoubling(k, out, op)
+}
+
+// foldIn folds ranks beyond the largest power of two into their
+// neighbours: among the first 2*rem ranks, each even rank sends its vector
+// to the odd rank above it and sits out. It returns the rank's number among
+// the pof2 that go on, or -1.
+func foldIn[T Elem](k *call, acc, tmp []T, op Op, pof2 int) (int, error) {
+	rem := k.size - pof2
+	if k.rank >= 2*rem {
+		return k.rank - rem, nil
+	}
+	if k.rank%2 == 0 {
+		return -1, k.fail(k.send(asBytes(acc), k.rank+1))
+	}
+	if err := k.recvExact(asBytes(tmp), k.rank-1); err != nil {
+		return -1, err
+	}
+	// The lower rank's values on the left: acc = tmp op acc.
+	if err := apply(op, tmp, acc); err != nil {
+		return -1, k.fail(err)
+	}
+	copy(acc, tmp)
+	return k.rank / 2, nil
+}
+
+// foldOut gives the folded-in even ranks the result.
+func foldOut[T Elem](k *call, acc []T, pof2 int) error {
+	rem := k.size - pof2
+	if k.rank >= 2*rem {
+		return nil
+	}
+	if k.rank%2 == 1 {
+		return k.fail(k.send(asBytes(acc), k.rank-1))
+	}
+	return k.recvExact(asBytes(acc), k.rank+1)
+}
+
+// realRank maps a rank among the pof2 back to the communicator's rank.
+func realRank(newrank, rem int) int {
+	if newrank < rem {
+		return newrank*2 + 1
+	}
+	return newrank + rem
+}
+
+func allreduceRecursiveDoubling[T Elem](k *call, acc []T, op Op) error {
+	pof2 := floorPow2(k.size)
+	rem := k.size - pof2
+	tmp, release := scratch[T](len(acc))
+	defer release()
+	newrank, err := foldIn(k, acc, tmp, op, pof2)
+	if err != nil {
+		return err
+	}
+	if newrank >= 0 {
+		for mask := 1; mask < pof2; mask <<= 1 {
+			dst := realRank(newrank^mask, rem)
+			if err := k.exchange(asBytes(acc), dst, asBytes(tmp), dst); err != nil {
+				return err
+			}
+			// Both partners compute lower op higher, so both get the same bits.
+			if dst < k.rank {
+				if err := apply(op, tmp, acc); err != nil {
+					return k.fail(err)
+				}
+				copy(acc, tmp)
+			} else if err := apply(op, acc, tmp); err != nil {
+				return k.fail(err)
+			}
+		}
+	}
+	return foldOut(k, acc, pof2)
+}
+
+func allreduceRabenseifner[T Elem](k *call, acc []T, op Op) error {
+	pof2 := floorPow2(k.size)
+	rem := k.size - pof2
+	tmp, release := scratch[T](len(acc))
+	defer release()
+	newrank, err := foldIn(k, acc, tmp, op, pof2)
+	if err != nil {
+		return err
+	}
+	if newrank >= 0 {
+		off := blocks(len(acc), pof2)
+		// Reduce-scatter by recursive halving: keep half of the current
+		// window of blocks, send the other half to the partner.
+		lo, hi := 0, pof2
+		for d := pof2 / 2; d >= 1; d /= 2 {
+			partner := newrank ^ d
+			dst := realRank(partner, rem)
+			mid := (lo + hi) / 2
+			keepLo, keepHi, sendLo, sendHi := lo, mid, mid, hi
+			if newrank&d != 0 {
+				keepLo, keepHi, sendLo, sendHi = mid, hi, lo, mid
+			}
+			kept := acc[off[keepLo]:off[keepHi]]
+			got := tmp[off[keepLo]:off[keepHi]]
+			if err := k.exchange(asBytes(acc[off[sendLo]:off[sendHi]]), dst, asBytes(got), dst); err != nil {
+				return err
+			}
+			if dst < k.rank {
+				if err := apply(op, got, kept); err != nil {
+					return k.fail(err)
+				}
+				copy(kept, got)
+			} else if err := apply(op, kept, got); err != nil {
+				return k.fail(err)
+			}
+			lo, hi = keepLo, keepHi
+		}
+		// Allgather by recursive doubling: windows grow back.
+		for d := 1; d < pof2; d *= 2 {
+			partner := newrank ^ d
+			dst := realRank(partner, rem)
+			myLo := newrank &^ (d - 1)
+			pLo := partner &^ (d - 1)
+			if err := k.exchange(asBytes(acc[off[myLo]:off[myLo+d]]), dst, asBytes(acc[off[pLo]:off[pLo+d]]), dst); err != nil {
+				return err
+			}
+		}
+	}
+	return foldOut(k, acc, pof2)
+}

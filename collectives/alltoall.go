@@ -1,0 +1,64 @@
+package collectives
+
+import "github.com/parley-hpc/parley/comm"
+
+// Alltoall sends block r of every rank's send to rank r, which stores it
+// as block (sender) of its recv; send and recv hold Size() blocks of equal
+// length.
+//
+// Algorithm: pairwise exchange (Thakur, Rabenseifner and Gropp, 2005): in
+// step s each rank exchanges with one partner (rank XOR s for a power of
+// two, else rank+s and rank-s), so no rank is flooded.
+func Alltoall[T Elem](c *comm.Comm, send, recv []T) error {
+	k := begin(c, "alltoall")
+	if len(send) != len(recv) || len(send)%k.size != 0 {
+		return k.errorf("%w: send (%d) and recv (%d) must hold %d equal blocks", comm.ErrInvalidArg, len(send), len(recv), k.size)
+	}
+	if sameVector(send, recv) {
+		tmp, release := scratch[T](len(send))
+		defer release()
+		copy(tmp, send)
+		send = tmp
+	}
+	blk := len(send) / k.size
+	n := k.size
+	copy(recv[k.rank*blk:(k.rank+1)*blk], send[k.rank*blk:(k.rank+1)*blk])
+	pow2 := n&(n-1) == 0
+	for s := 1; s < n; s++ {
+		to, from := (k.rank+s)%n, (k.rank-s+n)%n
+		if pow2 {
+			to, from = k.rank^s, k.rank^s
+		}
+		if err := k.exchange(asBytes(send[to*blk:(to+1)*blk]), to, asBytes(recv[from*blk:(from+1)*blk]), from); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Alltoallv sends sendCounts[r] elements at sendDispls[r] of send to rank
+// r, and receives recvCounts[r] elements from rank r at recvDispls[r] of
+// recv. Nil displacements pack the blocks in rank order.
+func Alltoallv[T Elem](c *comm.Comm, send []T, sendCounts, sendDispls []int, recv []T, recvCounts, recvDispls []int) error {
+	k := begin(c, "alltoallv")
+	if err := k.checkV("alltoallv send", sendCounts, sendDispls, len(send)); err != nil {
+		return err
+	}
+	if err := k.checkV("alltoallv recv", recvCounts, recvDispls, len(recv)); err != nil {
+		return err
+	}
+	n := k.size
+	so := func(i int) []T { o := vOffset(sendCounts, sendDispls, i); return send[o : o+sendCounts[i]] }
+	ro := func(i int) []T { o := vOffset(recvCounts, recvDispls, i); return recv[o : o+recvCounts[i]] }
+	if len(so(k.rank)) != len(ro(k.rank)) {
+		return k.errorf("%w: this rank sends itself %d elements but expects %d", comm.ErrInvalidArg, len(so(k.rank)), len(ro(k.rank)))
+	}
+	copy(ro(k.rank), so(k.rank))
+	for s := 1; s < n; s++ {
+		to, from := (k.rank+s)%n, (k.rank-s+n)%n
+		if err := k.exchange(asBytes(so(to)), to, asBytes(ro(from)), from); err != nil {
+			return err
+		}
+	}
+	return nil
+}

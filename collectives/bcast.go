@@ -1,0 +1,118 @@
+package collectives
+
+import "github.com/parley-hpc/parley/comm"
+
+// bcastScatterMin is the size from which Bcast switches from the binomial
+// tree to scatter + allgather, when there are more than two ranks. Chosen
+// from "bench bcast" runs with 4 ranks (BENCHMARKS.md); the tree sends the
+// whole vector log2(n) times along its deepest path, scatter + allgather
+// about twice, so the switch pays once transfers dominate latency.
+var bcastScatterMin = 256 << 10
+
+// Bcast sends root's xs to every rank's xs. Every rank passes a vector of
+// the same length.
+//
+// Algorithms: a binomial tree (as MPICH) for short vectors; for long ones
+// on more than two ranks, a binomial scatter of blocks followed by a ring
+// allgather (van de Geijn; Thakur, Rabenseifner and Gropp, "Optimization of
+// collective communication operations in MPICH", 2005).
+func Bcast[T Elem](c *comm.Comm, xs []T, root int) error {
+	k := begin(c, "bcast")
+	if err := k.checkRoot(root); err != nil {
+		return err
+	}
+	if k.size == 1 {
+		return nil
+	}
+	b := asBytes(xs)
+	if len(b) >= bcastScatterMin && k.size > 2 && len(xs) >= k.size {
+		return bcastScatterAllgather(k, xs, root)
+	}
+	return bcastBinomial(k, b, root)
+}
+
+// bcastBinomial: rank vr (relative to root) receives from vr minus its
+// lowest set bit, then sends to vr+2^j for the bits below it.
+func bcastBinomial(k *call, b []byte, root int) error {
+	n := k.size
+	vr := (k.rank - root + n) % n
+	mask := 1
+	for mask < n {
+		if vr&mask != 0 {
+			if err := k.recvExact(b, (vr-mask+root)%n); err != nil {
+				return err
+			}
+			break
+		}
+		mask <<= 1
+	}
+	for mask >>= 1; mask > 0; mask >>= 1 {
+		if vr+mask < n {
+			if err := k.send(b, (vr+mask+root)%n); err != nil {
+				return k.fail(err)
+			}
+		}
+	}
+	return nil
+}
+
+// blocks splits count elements into n nearly equal blocks: block i is
+// [off[i], off[i+1]).
+func blocks(count, n int) []int {
+	off := make([]int, n+1)
+	q, r := count/n, count%n
+	for i := 0; i < n; i++ {
+		sz := q
+		if i < r {
+			sz++
+		}
+		off[i+1] = off[i] + sz
+	}
+	return off
+}
+
+// bcastScatterAllgather scatters blocks of xs down a binomial tree (each
+// rank ends up with its own block, relative to root) and then circulates
+// the blocks around a ring.
+func bcastScatterAllgather[T Elem](k *call, xs []T, root int) error {
+	n := k.size
+	vr := (k.rank - root + n) % n
+	off := blocks(len(xs), n)
+	esz := elemSize[T]()
+	b := asBytes(xs)
+	span := func(lo, hi int) []byte { // blocks [lo, hi) of relative ranks
+		hi = min(hi, n)
+		if lo >= hi {
+			return nil
+		}
+		return b[off[lo]*esz : off[hi]*esz]
+	}
+	// Scatter: a rank receives the blocks of its subtree from its parent.
+	mask := 1
+	for mask < n {
+		if vr&mask != 0 {
+			if err := k.recvExact(span(vr, vr+mask), (vr-mask+root)%n); err != nil {
+				return err
+			}
+			break
+		}
+		mask <<= 1
+	}
+	for mask >>= 1; mask > 0; mask >>= 1 {
+		if vr+mask < n {
+			if err := k.send(span(vr+mask, vr+2*mask), (vr+mask+root)%n); err != nil {
+				return k.fail(err)
+			}
+		}
+	}
+	// Ring allgather of the blocks, in relative ranks.
+	right, left := (vr+1)%n, (vr-1+n)%n
+	for s := 0; s < n-1; s++ {
+		sendBlk := (vr - s + n) % n
+		recvBlk := (vr - s - 1 + n) % n
+		if err := k.exchange(span(sendBlk, sendBlk+1), (right+root)%n, span(recvBlk, recvBlk+1), (left+root)%n); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,290 @@
+package collectives
+
+import (
+	"github.com/parley-hpc/parley/comm"
+)
+
+// gatherBinomialMax is the total size (all ranks' blocks, in bytes) up to
+// which Gather and Scatter use a binomial tree; above it the root talks
+// to every rank directly, which moves each block once instead of
+// log2(n) times.
+var gatherBinomialMax = 64 << 10
+
+// Gather collects every rank's send vector at root, in rank order: root's
+// recv holds Size()*len(send) elements (recv is ignored elsewhere). At
+// the root, send may be root's own block of recv (in place).
+//
+// Algorithm: binomial tree for short blocks (each rank forwards its
+// subtree's blocks to its parent; Barnett et al., "Interprocessor
+// collective communication library (InterCom)", 1994), direct sends to the
+// root for long ones.
+func Gather[T Elem](c *comm.Comm, send, recv []T, root int) error {
+	k := begin(c, "gather")
+	if err := k.checkRoot(root); err != nil {
+		return err
+	}
+	blk := len(send)
+	if k.rank == root && len(recv) < blk*k.size {
+		return k.errorf("%w: recv holds %d elements, %d ranks of %d need %d", comm.ErrInvalidArg, len(recv), k.size, blk, blk*k.size)
+	}
+	if k.size == 1 {
+		copy(recv, send)
+		return nil
+	}
+	if blk*elemSize[T]()*k.size > gatherBinomialMax {
+		return gatherLinear(k, send, recv, root)
+	}
+	return gatherBinomial(k, send, recv, root)
+}
+
+func gatherLinear[T Elem](k *call, send, recv []T, root int) error {
+	blk := len(send)
+	if k.rank != root {
+		return k.fail(k.send(asBytes(send), root))
+	}
+	reqs := make([]*comm.Request, 0, k.size-1)
+	for r := 0; r < k.size; r++ {
+		if r == root {
+			continue
+		}
+		reqs = append(reqs, k.c.Irecv(asBytes(recv[r*blk:(r+1)*blk]), r, k.tag))
+	}
+	copy(recv[root*blk:(root+1)*blk], send)
+	return k.waitRecvs(reqs, blk*elemSize[T]())
+}
+
+// waitRecvs waits for receives that must each bring exactly want bytes.
+func (k *call) waitRecvs(reqs []*comm.Request, want int) error {
+	var first error
+	for _, r := range reqs {
+		st, err := r.Wait()
+		if err != nil {
+			if first == nil {
+				first = k.mismatch(err, st.Source)
+			}
+			continue
+		}
+		if st.Count != want && first == nil {
+			first = k.errorf("rank %d sent %d bytes where %d were expected: ranks disagree on the counts", st.Source, st.Count, want)
+		}
+	}
+	return first
+}
+
+func gatherBinomial[T Elem](k *call, send, recv []T, root int) error {
+	n, blk := k.size, len(send)
+	vr := (k.rank - root + n) % n
+	// The blocks of relative ranks [vr, vr+sub) collect in tmp.
+	sub := 1
+	for sub < n && vr&sub == 0 {
+		sub <<= 1
+	}
+	sub = min(sub, n-vr)
+	tmp, release := scratch[T](sub * blk)
+	defer release()
+	copy(tmp, send)
+	have := 1
+	for mask := 1; mask < n; mask <<= 1 {
+		if vr&mask != 0 {
+			return k.fail(k.send(asBytes(tmp[:have*blk]), (vr-mask+root)%n))
+		}
+		child := vr + mask
+		if child >= n {
+			continue
+		}
+		cnt := min(mask, n-child)
+		if err := k.recvExact(asBytes(tmp[have*blk:(have+cnt)*blk]), (child+root)%n); err != nil {
+			return err
+		}
+		have += cnt
+	}
+	// The root holds every block in relative order.
+	for j := 0; j < n; j++ {
+		r := (j + root) % n
+		copy(recv[r*blk:(r+1)*blk], tmp[j*blk:(j+1)*blk])
+	}
+	return nil
+}
+
+// Scatter sends block r of root's send (Size()*len(recv) elements) to
+// rank r's recv. At the root, recv may be root's own block of send.
+//
+// Algorithm: binomial tree for short blocks, direct sends for long ones
+// (the mirror of Gather).
+func Scatter[T Elem](c *comm.Comm, send, recv []T, root int) error {
+	k := begin(c, "scatter")
+	if err := k.checkRoot(root); err != nil {
+		return err
+	}
+	blk := len(recv)
+	if k.rank == root && len(send) < blk*k.size {
+		return k.errorf("%w: send holds %d elements, %d ranks of %d need %d", comm.ErrInvalidArg, len(send), k.size, blk, blk*k.size)
+	}
+	if k.size == 1 {
+		copy(recv, send)
+		return nil
+	}
+	if blk*elemSize[T]()*k.size > gatherBinomialMax {
+		if k.rank != root {
+			return k.recvExact(asBytes(recv), root)
+		}
+		reqs := make([]*comm.Request, 0, k.size-1)
+		for r := 0; r < k.size; r++ {
+			if r != root {
+				reqs = append(reqs, k.c.Isend(asBytes(send[r*blk:(r+1)*blk]), r, k.tag))
+			}
+		}
+		copy(recv, send[root*blk:(root+1)*blk])
+		return k.waitAll(reqs)
+	}
+	n := k.size
+	vr := (k.rank - root + n) % n
+	sub := 1
+	for sub < n && vr&sub == 0 {
+		sub <<= 1
+	}
+	sub = min(sub, n-vr)
+	tmp, release := scratch[T](sub * blk)
+	defer release()
+	mask := 1
+	if vr == 0 {
+		for j := 0; j < n; j++ {
+			r := (j + root) % n
+			copy(tmp[j*blk:(j+1)*blk], send[r*blk:(r+1)*blk])
+		}
+		for mask < n {
+			mask <<= 1
+		}
+	} else {
+		for mask < n {
+			if vr&mask != 0 {
+				if err := k.recvExact(asBytes(tmp[:sub*blk]), (vr-mask+root)%n); err != nil {
+					return err
+				}
+				break
+			}
+			mask <<= 1
+		}
+	}
+	for mask >>= 1; mask > 0; mask >>= 1 {
+		child := vr + mask
+		if child < n {
+			cnt := min(mask, n-child)
+			if err := k.send(asBytes(tmp[mask*blk:(mask+cnt)*blk]), (child+root)%n); err != nil {
+				return k.fail(err)
+			}
+		}
+	}
+	copy(recv, tmp[:blk])
+	return nil
+}
+
+// checkV validates counts and displacements against a buffer of n elements.
+func (k *call) checkV(what string, counts, displs []int, n int) error {
+	if len(counts) != k.size || displs != nil && len(displs) != k.size {
+		return k.errorf("%w: %s needs %d counts and displacements, got %d and %d", comm.ErrInvalidArg, what, k.size, len(counts), len(displs))
+	}
+	for i, c := range counts {
+		d := vOffset(counts, displs, i)
+		if c < 0 || d < 0 || d+c > n {
+			return k.errorf("%w: %s block %d (%d elements at %d) is outside the %d-element buffer", comm.ErrInvalidArg, what, i, c, d, n)
+		}
+	}
+	return nil
+}
+
+// vOffset is block i's displacement: displs[i], or the blocks packed one
+// after another when displs is nil.
+func vOffset(counts, displs []int, i int) int {
+	if displs != nil {
+		return displs[i]
+	}
+	off := 0
+	for _, c := range counts[:i] {
+		off += c
+	}
+	return off
+}
+
+// Gatherv collects rank r's send vector into root's recv at displs[r]
+// (counts[r] elements). counts and displs matter at the root only; nil
+// displs packs the blocks in rank order.
+func Gatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int, root int) error {
+	k := begin(c, "gatherv")
+	if err := k.checkRoot(root); err != nil {
+		return err
+	}
+	if k.rank != root {
+		return k.fail(k.send(asBytes(send), root))
+	}
+	if err := k.checkV("gatherv", counts, displs, len(recv)); err != nil {
+		return err
+	}
+	if counts[root] != len(send) {
+		return k.errorf("%w: the root sends %d elements but counts[%d] = %d", comm.ErrInvalidArg, len(send), root, counts[root])
+	}
+	reqs := make([]*comm.Request, 0, k.size)
+	sizes := make([]int, 0, k.size)
+	for r := 0; r < k.size; r++ {
+		off := vOffset(counts, displs, r)
+		if r == root {
+			copy(recv[off:off+counts[r]], send)
+			continue
+		}
+		reqs = append(reqs, k.c.Irecv(asBytes(recv[off:off+counts[r]]), r, k.tag))
+		sizes = append(sizes, counts[r]*elemSize[T]())
+	}
+	return k.waitRecvsSized(reqs, sizes)
+}
+
+func (k *call) waitRecvsSized(reqs []*comm.Request, sizes []int) error {
+	var first error
+	for i, r := range reqs {
+		st, err := r.Wait()
+		if err != nil {
+			if first == nil {
+				first = k.mismatch(err, st.Source)
+			}
+			continue
+		}
+		if st.Count != sizes[i] && first == nil {
+			first = k.errorf("rank %d sent %d bytes where %d were expected: ranks disagree on the counts", st.Source, st.Count, sizes[i])
+		}
+	}
+	return first
+}
+
+// Scatterv sends counts[r] elements at displs[r] of root's send to rank
+// r's recv (which must hold them). counts and displs matter at the root.
+func Scatterv[T Elem](c *comm.Comm, send []T, counts, displs []int, recv []T, root int) error {
+	k := begin(c, "scatterv")
+	if err := k.checkRoot(root); err != nil {
+		return err
+	}
+	if k.rank != root {
+		st, err := k.recv(asBytes(recv), root)
+		if err != nil {
+			return k.mismatch(err, root)
+		}
+		if st.Count%elemSize[T]() != 0 {
+			return k.errorf("root sent %d bytes, not a whole number of elements", st.Count)
+		}
+		return nil
+	}
+	if err := k.checkV("scatterv", counts, displs, len(send)); err != nil {
+		return err
+	}
+	if counts[root] > len(recv) {
+		return k.errorf("%w: the root's recv holds %d elements, counts[%d] = %d", comm.ErrInvalidArg, len(recv), root, counts[root])
+	}
+	reqs := make([]*comm.Request, 0, k.size)
+	for r := 0; r < k.size; r++ {
+		off := vOffset(counts, displs, r)
+		if r == root {
+			copy(recv, send[off:off+counts[r]])
+			continue
+		}
+		reqs = append(reqs, k.c.Isend(asBytes(send[off:off+counts[r]]), r, k.tag))
+	}
+	return k.waitAll(reqs)
+}

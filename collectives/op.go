@@ -1,0 +1,304 @@
+package collectives
+
+import (
+	"fmt"
+	"math"
+	"reflect"
+	"unsafe"
+
+	"github.com/parley-hpc/parley/comm"
+)
+
+// An Op combines vectors element by element: Reduce(inout, in) sets
+// inout[i] = inout[i] op in[i], where inout holds the values of lower
+// ranks, in those of higher ranks.
+type Op struct {
+	kind        opKind
+	name        string
+	commutative bool
+	user        any // func(inout, in []T) for user operators
+}
+
+type opKind uint8
+
+const (
+	opSum opKind = iota + 1
+	opProd
+	opMin
+	opMax
+	opBand
+	opBor
+	opBxor
+	opLand
+	opLor
+	opLxor
+	opMinLoc
+	opMaxLoc
+	opUser
+)
+
+// The predefined operators. Bitwise ones apply to integers, logical ones
+// treat non-zero as true and give 1 or 0, and MinLoc/MaxLoc apply to Loc
+// elements.
+var (
+	Sum    = Op{kind: opSum, name: "sum", commutative: true}
+	Prod   = Op{kind: opProd, name: "prod", commutative: true}
+	Min    = Op{kind: opMin, name: "min", commutative: true}
+	Max    = Op{kind: opMax, name: "max", commutative: true}
+	Band   = Op{kind: opBand, name: "band", commutative: true}
+	Bor    = Op{kind: opBor, name: "bor", commutative: true}
+	Bxor   = Op{kind: opBxor, name: "bxor", commutative: true}
+	Land   = Op{kind: opLand, name: "land", commutative: true}
+	Lor    = Op{kind: opLor, name: "lor", commutative: true}
+	Lxor   = Op{kind: opLxor, name: "lxor", commutative: true}
+	MinLoc = Op{kind: opMinLoc, name: "minloc", commutative: true}
+	MaxLoc = Op{kind: opMaxLoc, name: "maxloc", commutative: true}
+)
+
+// UserOp makes an operator from f, which must set inout[i] to
+// inout[i] op in[i] for every i. A non-commutative operator is applied in
+// rank order (the lower rank's values on the left) and restricts the
+// algorithms to order-preserving ones.
+func UserOp[T Elem](f func(inout, in []T), commutative bool) Op {
+	return Op{kind: opUser, name: "user", commutative: commutative, user: f}
+}
+
+// String names the operator.
+func (op Op) String() string { return op.name }
+
+// Commutative reports whether the operator may combine in any order.
+func (op Op) Commutative() bool { return op.commutative }
+
+// Loc is a value with the rank (or index) it came from, for MinLoc and
+// MaxLoc: the result is the extreme value and, among equal values, the
+// smallest Index.
+type Loc[T comm.Number] struct {
+	Value T
+	Index int64
+}
+
+// Elem is the set of element types collectives move: Go's fixed-size
+// numbers and the Loc pairs of the ordered ones.
+type Elem interface {
+	comm.Number | Loc[float64] | Loc[float32] | Loc[int] | Loc[int64] | Loc[int32] | Loc[uint64] | Loc[uint32]
+}
+
+// apply computes inout = inout op in.
+func apply[T Elem](op Op, inout, in []T) error {
+	if len(inout) != len(in) {
+		panic("collectives: apply on vectors of different lengths") // an algorithm bug
+	}
+	if op.kind == opUser {
+		f, ok := op.user.(func(inout, in []T))
+		if !ok {
+			return fmt.Errorf("%w: user operator for %T used on %s", comm.ErrInvalidArg, op.user, typeName[T]())
+		}
+		f(inout, in)
+		return nil
+	}
+	if len(inout) == 0 {
+		return nil
+	}
+	p, q := unsafe.Pointer(unsafe.SliceData(inout)), unsafe.Pointer(unsafe.SliceData(in))
+	n := len(inout)
+	// Named types (type Meters float64) share their kernels with the
+	// underlying type: the element layout is the same.
+	switch any(inout).(type) {
+	case []Loc[float64]:
+		return locKernel(op, (*Loc[float64])(p), (*Loc[float64])(q), n)
+	case []Loc[float32]:
+		return locKernel(op, (*Loc[float32])(p), (*Loc[float32])(q), n)
+	case []Loc[int]:
+		return locKernel(op, (*Loc[int])(p), (*Loc[int])(q), n)
+	case []Loc[int64]:
+		return locKernel(op, (*Loc[int64])(p), (*Loc[int64])(q), n)
+	case []Loc[int32]:
+		return locKernel(op, (*Loc[int32])(p), (*Loc[int32])(q), n)
+	case []Loc[uint64]:
+		return locKernel(op, (*Loc[uint64])(p), (*Loc[uint64])(q), n)
+	case []Loc[uint32]:
+		return locKernel(op, (*Loc[uint32])(p), (*Loc[uint32])(q), n)
+	}
+	switch kindOf[T]() {
+	case reflect.Float64:
+		return floatKernel(op, unsafe.Slice((*float64)(p), n), unsafe.Slice((*float64)(q), n))
+	case reflect.Float32:
+		return floatKernel(op, unsafe.Slice((*float32)(p), n), unsafe.Slice((*float32)(q), n))
+	case reflect.Int:
+		return intKernel(op, unsafe.Slice((*int)(p), n), unsafe.Slice((*int)(q), n))
+	case reflect.Int8:
+		return intKernel(op, unsafe.Slice((*int8)(p), n), unsafe.Slice((*int8)(q), n))
+	case reflect.Int16:
+		return intKernel(op, unsafe.Slice((*int16)(p), n), unsafe.Slice((*int16)(q), n))
+	case reflect.Int32:
+		return intKernel(op, unsafe.Slice((*int32)(p), n), unsafe.Slice((*int32)(q), n))
+	case reflect.Int64:
+		return intKernel(op, unsafe.Slice((*int64)(p), n), unsafe.Slice((*int64)(q), n))
+	case reflect.Uint:
+		return intKernel(op, unsafe.Slice((*uint)(p), n), unsafe.Slice((*uint)(q), n))
+	case reflect.Uint8:
+		return intKernel(op, unsafe.Slice((*uint8)(p), n), unsafe.Slice((*uint8)(q), n))
+	case reflect.Uint16:
+		return intKernel(op, unsafe.Slice((*uint16)(p), n), unsafe.Slice((*uint16)(q), n))
+	case reflect.Uint32:
+		return intKernel(op, unsafe.Slice((*uint32)(p), n), unsafe.Slice((*uint32)(q), n))
+	case reflect.Uint64:
+		return intKernel(op, unsafe.Slice((*uint64)(p), n), unsafe.Slice((*uint64)(q), n))
+	case reflect.Complex64:
+		return complexKernel(op, unsafe.Slice((*complex64)(p), n), unsafe.Slice((*complex64)(q), n))
+	case reflect.Complex128:
+		return complexKernel(op, unsafe.Slice((*complex128)(p), n), unsafe.Slice((*complex128)(q), n))
+	}
+	return fmt.Errorf("%w: no %s for %s", comm.ErrInvalidArg, op, typeName[T]())
+}
+
+func kindOf[T any]() reflect.Kind { return reflect.TypeFor[T]().Kind() }
+
+func typeName[T any]() string { return reflect.TypeFor[T]().String() }
+
+func notFor(op Op, what string) error {
+	return fmt.Errorf("%w: operator %s does not apply to %s", comm.ErrInvalidArg, op, what)
+}
+
+type float interface{ ~float32 | ~float64 }
+
+type integer interface {
+	~int | ~int8 | ~int16 | ~int32 | ~int64 | ~uint | ~uint8 | ~uint16 | ~uint32 | ~uint64
+}
+
+func floatKernel[T float](op Op, d, s []T) error {
+	switch op.kind {
+	case opSum:
+		for i := range d {
+			d[i] += s[i]
+		}
+	case opProd:
+		for i := range d {
+			d[i] *= s[i]
+		}
+	case opMin:
+		for i := range d {
+			d[i] = T(math.Min(float64(d[i]), float64(s[i])))
+		}
+	case opMax:
+		for i := range d {
+			d[i] = T(math.Max(float64(d[i]), float64(s[i])))
+		}
+	case opLand, opLor, opLxor:
+		for i := range d {
+			d[i] = T(logical(op.kind, d[i] != 0, s[i] != 0))
+		}
+	default:
+		return notFor(op, "floating-point numbers")
+	}
+	return nil
+}
+
+func intKernel[T integer](op Op, d, s []T) error {
+	switch op.kind {
+	case opSum:
+		for i := range d {
+			d[i] += s[i]
+		}
+	case opProd:
+		for i := range d {
+			d[i] *= s[i]
+		}
+	case opMin:
+		for i := range d {
+			d[i] = min(d[i], s[i])
+		}
+	case opMax:
+		for i := range d {
+			d[i] = max(d[i], s[i])
+		}
+	case opBand:
+		for i := range d {
+			d[i] &= s[i]
+		}
+	case opBor:
+		for i := range d {
+			d[i] |= s[i]
+		}
+	case opBxor:
+		for i := range d {
+			d[i] ^= s[i]
+		}
+	case opLand, opLor, opLxor:
+		for i := range d {
+			d[i] = T(logical(op.kind, d[i] != 0, s[i] != 0))
+		}
+	default:
+		return notFor(op, "integers")
+	}
+	return nil
+}
+
+func complexKernel[T ~complex64 | ~complex128](op Op, d, s []T) error {
+	switch op.kind {
+	case opSum:
+		for i := range d {
+			d[i] += s[i]
+		}
+	case opProd:
+		for i := range d {
+			d[i] *= s[i]
+		}
+	default:
+		return notFor(op, "complex numbers")
+	}
+	return nil
+}
+
+func logical(k opKind, a, b bool) int {
+	var r bool
+	switch k {
+	case opLand:
+		r = a && b
+	case opLor:
+		r = a || b
+	default:
+		r = a != b
+	}
+	if r {
+		return 1
+	}
+	return 0
+}
+
+type ordered interface{ integer | float }
+
+func locKernel[T ordered](op Op, p, q *Loc[T], n int) error {
+	d, s := unsafe.Slice(p, n), unsafe.Slice(q, n)
+	switch op.kind {
+	case opMinLoc:
+		for i := range d {
+			if s[i].Value < d[i].Value || s[i].Value == d[i].Value && s[i].Index < d[i].Index {
+				d[i] = s[i]
+			}
+		}
+	case opMaxLoc:
+		for i := range d {
+			if s[i].Value > d[i].Value || s[i].Value == d[i].Value && s[i].Index < d[i].Index {
+				d[i] = s[i]
+			}
+		}
+	default:
+		return notFor(op, "Loc pairs (use MinLoc or MaxLoc)")
+	}
+	return nil
+}
+
+// asBytes views a vector as bytes, without a copy.
+func asBytes[T Elem](xs []T) []byte {
+	if len(xs) == 0 {
+		return []byte{}
+	}
+	var z T
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(xs))), len(xs)*int(unsafe.Sizeof(z)))
+}
+
+func elemSize[T Elem]() int {
+	var z T
+	return int(unsafe.Sizeof(z))
+}

@@ -1,0 +1,85 @@
+package collectives
+
+import "github.com/parley-hpc/parley/comm"
+
+// ReduceScatter combines the in vectors of all ranks with op and leaves
+// block r of the result (counts[r] elements, blocks in rank order) in rank
+// r's out. in holds sum(counts) elements on every rank.
+//
+// Algorithms: for a commutative op, a ring (Patarasuk and Yuan,
+// "Bandwidth optimal all-reduce algorithms for clusters of workstations",
+// 2009): in n-1 steps each block travels around the ring once and picks
+// up every rank's contribution, so each rank sends and combines about one
+// vector in all. A non-commutative op uses an ordered Reduce and Scatterv.
+func ReduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) error {
+	k := begin(c, "reduce_scatter")
+	if err := k.checkV("reduce_scatter", counts, nil, len(in)); err != nil {
+		return err
+	}
+	total := 0
+	for _, n := range counts {
+		total += n
+	}
+	if total != len(in) {
+		return k.errorf("%w: counts add up to %d, in holds %d", comm.ErrInvalidArg, total, len(in))
+	}
+	if len(out) < counts[k.rank] {
+		return k.errorf("%w: out holds %d elements, counts[%d] = %d", comm.ErrInvalidArg, len(out), k.rank, counts[k.rank])
+	}
+	n := k.size
+	off := func(i int) int { return vOffset(counts, nil, i) }
+	if n == 1 {
+		copy(out, in)
+		return nil
+	}
+	if !op.commutative {
+		acc, release := scratch[T](len(in))
+		defer release()
+		if err := Reduce(c, in, acc, op, 0); err != nil {
+			return err
+		}
+		return Scatterv(c, acc, counts, nil, out[:counts[k.rank]], 0)
+	}
+	acc, release := scratch[T](len(in))
+	defer release()
+	copy(acc, in)
+	tmp, releaseTmp := scratch[T](maxInt(counts))
+	defer releaseTmp()
+	right, left := (k.rank+1)%n, (k.rank-1+n)%n
+	// Step s: send the partial block (rank-s-1) to the right, receive block
+	// (rank-s-2) from the left and add this rank's values to it. After n-1
+	// steps block rank is complete here.
+	for s := 0; s < n-1; s++ {
+		sb := (k.rank - s - 1 + 2*n) % n
+		rb := (k.rank - s - 2 + 2*n) % n
+		got := tmp[:counts[rb]]
+		if err := k.exchange(asBytes(acc[off(sb):off(sb)+counts[sb]]), right, asBytes(got), left); err != nil {
+			return err
+		}
+		mine := acc[off(rb) : off(rb)+counts[rb]]
+		if err := apply(op, mine, got); err != nil {
+			return k.fail(err)
+		}
+	}
+	copy(out, acc[off(k.rank):off(k.rank)+counts[k.rank]])
+	return nil
+}
+
+// ReduceScatterBlock is ReduceScatter with every block len(out) elements:
+// in holds Size()*len(out).
+func ReduceScatterBlock[T Elem](c *comm.Comm, in, out []T, op Op) error {
+	n := c.Size()
+	counts := make([]int, n)
+	for i := range counts {
+		counts[i] = len(out)
+	}
+	return ReduceScatter(c, in, out, counts, op)
+}
+
+func maxInt(xs []int) int {
+	m := 0
+	for _, x := range xs {
+		m = max(m, x)
+	}
+	return m
+}
