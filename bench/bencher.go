@@ -21,6 +21,7 @@ type bencher struct {
 	results  []point
 	shown    time.Time
 	progLine bool
+	warmedUp bool
 }
 
 // point is the result for one message size.
@@ -82,6 +83,13 @@ func (be *bencher) counts(size int) (iters, warmup int) {
 	}
 	if be.o.smoke {
 		iters, warmup = 2, 1
+	} else if len(be.results) == 0 && be.o.warmup < 0 && !be.warmedUp {
+		// The first size also warms the process up (the runtime's own
+		// start-up work, page faults on fresh rings): ten times the
+		// warm-up, in every implementation compare runs (bench/c/osu.c
+		// does the same).
+		warmup *= 10
+		be.warmedUp = true
 	}
 	return iters, warmup
 }

@@ -34,8 +34,8 @@ func (b *blockedRecord) set(r *Request, since time.Time) {
 	default:
 		b.op.Store(blockedSend)
 		b.peer.Store(int64(r.dest))
-		b.tag.Store(int64(r.op.Header.Tag))
-		b.ctx.Store(r.op.Header.Context)
+		b.tag.Store(int64(r.tag))
+		b.ctx.Store(r.ctx)
 	}
 	b.since.Store(since.UnixNano())
 }

@@ -72,7 +72,7 @@ type engine struct {
 	log        *zap.Logger
 	kv         kvStore
 
-	mu         sync.Mutex
+	mu         spinMutex
 	queues     map[uint32]*matchQueue
 	lastCtx    uint32
 	lastQ      *matchQueue
@@ -80,6 +80,8 @@ type engine struct {
 	cookies    map[uint64]*Request
 	nextCookie uint64
 	spares     [4]atomic.Pointer[Request] // see newRequest
+	slab       []Request                  // see requestSlab
+	freeOps    []*transport.SendOp        // see getOp
 	pool       bufPool
 	nextCtx    uint32 // next free context id, a multiple of ctxStride
 	sleeping   bool   // a goroutine sleeps on the bell
@@ -189,10 +191,47 @@ func (e *engine) newRequest(c *Comm, internal bool) *Request {
 			}
 		}
 	}
-	r := &Request{e: e, c: c, internal: internal}
-	r.op.Owner = r
+	if len(e.slab) == 0 {
+		e.slab = make([]Request, requestSlab)
+	}
+	r := &e.slab[0]
+	e.slab = e.slab[1:]
+	r.e, r.c, r.internal = e, c, internal
 	return r
 }
+
+// getOp returns a frame op owned by o, from the engine's pool. Ops are
+// internal (a program never holds one), so they are reused.
+func (e *engine) getOp(o transport.Completer) *transport.SendOp {
+	var op *transport.SendOp
+	if n := len(e.freeOps); n > 0 {
+		op = e.freeOps[n-1]
+		e.freeOps = e.freeOps[:n-1]
+	} else {
+		op = new(transport.SendOp)
+	}
+	op.Owner = o
+	return op
+}
+
+// putOp gives a finished op back to the pool, dropping its references.
+func (e *engine) putOp(op *transport.SendOp) {
+	if len(e.freeOps) >= maxFreeOps {
+		return
+	}
+	*op = transport.SendOp{}
+	e.freeOps = append(e.freeOps, op)
+}
+
+const maxFreeOps = 256
+
+// SendDone recycles the engine's own control frames (FIN, CTS).
+func (e *engine) SendDone(op *transport.SendOp, err error) { e.putOp(op) }
+
+// requestSlab is how many requests the engine allocates at once. Requests
+// are never reused (a program may hold one after Wait); carving them from
+// a slab only spares the allocator a call per request. Guarded by mu.
+const requestSlab = 32
 
 // finish waits for a blocking call's request and recycles it. A request
 // that failed is not recycled: a transport may still hold its frame.
@@ -201,7 +240,6 @@ func (e *engine) finish(r *Request) (Status, error) {
 	st, err := r.status, r.err
 	if err == nil && r.internal {
 		*r = Request{e: e, internal: true}
-		r.op.Owner = r
 		for i := range e.spares {
 			if e.spares[i].CompareAndSwap(nil, r) {
 				break
@@ -218,7 +256,7 @@ func (e *engine) completeLocked(r *Request, err error) {
 	if err != nil && r.err == nil {
 		r.err = err
 	}
-	r.done.Store(true)
+	markDone(&r.done)
 	if r.ch != nil {
 		close(r.ch)
 	}
@@ -236,7 +274,7 @@ func (e *engine) opError(r *Request, op string, err error) error {
 		case reqRecv:
 			peer, tag = r.c.commRank(int(r.src)), int(r.tag)
 		default:
-			peer, tag = r.c.commRank(int(r.dest)), int(r.op.Header.Tag)
+			peer, tag = r.c.commRank(int(r.dest)), int(r.tag)
 		}
 		return &OpError{Op: op, Comm: r.c.name(), Rank: r.c.rank, Peer: peer, Tag: tag, Err: err}
 	}
@@ -249,9 +287,7 @@ func (e *engine) opError(r *Request, op string, err error) error {
 func (e *engine) isend(c *Comm, buf []byte, dest int, tag int, ctx uint32, sync, internal bool) *Request {
 	e.mu.Lock()
 	r := e.newRequest(c, internal)
-	r.dest = int32(dest)
-	r.op.Header = transport.Header{Context: ctx, Source: uint32(e.rank), Tag: int32(tag)}
-	r.op.Payload = nil
+	r.dest, r.tag, r.ctx = int32(dest), int32(tag), ctx
 	if e.cause != nil {
 		e.completeLocked(r, e.opError(r, "send", e.cause))
 		e.mu.Unlock()
@@ -269,12 +305,15 @@ func (e *engine) isend(c *Comm, buf []byte, dest int, tag int, ctx uint32, sync,
 		e.mu.Unlock()
 		return r
 	}
+	op := e.getOp(r)
+	op.Header = transport.Header{Context: ctx, Source: uint32(e.rank), Tag: int32(tag)}
+	r.op = op
 	if !sync && len(buf) <= rt.eager {
 		r.kind = reqSend
-		r.op.Header.Kind = kindEager
-		r.op.Header.Len = uint32(len(buf))
-		r.op.Payload = buf
-		e.sendFrameLocked(rt, dest, &r.op)
+		op.Header.Kind = kindEager
+		op.Header.Len = uint32(len(buf))
+		op.Payload = buf
+		e.sendFrameLocked(rt, dest, op)
 		e.mu.Unlock()
 		return r
 	}
@@ -282,15 +321,15 @@ func (e *engine) isend(c *Comm, buf []byte, dest int, tag int, ctx uint32, sync,
 	r.kind = reqSendRndv
 	r.rv = &rendezvous{}
 	r.rv.cookie = e.newCookieLocked(r)
-	h := &r.op.Header
+	h := &op.Header
 	h.Kind, h.Aux, h.Cookie = kindRTS, uint64(len(buf)), r.rv.cookie
 	if rt.singleCopy && len(buf) > 0 {
 		h.Flags = flagSingleCopy
 		putAddr(r.rv.rts[:], buf)
-		r.op.Payload = r.rv.rts[:]
+		op.Payload = r.rv.rts[:]
 		h.Len = uint32(len(r.rv.rts))
 	}
-	e.sendFrameLocked(rt, dest, &r.op)
+	e.sendFrameLocked(rt, dest, op)
 	e.mu.Unlock()
 	return r
 }
@@ -304,15 +343,14 @@ func (e *engine) newCookieLocked(r *Request) uint64 {
 // sendSelfLocked delivers a send to this rank.
 func (e *engine) sendSelfLocked(r *Request, sync bool) {
 	r.kind = reqSend
-	h := &r.op.Header
-	q := e.queue(h.Context)
+	q := e.queue(r.ctx)
 	src := int32(e.rank)
-	if rr := q.matchPosted(src, h.Tag); rr != nil {
-		e.finishRecvLocked(rr, src, h.Tag, r.buf)
+	if rr := q.matchPosted(src, r.tag); rr != nil {
+		e.finishRecvLocked(rr, src, r.tag, r.buf)
 		e.completeLocked(r, nil)
 		return
 	}
-	m := &message{src: src, tag: h.Tag, size: len(r.buf)}
+	m := &message{src: src, tag: r.tag, size: len(r.buf)}
 	if !sync && len(r.buf) <= selfEagerLimit {
 		m.eager = true
 		m.data = e.pool.get(len(r.buf))
@@ -422,7 +460,8 @@ func (e *engine) startRndvRecvLocked(r *Request, src, tag int32, size int, cooki
 // sendControlLocked sends a payload-less protocol frame. Control frames are
 // fire-and-forget: their op is owned by the engine until done.
 func (e *engine) sendControlLocked(rt *route, dest int, kind uint8, cookie, aux uint64) {
-	op := &transport.SendOp{Header: transport.Header{Kind: kind, Source: uint32(e.rank), Cookie: cookie, Aux: aux}}
+	op := e.getOp(e)
+	op.Header = transport.Header{Kind: kind, Source: uint32(e.rank), Cookie: cookie, Aux: aux}
 	e.sendFrameLocked(rt, dest, op)
 }
 

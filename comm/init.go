@@ -24,8 +24,9 @@ import (
 // key-value store. Init builds Options from the environment.
 type Options struct {
 	Rank, Size int
-	// LocalSize is the number of ranks on this host, if known (0: unknown).
-	LocalSize int
+	// LocalRank and LocalSize place the rank among the ranks of its host
+	// (LocalSize 0: unknown, which rules shared memory out).
+	LocalRank, LocalSize int
 	JobID     string
 	Secret    []byte
 	// KV is where ranks publish their cards (required when Size > 1).
@@ -118,7 +119,8 @@ func optionsFromEnv() (Options, error) {
 		v, err = envInt(name)
 		return v
 	}
-	o.Rank, o.Size, o.LocalSize = get(bootstrap.EnvRank), get(bootstrap.EnvSize), get(bootstrap.EnvLocalSize)
+	o.Rank, o.Size = get(bootstrap.EnvRank), get(bootstrap.EnvSize)
+	o.LocalRank, o.LocalSize = get(bootstrap.EnvLocalRank), get(bootstrap.EnvLocalSize)
 	if err != nil {
 		return o, err
 	}
@@ -234,8 +236,9 @@ func (e *engine) setWaitPolicy(oversubscribed bool) {
 }
 
 func (e *engine) startTransports(opts *Options, card *bootstrap.Card) error {
-	if !opts.NoShm && !opts.ForceTCP && opts.LocalSize != 1 {
-		t, err := shm.Open(shm.Config{JobID: opts.JobID, Rank: opts.Rank, EagerLimit: debugInt("shm_eager")})
+	if !opts.NoShm && !opts.ForceTCP && opts.LocalSize > 1 {
+		t, err := shm.Open(shm.Config{JobID: opts.JobID, Rank: opts.Rank, LocalRank: opts.LocalRank,
+			LocalSize: opts.LocalSize, EagerLimit: debugInt("shm_eager")})
 		if err != nil {
 			e.log.Info("no shared memory; ranks on this host use TCP", zap.Error(err))
 		} else {

@@ -37,14 +37,15 @@ type Request struct {
 
 	// Receive side.
 	buf          []byte
-	src          int32 // world rank or AnySource
-	tag          int32
+	src          int32 // receive: world rank or AnySource
+	tag          int32 // the tag received with, or sent with
 	ctx          uint32
 	qnext, qprev *Request // posted queue links
 	posted       bool
 
-	// Send side.
-	op   transport.SendOp
+	// Send side. The frame op comes from the engine's pool and goes back
+	// when the transport is done with it.
+	op   *transport.SendOp
 	dest int32 // world rank
 
 	// rv is the state of a rendezvous (large message), made when needed.
@@ -68,18 +69,25 @@ type rendezvous struct {
 // request's frames is out.
 func (r *Request) SendDone(op *transport.SendOp, err error) {
 	e := r.e
+	if op == r.op {
+		// The eager frame, or a rendezvous's announcement, is out.
+		r.op = nil
+		e.putOp(op)
+		if err != nil {
+			e.completeLocked(r, e.opError(r, "send", err))
+		} else if r.kind == reqSend {
+			e.completeLocked(r, nil)
+		}
+		return
+	}
+	// A data frame of a rendezvous.
 	if err != nil {
 		e.completeLocked(r, e.opError(r, "send", err))
 		return
 	}
-	switch {
-	case r.kind == reqSend && op == &r.op:
+	r.rv.opsLeft--
+	if r.rv.opsLeft == 0 {
 		e.completeLocked(r, nil)
-	case r.kind == reqSendRndv && op != &r.op:
-		r.rv.opsLeft--
-		if r.rv.opsLeft == 0 {
-			e.completeLocked(r, nil)
-		}
 	}
 }
 

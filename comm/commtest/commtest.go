@@ -98,7 +98,7 @@ func Worlds(tb testing.TB, n int, tr Transport) []*comm.Comm {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			o := comm.Options{Rank: r, Size: n, LocalSize: n, JobID: job, Secret: secret, KV: store,
+			o := comm.Options{Rank: r, Size: n, LocalRank: r, LocalSize: n, JobID: job, Secret: secret, KV: store,
 				TCPAdvertise: "127.0.0.1", Node: "commtest-" + job}
 			switch tr {
 			case TCP:

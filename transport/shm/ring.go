@@ -1,8 +1,8 @@
 package shm
 
-// This file holds all of the package's unsafe code: the views of the
-// control block and of the slots over a mapped (or, in tests, heap)
-// region. See doc.go for the layout and the memory ordering.
+// This file holds the package's unsafe code (with publish_tso.go): the
+// views of a segment's header, bitmap and rings over a mapped (or, in
+// tests, heap) region. See doc.go for the layout and the memory ordering.
 
 import (
 	"encoding/binary"
@@ -13,95 +13,120 @@ import (
 )
 
 const (
-	magic        = 0x314d4853594c5250 // "PRLYSHM1", little endian
-	layoutVer    = 1
+	magic        = 0x324d4853594c5250 // "PRLYSHM2", little endian
+	layoutVer    = 2
 	cacheLine    = 64
 	slotSize     = 64
-	ctlSize      = 4096
+	ringsOff     = 4096
+	bitmapOff    = 128
 	seqLen       = 8
-	frameHdrOff  = seqLen                  // header starts after the sequence word
-	frameDataOff = seqLen + hdrLen         // payload starts here in the first slot
-	hdrLen       = 40                      // wire.HeaderLen
-	firstSlotCap = slotSize - frameDataOff // payload bytes in the first slot
+	hdrLen       = 40 // wire.HeaderLen
+	frameHdrOff  = seqLen
+	frameDataOff = seqLen + hdrLen
+	maxRings     = (ringsOff - bitmapOff) * 8 // what the bitmap can name
 )
 
-// control is the segment's control block, overlaid on shared memory.
-type control struct {
+// header is the segment's first two cache lines, overlaid on shared memory.
+type header struct {
 	_       structs.HostLayout
 	magic   uint64
 	version uint32
+	nrings  uint32
 	nslots  uint32
+	_       uint32
 	pid     uint64
-	_       [cacheLine - 24]byte
-	head    atomic.Uint64
-	_       [cacheLine - 8]byte
-	tail    atomic.Uint64
-	_       [cacheLine - 8]byte
+	_       [cacheLine - 32]byte
 	bell    atomic.Uint32
 	_       [cacheLine - 4]byte
 }
 
-// Offsets the layout comment promises; ring_test.go checks them against
-// unsafe.Offsetof.
-const (
-	offHead = 64
-	offTail = 128
-	offBell = 192
-)
+// Offsets the layout comment promises; ring_test.go checks them.
+const offBell = 64
 
-// ring is a view of one segment's queue.
+// region is a view of one segment's memory.
+type region struct {
+	mem       []byte
+	hdr       *header
+	nrings    int
+	nslots    uint64
+	ringBytes int
+}
+
+func ringBytesFor(nslots int) int { return cacheLine + nslots*slotSize }
+
+// regionSize is the size of a segment with nrings rings of nslots slots.
+func regionSize(nrings, nslots int) int { return ringsOff + nrings*ringBytesFor(nslots) }
+
+// newRegion views mem as a segment. With init it writes a fresh header for
+// nrings rings of nslots slots owned by pid; otherwise it validates the
+// header it finds, which another process wrote and may have corrupted.
+func newRegion(mem []byte, nrings, nslots, pid int, init bool) (*region, error) {
+	if uintptr(unsafe.Pointer(unsafe.SliceData(mem)))%cacheLine != 0 {
+		return nil, fmt.Errorf("shm region is not cache-line aligned")
+	}
+	if len(mem) < ringsOff {
+		return nil, fmt.Errorf("shm region of %d bytes is too small", len(mem))
+	}
+	h := (*header)(unsafe.Pointer(unsafe.SliceData(mem)))
+	if init {
+		if nslots&(nslots-1) != 0 || nslots < 64 || nrings < 1 || nrings > maxRings {
+			return nil, fmt.Errorf("shm segment of %d rings of %d slots: need 1..%d rings of a power of two >= 64 slots", nrings, nslots, maxRings)
+		}
+		if regionSize(nrings, nslots) > len(mem) {
+			return nil, fmt.Errorf("shm segment of %d rings of %d slots does not fit %d bytes", nrings, nslots, len(mem))
+		}
+		h.magic, h.version, h.nrings, h.nslots, h.pid = magic, layoutVer, uint32(nrings), uint32(nslots), uint64(pid)
+		h.bell.Store(0)
+	} else {
+		if h.magic != magic {
+			return nil, fmt.Errorf("not a parley segment (magic %#x)", h.magic)
+		}
+		if h.version != layoutVer {
+			return nil, fmt.Errorf("segment layout version %d, this program uses %d", h.version, layoutVer)
+		}
+		nrings, nslots = int(h.nrings), int(h.nslots)
+		if nslots&(nslots-1) != 0 || nslots < 64 || nrings < 1 || nrings > maxRings || regionSize(nrings, nslots) > len(mem) {
+			return nil, fmt.Errorf("segment claims %d rings of %d slots in %d bytes", nrings, nslots, len(mem))
+		}
+	}
+	return &region{mem: mem, hdr: h, nrings: nrings, nslots: uint64(nslots), ringBytes: ringBytesFor(nslots)}, nil
+}
+
+// activeWord returns word i of the active bitmap.
+func (g *region) activeWord(i int) *atomic.Uint64 {
+	return (*atomic.Uint64)(unsafe.Pointer(&g.mem[bitmapOff+8*i]))
+}
+
+// bitmapWords is the number of bitmap words covering the rings.
+func (g *region) bitmapWords() int { return (g.nrings + 63) / 64 }
+
+// ring is a view of one ring of a segment.
 type ring struct {
-	mem    []byte // the whole region: control block and slots
-	ctl    *control
-	slots  []byte // len == nslots*slotSize
+	tail   *atomic.Uint64
+	slots  []byte // nslots*slotSize bytes
 	nslots uint64
 	mask   uint64
 }
 
-// newRing views mem as a ring. When init is true it writes a fresh control
-// block for nslots slots owned by pid; otherwise it validates the control
-// block found there, which another process wrote and may have corrupted.
-func newRing(mem []byte, nslots int, pid int, init bool) (*ring, error) {
-	if uintptr(unsafe.Pointer(unsafe.SliceData(mem)))%8 != 0 {
-		return nil, fmt.Errorf("shm region is not 8-byte aligned")
+// ring returns ring i (i < nrings).
+func (g *region) ring(i int) *ring {
+	off := ringsOff + i*g.ringBytes
+	return &ring{
+		tail:   (*atomic.Uint64)(unsafe.Pointer(&g.mem[off])),
+		slots:  g.mem[off+cacheLine : off+g.ringBytes : off+g.ringBytes],
+		nslots: g.nslots,
+		mask:   g.nslots - 1,
 	}
-	if len(mem) < ctlSize+slotSize {
-		return nil, fmt.Errorf("shm region of %d bytes is too small", len(mem))
-	}
-	ctl := (*control)(unsafe.Pointer(unsafe.SliceData(mem)))
-	if init {
-		if nslots&(nslots-1) != 0 || nslots < 64 {
-			return nil, fmt.Errorf("shm ring of %d slots: need a power of two >= 64", nslots)
-		}
-		if ctlSize+nslots*slotSize > len(mem) {
-			return nil, fmt.Errorf("shm ring of %d slots does not fit %d bytes", nslots, len(mem))
-		}
-		ctl.magic = magic
-		ctl.version = layoutVer
-		ctl.nslots = uint32(nslots)
-		ctl.pid = uint64(pid)
-		ctl.head.Store(0)
-		ctl.tail.Store(0)
-		ctl.bell.Store(0)
-	} else {
-		if ctl.magic != magic {
-			return nil, fmt.Errorf("not a parley segment (magic %#x)", ctl.magic)
-		}
-		if ctl.version != layoutVer {
-			return nil, fmt.Errorf("segment layout version %d, this program uses %d", ctl.version, layoutVer)
-		}
-		nslots = int(ctl.nslots)
-		if nslots&(nslots-1) != 0 || nslots < 64 || ctlSize+nslots*slotSize > len(mem) {
-			return nil, fmt.Errorf("segment claims %d slots in %d bytes", nslots, len(mem))
-		}
-	}
-	return &ring{mem: mem, ctl: ctl, slots: mem[ctlSize : ctlSize+nslots*slotSize], nslots: uint64(nslots), mask: uint64(nslots - 1)}, nil
 }
 
 // seq returns the sequence word of slot i (i < nslots).
 func (r *ring) seq(i uint64) *atomic.Uint64 {
 	return (*atomic.Uint64)(unsafe.Pointer(&r.slots[i*slotSize]))
 }
+
+// publish stores a frame's sequence word, which makes the frame visible
+// to the consumer (see publish_*.go).
+func (r *ring) publish(i, v uint64) { publishSeq(r.seq(i), v) }
 
 // clearSeq overwrites the sequence word of slot i with a plain store; only
 // the consumer does this, before it gives the slot back (see doc.go).

@@ -14,14 +14,15 @@ type segment struct {
 	name string
 	path string
 	mem  []byte
-	r    *ring
+	g    *region
 }
 
-// createSegment creates (exclusively, mode 0600) and maps a segment with a
-// ring of nslots slots. The file is sparse: pages cost memory once touched.
-func createSegment(dir, name string, nslots int) (*segment, error) {
+// createSegment creates (exclusively, mode 0600) and maps a segment with
+// nrings rings of nslots slots. The file is sparse: pages cost memory once
+// touched.
+func createSegment(dir, name string, nrings, nslots int) (*segment, error) {
 	path := filepath.Join(dir, name)
-	size := ctlSize + nslots*slotSize
+	size := regionSize(nrings, nslots)
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create segment %s: %w", path, err)
@@ -36,13 +37,13 @@ func createSegment(dir, name string, nslots int) (*segment, error) {
 		os.Remove(path)
 		return nil, fmt.Errorf("map segment %s: %w", path, err)
 	}
-	r, err := newRing(mem, nslots, os.Getpid(), true)
+	g, err := newRegion(mem, nrings, nslots, os.Getpid(), true)
 	if err != nil {
 		unix.Munmap(mem)
 		os.Remove(path)
 		return nil, err
 	}
-	return &segment{name: name, path: path, mem: mem, r: r}, nil
+	return &segment{name: name, path: path, mem: mem, g: g}, nil
 }
 
 // openSegment maps a peer's segment. Its size and control block are
@@ -61,19 +62,19 @@ func openSegment(dir, name string) (*segment, error) {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, fmt.Errorf("stat segment %s: %w", path, err)
 	}
-	if st.Size < ctlSize+64*slotSize || st.Size > 1<<30 {
+	if st.Size < int64(ringsOff+ringBytesFor(64)) || st.Size > 1<<34 {
 		return nil, fmt.Errorf("segment %s has an implausible size of %d bytes", path, st.Size)
 	}
 	mem, err := unix.Mmap(fd, 0, int(st.Size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		return nil, fmt.Errorf("map segment %s: %w", path, err)
 	}
-	r, err := newRing(mem, 0, 0, false)
+	g, err := newRegion(mem, 0, 0, 0, false)
 	if err != nil {
 		unix.Munmap(mem)
 		return nil, fmt.Errorf("segment %s: %w", path, err)
 	}
-	return &segment{name: name, path: path, mem: mem, r: r}, nil
+	return &segment{name: name, path: path, mem: mem, g: g}, nil
 }
 
 func (s *segment) close() error {
@@ -81,7 +82,7 @@ func (s *segment) close() error {
 		return nil
 	}
 	err := unix.Munmap(s.mem)
-	s.mem, s.r = nil, nil
+	s.mem, s.g = nil, nil
 	return err
 }
 
