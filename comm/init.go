@@ -27,8 +27,8 @@ type Options struct {
 	// LocalRank and LocalSize place the rank among the ranks of its host
 	// (LocalSize 0: unknown, which rules shared memory out).
 	LocalRank, LocalSize int
-	JobID     string
-	Secret    []byte
+	JobID                string
+	Secret               []byte
 	// KV is where ranks publish their cards (required when Size > 1).
 	KV KeyValueStore
 	// Node identifies the host: ranks with equal Node use shared memory
