@@ -99,6 +99,9 @@ type engine struct {
 	tcp      *tcp.Transport
 	shm      *shm.Transport // nil: no shared memory
 	forceTCP bool
+	// noSingleCopy turns process_vm_readv off (PARLEY_DEBUG=no_cma=1), to
+	// test and measure the pipelined copy through the rings.
+	noSingleCopy bool
 
 	// Waiting policy.
 	spinFor  time.Duration
@@ -147,7 +150,7 @@ func (e *engine) routeLocked(dest int) *route {
 	if e.shm != nil && !e.forceTCP && card.Node == e.node && card.Shm != "" {
 		if err := e.shm.Attach(dest, card.Shm, card.Pid); err == nil {
 			caps := e.shm.Caps()
-			rt.via, rt.eager, rt.maxFrame, rt.singleCopy = viaShm, caps.EagerLimit, caps.MaxFrame, caps.SingleCopy
+			rt.via, rt.eager, rt.maxFrame, rt.singleCopy = viaShm, caps.EagerLimit, caps.MaxFrame, caps.SingleCopy && !e.noSingleCopy
 			e.log.Info("transport chosen", zap.Int("peer", dest), zap.String("via", "shm"), zap.String("segment", card.Shm))
 			return rt
 		} else {

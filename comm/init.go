@@ -183,6 +183,7 @@ func Start(opts Options) (*Comm, error) {
 		cookies: make(map[uint64]*Request), nextCtx: ctxStride, forceTCP: opts.ForceTCP,
 	}
 	e.setWaitPolicy(opts.Oversubscribed)
+	e.noSingleCopy = debugInt("no_cma") == 1
 	e.bell = transport.NewBell(&e.bellWord)
 	switch {
 	case opts.agent != nil:

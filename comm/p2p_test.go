@@ -14,10 +14,16 @@ func TestPingPong(t *testing.T) {
 	for _, tr := range []commtest.Transport{commtest.TCP, commtest.Shm} {
 		t.Run(tr.String(), func(t *testing.T) { testPingPong(t, tr) })
 	}
+	// Large messages through the rings in data frames, as where the kernel
+	// refuses process_vm_readv.
+	t.Run("shm-pipelined", func(t *testing.T) {
+		t.Setenv("PARLEY_DEBUG", "no_cma=1")
+		testPingPong(t, commtest.Shm)
+	})
 }
 
 func testPingPong(t *testing.T, tr commtest.Transport) {
-	for _, size := range []int{0, 1, 16, 17, 100, 16 << 10, 16<<10 + 1, 64 << 10, 64<<10 + 1, 1 << 20} {
+	for _, size := range []int{0, 1, 16, 17, 100, 4 << 10, 4<<10 + 1, 8<<10 + 3, 64 << 10, 64<<10 + 1, 1 << 20, 5<<20 + 7} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			ws := commtest.Worlds(t, 2, tr)
 			commtest.Run(t, ws, func(c *comm.Comm) error {

@@ -170,10 +170,23 @@ func TestInterrupt(t *testing.T) {
 				cmd.Process.Kill()
 				t.Fatalf("ranks did not start:\n%s", errb.String())
 			}
+			job, _ := os.ReadFile(filepath.Join(piddir, "job"))
+			if len(segments(string(job))) != 3 {
+				t.Errorf("job %s has segments %v, want 3", job, segments(string(job)))
+			}
 			cmd.Process.Signal(sig)
 			err := cmd.Wait()
 			if !proctest.Eventually(2*time.Second, func() bool { return len(proctest.WithMarker(mark)) == 0 }) {
 				t.Errorf("after %v to mpirun, still alive: %v", sig, proctest.WithMarker(mark))
+			}
+			if sig == syscall.SIGKILL {
+				// Nobody cleaned up; the next job's first rank sweeps.
+				if r := mpirun(t, "-np", "2", "rankprog", "hello"); r.code != 0 {
+					t.Fatalf("next job: %d\n%s", r.code, r.stderr)
+				}
+			}
+			if s := segments(string(job)); len(s) != 0 {
+				t.Errorf("segments of job %s left after %v to mpirun: %v", job, sig, s)
 			}
 			if sig != syscall.SIGKILL {
 				ee, _ := err.(*exec.ExitError)
@@ -192,6 +205,33 @@ func TestOversubscribedRing(t *testing.T) {
 	}
 	if !strings.Contains(r.stderr, "unbound") && runtimeCPUs() < 5 {
 		t.Errorf("no oversubscription warning:\n%s", r.stderr)
+	}
+}
+
+// segments lists the shared-memory segments of a job.
+func segments(job string) []string {
+	if job == "" {
+		return []string{"(no job id)"}
+	}
+	m, _ := filepath.Glob("/dev/shm/parley-" + job + "-*")
+	return m
+}
+
+// TestSegmentsRemoved: a job's segments disappear when it ends normally
+// and when a rank is killed.
+func TestSegmentsRemoved(t *testing.T) {
+	for _, args := range [][]string{{"rankprog", "job"}, {"rankprog", "kill", "1"}} {
+		t.Run(args[1], func(t *testing.T) {
+			piddir := t.TempDir()
+			r := mpirun(t, append([]string{"-np", "3", "-x", "PARLEY_TEST_PIDDIR=" + piddir}, args...)...)
+			job, _ := os.ReadFile(filepath.Join(piddir, "job"))
+			if len(job) == 0 {
+				t.Fatalf("no job id (status %d):\n%s", r.code, r.stderr)
+			}
+			if s := segments(string(job)); len(s) != 0 {
+				t.Errorf("segments left: %v", s)
+			}
+		})
 	}
 }
 

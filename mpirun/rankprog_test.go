@@ -44,6 +44,7 @@ func rankprog() int {
 	}
 	rank, size := world.Rank(), world.Size()
 	if p := os.Getenv("PARLEY_TEST_PIDDIR"); p != "" {
+		os.WriteFile(fmt.Sprintf("%s/job", p), []byte(os.Getenv(bootstrap.EnvJob)), 0o644)
 		os.WriteFile(fmt.Sprintf("%s/rank%d.pid", p, rank), []byte(strconv.Itoa(os.Getpid())), 0o644)
 	}
 	blockForever := func() {
@@ -53,6 +54,10 @@ func rankprog() int {
 	switch mode {
 	case "hello":
 		fmt.Printf("rank %d of %d\n", rank, size)
+	case "job":
+		if rank == 0 {
+			fmt.Printf("job %s\n", os.Getenv(bootstrap.EnvJob))
+		}
 	case "exit": // rankprog exit CODE RANK: RANK exits with CODE, the others block
 		if rank == arg(1, 0) {
 			os.Exit(arg(0, 1))

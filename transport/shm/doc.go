@@ -9,14 +9,21 @@
 // rings of the senders that have announced themselves in the segment's
 // active bitmap, so a poll costs one load per active peer. The file is
 // sparse: a ring costs memory only once a sender uses it, so a host's
-// memory grows with the pairs that talk (each ring is 64 KiB), and with
-// 64 local ranks that all talk to each other, 4 MiB per rank.
+// memory grows with the pairs that talk. Rings are 64 KiB up to 64 local
+// ranks and shrink beyond (to 32 KiB at most), so that a rank's segment
+// stays within 4 MiB when every rank talks to every other (RingSlots).
+//
+// Lifetime: a rank removes its segment file when it closes the transport;
+// the node agent removes the job's segments when the job ends however it
+// ends; and Sweep, run by agents at start-up, removes the segments of dead
+// jobs (a segment whose owner process is gone, recognized by pid and start
+// time), which is what is left if a whole host's agent was killed.
 //
 // Segment layout (offsets in bytes; every word that more than one process
 // writes sits on a cache line of its own):
 //
 //	   0  magic "PRLYSHM2" (8), version (4), rings (4), slots per ring (4),
-//	      (4), owner pid (8)
+//	      (4), owner pid (8), owner start time (8)
 //	  64  bell: futex word, 1 while the owner sleeps or is about to
 //	 128  active bitmap: bit r set once local rank r sends here
 //	4096  ring 0, ring 1, ...; each ring is one line holding its tail

@@ -35,7 +35,8 @@ type header struct {
 	nslots  uint32
 	_       uint32
 	pid     uint64
-	_       [cacheLine - 32]byte
+	start   uint64 // the owner's start time (clock ticks after boot), against pid reuse
+	_       [cacheLine - 40]byte
 	bell    atomic.Uint32
 	_       [cacheLine - 4]byte
 }
@@ -60,7 +61,7 @@ func regionSize(nrings, nslots int) int { return ringsOff + nrings*ringBytesFor(
 // newRegion views mem as a segment. With init it writes a fresh header for
 // nrings rings of nslots slots owned by pid; otherwise it validates the
 // header it finds, which another process wrote and may have corrupted.
-func newRegion(mem []byte, nrings, nslots, pid int, init bool) (*region, error) {
+func newRegion(mem []byte, nrings, nslots, pid int, start uint64, init bool) (*region, error) {
 	if uintptr(unsafe.Pointer(unsafe.SliceData(mem)))%cacheLine != 0 {
 		return nil, fmt.Errorf("shm region is not cache-line aligned")
 	}
@@ -75,7 +76,7 @@ func newRegion(mem []byte, nrings, nslots, pid int, init bool) (*region, error) 
 		if regionSize(nrings, nslots) > len(mem) {
 			return nil, fmt.Errorf("shm segment of %d rings of %d slots does not fit %d bytes", nrings, nslots, len(mem))
 		}
-		h.magic, h.version, h.nrings, h.nslots, h.pid = magic, layoutVer, uint32(nrings), uint32(nslots), uint64(pid)
+		h.magic, h.version, h.nrings, h.nslots, h.pid, h.start = magic, layoutVer, uint32(nrings), uint32(nslots), uint64(pid), start
 		h.bell.Store(0)
 	} else {
 		if h.magic != magic {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -37,7 +39,7 @@ func createSegment(dir, name string, nrings, nslots int) (*segment, error) {
 		os.Remove(path)
 		return nil, fmt.Errorf("map segment %s: %w", path, err)
 	}
-	g, err := newRegion(mem, nrings, nslots, os.Getpid(), true)
+	g, err := newRegion(mem, nrings, nslots, os.Getpid(), startTime(os.Getpid()), true)
 	if err != nil {
 		unix.Munmap(mem)
 		os.Remove(path)
@@ -69,7 +71,7 @@ func openSegment(dir, name string) (*segment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("map segment %s: %w", path, err)
 	}
-	g, err := newRegion(mem, 0, 0, 0, false)
+	g, err := newRegion(mem, 0, 0, 0, 0, false)
 	if err != nil {
 		unix.Munmap(mem)
 		return nil, fmt.Errorf("segment %s: %w", path, err)
@@ -91,4 +93,90 @@ func (s *segment) remove() error {
 		return err
 	}
 	return nil
+}
+
+// startTime returns process pid's start time in clock ticks after boot
+// (field 22 of /proc/PID/stat), or 0 if unknown.
+func startTime(pid int) uint64 {
+	start, _ := procStat(pid)
+	return start
+}
+
+// procStat returns a process's start time and whether it has exited (is
+// gone or a zombie waiting to be reaped).
+func procStat(pid int) (start uint64, exited bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state); the start time is field 22.
+	if len(f) < 20 {
+		return 0, false
+	}
+	v, _ := strconv.ParseUint(f[19], 10, 64)
+	return v, f[0] == "Z" || f[0] == "X"
+}
+
+// Sweep removes the segments under dir (default /dev/shm) whose owner is
+// gone: jobs that ended without their agent's clean-up. A segment whose
+// owner pid is alive with the same start time is kept; so is anything
+// that is not a readable parley segment. It returns the names removed.
+func Sweep(dir string) []string {
+	if dir == "" {
+		dir = "/dev/shm"
+	}
+	names, _ := filepath.Glob(filepath.Join(dir, "parley-*"))
+	var removed []string
+	for _, path := range names {
+		if ownerAlive(path) {
+			continue
+		}
+		if os.Remove(path) == nil {
+			removed = append(removed, filepath.Base(path))
+		}
+	}
+	return removed
+}
+
+// ownerAlive reads a segment's header and reports whether its owner runs.
+// Anything unreadable or foreign counts as alive: never remove what we do
+// not understand.
+func ownerAlive(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	var b [40]byte
+	if _, err := f.ReadAt(b[:], 0); err != nil {
+		return true
+	}
+	le := func(o int) uint64 {
+		var v uint64
+		for i := 7; i >= 0; i-- {
+			v = v<<8 | uint64(b[o+i])
+		}
+		return v
+	}
+	if le(0) != magic {
+		return true
+	}
+	pid, start := int(le(24)), le(32)
+	if pid <= 0 {
+		return true
+	}
+	if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
+		return false
+	}
+	now, exited := procStat(pid)
+	if exited {
+		return false // a zombie: its parent died before reaping it
+	}
+	return start == 0 || now == start
 }

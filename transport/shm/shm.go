@@ -85,6 +85,21 @@ type peer struct {
 	queue      opQueue
 }
 
+// RingSlots is the ring size for a host of localSize ranks: 1024 slots
+// (64 KiB) while a rank's rings fit 4 MiB, fewer beyond, never below 512
+// (a ring must hold four frames of the eager limit).
+func RingSlots(localSize int) int {
+	slots := DefaultSlots
+	for slots > 512 && localSize*slots*slotSize > 4<<20 {
+		slots /= 2
+	}
+	return slots
+}
+
+// Footprint is the size of one rank's segment on a host of localSize
+// ranks: what it costs once every other local rank has sent to it.
+func Footprint(localSize int) int { return regionSize(localSize, RingSlots(localSize)) }
+
 // SegmentName returns the file name of rank's segment in job.
 func SegmentName(job string, rank int) string {
 	return fmt.Sprintf("parley-%s-%d", job, rank)
@@ -93,7 +108,7 @@ func SegmentName(job string, rank int) string {
 // Open creates this rank's segment and returns the transport.
 func Open(cfg Config) (*Transport, error) {
 	if cfg.Slots == 0 {
-		cfg.Slots = DefaultSlots
+		cfg.Slots = RingSlots(cfg.LocalSize)
 	}
 	if cfg.Dir == "" {
 		cfg.Dir = "/dev/shm"
@@ -103,6 +118,10 @@ func Open(cfg Config) (*Transport, error) {
 	}
 	if cfg.LocalSize < 1 || cfg.LocalRank < 0 || cfg.LocalRank >= cfg.LocalSize {
 		return nil, fmt.Errorf("shm transport: local rank %d of %d", cfg.LocalRank, cfg.LocalSize)
+	}
+	if cfg.LocalRank == 0 {
+		// The first rank of a host clears what dead jobs left behind.
+		Sweep(cfg.Dir)
 	}
 	seg, err := createSegment(cfg.Dir, SegmentName(cfg.JobID, cfg.Rank), cfg.LocalSize, cfg.Slots)
 	if err != nil {
@@ -139,16 +158,19 @@ func (t *Transport) Attach(rank int, name string, pid int) error {
 		return fmt.Errorf("shm attach to rank %d: %w", rank, err)
 	}
 	g := seg.g
+	owner, nrings, nslots := int(g.hdr.pid), g.nrings, int(g.nslots)
+	var bad error
 	switch {
-	case int(g.hdr.pid) != pid:
-		seg.close()
-		return fmt.Errorf("shm attach to rank %d: segment %s belongs to pid %d, the rank is pid %d", rank, name, g.hdr.pid, pid)
-	case t.cfg.LocalRank >= g.nrings:
-		seg.close()
-		return fmt.Errorf("shm attach to rank %d: segment %s has %d rings, this rank is local rank %d", rank, name, g.nrings, t.cfg.LocalRank)
-	case int(g.nslots) != t.cfg.Slots:
-		seg.close()
-		return fmt.Errorf("shm attach to rank %d: segment %s has rings of %d slots, this rank uses %d", rank, name, g.nslots, t.cfg.Slots)
+	case owner != pid:
+		bad = fmt.Errorf("segment %s belongs to pid %d, the rank is pid %d", name, owner, pid)
+	case t.cfg.LocalRank >= nrings:
+		bad = fmt.Errorf("segment %s has %d rings, this rank is local rank %d", name, nrings, t.cfg.LocalRank)
+	case nslots != t.cfg.Slots:
+		bad = fmt.Errorf("segment %s has rings of %d slots, this rank uses %d", name, nslots, t.cfg.Slots)
+	}
+	if bad != nil {
+		seg.close() // nothing of the mapping may be touched after this
+		return fmt.Errorf("shm attach to rank %d: %w", rank, bad)
 	}
 	p := &peer{rank: rank, pid: pid, seg: seg, tx: g.ring(t.cfg.LocalRank)}
 	// A ring is fresh when its sender first attaches: positions start at 0.

@@ -1,0 +1,161 @@
+package shm
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/parley-hpc/parley/transport"
+)
+
+// The test binary doubles as the producer process of TestCrossProcess.
+func TestMain(m *testing.M) {
+	if os.Getenv("SHMTEST_PRODUCER") == "1" {
+		os.Exit(producer())
+	}
+	os.Exit(m.Run())
+}
+
+const crossFrames = 30000
+
+func producer() int {
+	dir, job := os.Getenv("SHMTEST_DIR"), os.Getenv("SHMTEST_JOB")
+	pid, _ := strconv.Atoi(os.Getenv("SHMTEST_PID"))
+	t, err := Open(Config{JobID: job, Rank: 1, LocalRank: 1, LocalSize: 2, Dir: dir, Slots: 128})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer t.Close()
+	if err := t.Attach(0, SegmentName(job, 0), pid); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < crossFrames; i++ {
+		op := frame(1, uint64(i), payload(rng, t.maxLen), i%7 == 0)
+		t.Send(0, op)
+		for t.Pending() {
+			t.flush()
+		}
+		if op.Failed() {
+			fmt.Fprintln(os.Stderr, "send failed")
+			return 1
+		}
+	}
+	return 0
+}
+
+// TestCrossProcess sends frames from another process through a real
+// mapping: sequence numbers and checksums checked, the small ring lapped
+// hundreds of times, sizes at and around every slot boundary.
+func TestCrossProcess(t *testing.T) {
+	dir := t.TempDir()
+	job := fmt.Sprintf("xp%d", time.Now().UnixNano())
+	cons, err := Open(Config{JobID: job, Rank: 0, LocalRank: 0, LocalSize: 2, Dir: dir, Slots: 128})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	exe, _ := os.Executable()
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), "SHMTEST_PRODUCER=1", "SHMTEST_DIR="+dir, "SHMTEST_JOB="+job,
+		"SHMTEST_PID="+strconv.Itoa(os.Getpid()))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := &checker{next: map[uint32]uint64{}}
+	deadline := time.Now().Add(60 * time.Second)
+	for c.frames < crossFrames && c.err == nil && time.Now().Before(deadline) {
+		if _, err := cons.Poll(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("producer: %v", err)
+	}
+	if c.err != nil || c.frames != crossFrames {
+		t.Fatalf("got %d of %d frames: %v", c.frames, crossFrames, c.err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, SegmentName(job, 1))); !os.IsNotExist(err) {
+		t.Errorf("the producer's segment survived its Close: %v", err)
+	}
+}
+
+func TestAttachChecks(t *testing.T) {
+	dir := t.TempDir()
+	own, err := Open(Config{JobID: "a", Rank: 0, LocalRank: 0, LocalSize: 2, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	peerT, err := Open(Config{JobID: "a", Rank: 1, LocalRank: 1, LocalSize: 2, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peerT.Close()
+	os.WriteFile(filepath.Join(dir, "junk"), make([]byte, 1<<20), 0o600)
+	os.WriteFile(filepath.Join(dir, "short"), []byte("PRLYSHM2"), 0o600)
+	for _, tc := range []struct {
+		name string
+		seg  string
+		pid  int
+	}{
+		{"wrong pid", SegmentName("a", 0), os.Getpid() + 1},
+		{"not a segment", "junk", os.Getpid()},
+		{"too short", "short", os.Getpid()},
+		{"missing", "nothing-here", os.Getpid()},
+		{"path in name", "../x", os.Getpid()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := peerT.Attach(0, tc.seg, tc.pid); err == nil {
+				t.Fatal("attached")
+			}
+		})
+	}
+	if err := peerT.Attach(0, SegmentName("a", 0), os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	op := &transport.SendOp{Header: transport.Header{Len: 3}, Payload: []byte("abc")}
+	peerT.Send(0, op)
+	if !op.Done() || op.Failed() {
+		t.Fatal("send through an attached ring failed")
+	}
+	if info, _ := os.Stat(filepath.Join(dir, SegmentName("a", 0))); info.Mode().Perm() != 0o600 {
+		t.Errorf("segment mode %v, want 0600", info.Mode().Perm())
+	}
+}
+
+func TestSweep(t *testing.T) {
+	dir := t.TempDir()
+	dead := exec.Command("true")
+	dead.Run()
+	deadPid := dead.Process.Pid
+	mk := func(name string, pid int) {
+		seg, err := createSegment(dir, name, 2, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		binary.LittleEndian.PutUint64(seg.mem[24:], uint64(pid))
+		seg.close()
+	}
+	mk("parley-deadjob-0", deadPid)
+	mk("parley-livejob-0", os.Getpid())
+	os.WriteFile(filepath.Join(dir, "parley-foreign"), []byte("not ours"), 0o600)
+	removed := Sweep(dir)
+	if len(removed) != 1 || removed[0] != "parley-deadjob-0" {
+		t.Fatalf("swept %v, want only the dead job's segment", removed)
+	}
+	for _, keep := range []string{"parley-livejob-0", "parley-foreign"} {
+		if _, err := os.Stat(filepath.Join(dir, keep)); err != nil {
+			t.Errorf("%s was removed", keep)
+		}
+	}
+}

@@ -1,0 +1,232 @@
+package shm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"unsafe"
+
+	"github.com/parley-hpc/parley/transport"
+)
+
+func TestLayout(t *testing.T) {
+	var h header
+	if off := unsafe.Offsetof(h.bell); off != offBell {
+		t.Fatalf("bell at %d, layout says %d", off, offBell)
+	}
+	if sz := unsafe.Sizeof(h); sz > bitmapOff {
+		t.Fatalf("header of %d bytes overlaps the bitmap at %d", sz, bitmapOff)
+	}
+	if unsafe.Offsetof(h.pid) != 24 || unsafe.Offsetof(h.start) != 32 {
+		t.Fatalf("pid/start at %d/%d, Sweep reads them at 24/32", unsafe.Offsetof(h.pid), unsafe.Offsetof(h.start))
+	}
+	if frameDataOff != 48 || slotSize != 64 {
+		t.Fatal("frame layout changed; update doc.go")
+	}
+}
+
+// heapMem returns zeroed, cache-line aligned heap memory of n bytes; the
+// race detector sees accesses to it, which it cannot for a mapping.
+func heapMem(n int) []byte {
+	words := make([]uint64, (n+2*cacheLine)/8)
+	b := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(words))), len(words)*8)
+	off := int(uintptr(cacheLine) - uintptr(unsafe.Pointer(&b[0]))%cacheLine)
+	return b[off%cacheLine : off%cacheLine+n]
+}
+
+// pair makes a consumer transport over a heap segment with nrings rings,
+// and a producer transport that sends into ring lr of it.
+func pair(t *testing.T, nrings, nslots, lr int) (cons, prod *Transport) {
+	t.Helper()
+	mem := heapMem(regionSize(nrings, nslots))
+	g, err := newRegion(mem, nrings, nslots, 1, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg := &segment{name: "heap", mem: mem, g: g}
+	cons = &Transport{cfg: Config{Slots: nslots, EagerLimit: EagerLimit}, own: seg, rx: make([]rxRing, nrings),
+		seen: make([]uint64, g.bitmapWords()), peers: map[int]*peer{}, maxLen: nslots*slotSize/4 - frameDataOff}
+	for i := range cons.rx {
+		cons.rx[i].r = g.ring(i)
+	}
+	prod = &Transport{cfg: Config{Slots: nslots, LocalRank: lr}, peers: map[int]*peer{}, maxLen: cons.maxLen}
+	prod.peers[0] = &peer{rank: 0, seg: seg, tx: g.ring(lr)}
+	g.activeWord(lr / 64).Or(1 << (lr % 64))
+	return cons, prod
+}
+
+// checker receives frames carrying (sequence, crc) and verifies them.
+type checker struct {
+	next    map[uint32]uint64 // per source: the next sequence expected
+	frames  int
+	err     error
+	scratch []byte
+}
+
+func (c *checker) Destination(h *transport.Header) []byte {
+	c.scratch = make([]byte, h.Len)
+	return c.scratch
+}
+
+func (c *checker) Deliver(h *transport.Header, p []byte) {
+	if c.err != nil {
+		return
+	}
+	if len(p) != int(h.Len) {
+		c.err = fmt.Errorf("payload of %d bytes for a header saying %d", len(p), h.Len)
+		return
+	}
+	if h.Cookie != c.next[h.Source] {
+		c.err = fmt.Errorf("source %d: frame %d, expected %d", h.Source, h.Cookie, c.next[h.Source])
+		return
+	}
+	c.next[h.Source]++
+	if uint32(h.Aux) != crc32.ChecksumIEEE(p) {
+		c.err = fmt.Errorf("source %d frame %d: checksum mismatch", h.Source, h.Cookie)
+	}
+	c.frames++
+}
+
+func payload(rng *rand.Rand, max int) []byte {
+	sizes := []int{0, 1, 15, 16, 17, 79, 80, 81, 1000, max - 1, max}
+	n := min(sizes[rng.IntN(len(sizes))], max)
+	if rng.IntN(3) == 0 {
+		n = rng.IntN(max + 1)
+	}
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+func frame(src uint32, seq uint64, p []byte, direct bool) *transport.SendOp {
+	op := &transport.SendOp{Header: transport.Header{Source: src, Cookie: seq, Aux: uint64(crc32.ChecksumIEEE(p)), Len: uint32(len(p))}, Payload: p}
+	if direct {
+		op.Header.Flags = transport.FlagDirect
+	}
+	return op
+}
+
+// TestRingConcurrent runs a producer and a consumer goroutine over heap
+// memory (run it with -race): many frames of assorted sizes, laps around a
+// small ring, every frame checked for order and checksum.
+func TestRingConcurrent(t *testing.T) {
+	const frames = 20000
+	cons, prod := pair(t, 2, 64, 1)
+	rng := rand.New(rand.NewPCG(1, 2))
+	ops := make([]*transport.SendOp, frames)
+	for i := range ops {
+		ops[i] = frame(7, uint64(i), payload(rng, prod.maxLen), i%5 == 0)
+	}
+	var wg sync.WaitGroup
+	var stop atomic.Bool
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for _, op := range ops {
+			prod.Send(0, op)
+			if op.Failed() {
+				panic("send failed")
+			}
+			for prod.Pending() && !stop.Load() {
+				prod.flush()
+			}
+		}
+	}()
+	c := &checker{next: map[uint32]uint64{}}
+	var perr error
+	for c.frames < frames && c.err == nil && perr == nil {
+		_, perr = cons.Poll(c)
+	}
+	stop.Store(true)
+	wg.Wait()
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	if c.err != nil {
+		t.Fatal(c.err)
+	}
+}
+
+func TestRingRejectsGarbage(t *testing.T) {
+	cases := []struct {
+		name  string
+		write func(r *ring)
+	}{
+		{"length past the limit", func(r *ring) {
+			binary.LittleEndian.PutUint32(r.slots[frameHdrOff+4:], 1<<30)
+			r.seq(0).Store(1)
+		}},
+		{"frame running past the ring", func(r *ring) {
+			// A frame of 15 slots announced at slot 60 of 64.
+			binary.LittleEndian.PutUint32(r.slots[60*slotSize+frameHdrOff+4:], 900)
+			r.seq(60).Store(64*5 + 60 + 1)
+		}},
+		{"skip that does not reach the end", func(r *ring) {
+			r.slots[frameHdrOff+1] = flagSkip
+			binary.LittleEndian.PutUint32(r.slots[frameHdrOff+4:], 3)
+			r.seq(0).Store(1)
+		}},
+		{"non-zero reserved header bytes", func(r *ring) {
+			r.slots[frameHdrOff+2] = 9
+			r.seq(0).Store(1)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cons, _ := pair(t, 2, 64, 1)
+			if tc.name == "frame running past the ring" {
+				cons.rx[1].tail = 64*5 + 60
+			}
+			tc.write(cons.rx[1].r)
+			_, err := cons.Poll(&checker{next: map[uint32]uint64{}})
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("want ErrCorrupt, got %v", err)
+			}
+		})
+	}
+	t.Run("active bit for a ring that does not exist", func(t *testing.T) {
+		cons, _ := pair(t, 2, 64, 1)
+		cons.own.g.activeWord(0).Or(1 << 5)
+		if _, err := cons.Poll(&checker{next: map[uint32]uint64{}}); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("want ErrCorrupt, got %v", err)
+		}
+	})
+}
+
+// FuzzRing lets a peer write anything into a ring: Poll returns frames or
+// an error, never panics, and never reads past the ring.
+func FuzzRing(f *testing.F) {
+	f.Add([]byte{1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, junk []byte) {
+		cons, _ := pair(t, 2, 64, 1)
+		r := cons.rx[1].r
+		copy(r.slots, junk)
+		if len(junk) >= 8 {
+			r.seq(0).Store(1)
+		}
+		c := &checker{next: map[uint32]uint64{}}
+		for i := 0; i < 4; i++ {
+			if _, err := cons.Poll(c); err != nil {
+				return
+			}
+		}
+	})
+}
+
+func TestRingSlots(t *testing.T) {
+	for _, tc := range []struct{ local, slots int }{{2, 1024}, {64, 1024}, {65, 512}, {128, 512}, {1000, 512}} {
+		if got := RingSlots(tc.local); got != tc.slots {
+			t.Errorf("RingSlots(%d) = %d, want %d", tc.local, got, tc.slots)
+		}
+	}
+	if fp := Footprint(64); fp > 4<<20+ringsOff+64*cacheLine {
+		t.Errorf("footprint at 64 ranks: %d bytes", fp)
+	}
+}
