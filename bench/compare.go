@@ -39,6 +39,7 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 	svgPath := fs.String("svg", "", "write a plot of the medians")
 	jsonPath := fs.String("json", "", "write the medians of every implementation as JSON")
 	keep := fs.String("keep", "", "directory to keep every run's JSON in")
+	markdown := fs.Bool("md", false, "print the table as Markdown")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -110,7 +111,11 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 	for _, r := range runners {
 		medians = append(medians, median(results[r.name]))
 	}
-	printComparison(stdout, medians, *reps)
+	if *markdown {
+		printMarkdown(stdout, medians, *reps)
+	} else {
+		printComparison(stdout, medians, *reps)
+	}
 	if *svgPath != "" {
 		title := fmt.Sprintf("%s, %d ranks, %s (medians of %d)", name, *np, *transport, *reps)
 		if err := os.WriteFile(*svgPath, []byte(plotResults(title, medians)), 0o644); err != nil {
@@ -294,4 +299,50 @@ func valueAt(r *Result, i, size int) float64 {
 		}
 	}
 	return math.NaN()
+}
+
+// printMarkdown prints the comparison as a Markdown table, for
+// BENCHMARKS.md.
+func printMarkdown(w io.Writer, ms []*Result, reps int) {
+	base := ms[0]
+	better := "lower is better"
+	if !base.LowerIsBetter {
+		better = "higher is better"
+	}
+	fmt.Fprintf(w, "%s, %d ranks, %s, %s (%s); medians of %d interleaved runs\n\n", base.Benchmark, base.Ranks,
+		base.Transport, base.Unit, better, reps)
+	fmt.Fprintf(w, "| size |")
+	for _, m := range ms {
+		fmt.Fprintf(w, " %s |", m.Implementation)
+	}
+	for _, m := range ms[1:] {
+		fmt.Fprintf(w, " %s/%s |", base.Implementation, m.Implementation)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprint(w, "|---:|")
+	for range ms[1:] {
+		fmt.Fprint(w, "---:|---:|")
+	}
+	fmt.Fprintln(w, "---:|")
+	for i, p := range base.Results {
+		fmt.Fprintf(w, "| %s |", humanSize(p.Size))
+		for _, m := range ms {
+			fmt.Fprintf(w, " %s |", fmtValue(valueAt(m, i, p.Size)))
+		}
+		for _, m := range ms[1:] {
+			fmt.Fprintf(w, " %.2f |", p.Value/valueAt(m, i, p.Size))
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w)
+}
+
+func fmtValue(v float64) string {
+	switch {
+	case v >= 1000:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
 }

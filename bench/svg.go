@@ -27,8 +27,14 @@ func plotResults(title string, rs []*Result) string {
 		s := series{name: fmt.Sprintf("%s (%s)", r.Implementation, r.Transport)}
 		unit = r.Unit
 		for _, p := range r.Results {
-			if p.Size > 0 && p.Value > 0 {
-				s.xs = append(s.xs, float64(p.Size))
+			// Log axes have no 0: a size-0 point is drawn only when it is
+			// the only one (barrier), at 1.
+			x := float64(p.Size)
+			if x == 0 && len(r.Results) == 1 {
+				x = 1
+			}
+			if x > 0 && p.Value > 0 {
+				s.xs = append(s.xs, x)
 				s.ys = append(s.ys, p.Value)
 			}
 		}
@@ -56,24 +62,25 @@ func plotSVG(title, xlabel, ylabel string, ss []series) string {
 	if math.IsInf(xmin, 0) {
 		xmin, xmax, ymin, ymax = 1, 10, 1, 10
 	}
-	lx0, lx1 := math.Floor(math.Log10(xmin)), math.Ceil(math.Log10(xmax))
+	// Sizes are powers of two: the x axis runs over powers of 16.
+	lx0, lx1 := math.Floor(math.Log2(xmin)/4)*4, math.Ceil(math.Log2(xmax)/4)*4
 	ly0, ly1 := math.Floor(math.Log10(ymin)), math.Ceil(math.Log10(ymax))
 	if lx1 == lx0 {
-		lx1++
+		lx1 += 4
 	}
 	if ly1 == ly0 {
 		ly1++
 	}
-	px := func(x float64) float64 { return left + (math.Log10(x)-lx0)/(lx1-lx0)*pw }
+	px := func(x float64) float64 { return left + (math.Log2(x)-lx0)/(lx1-lx0)*pw }
 	py := func(y float64) float64 { return top + ph - (math.Log10(y)-ly0)/(ly1-ly0)*ph }
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%g" height="%g" viewBox="0 0 %g %g" font-family="sans-serif" font-size="12">`+"\n", w, h, w, h)
 	fmt.Fprintf(&b, `<rect width="%g" height="%g" fill="white"/>`+"\n", w, h)
 	fmt.Fprintf(&b, `<text x="%g" y="24" font-size="15" text-anchor="middle">%s</text>`+"\n", left+pw/2, html.EscapeString(title))
-	for e := lx0; e <= lx1; e++ {
-		x := px(math.Pow(10, e))
+	for e := lx0; e <= lx1; e += 4 {
+		x := px(math.Exp2(e))
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%g" x2="%.1f" y2="%g" stroke="#ddd"/>`+"\n", x, top, x, top+ph)
-		fmt.Fprintf(&b, `<text x="%.1f" y="%g" text-anchor="middle">%s</text>`+"\n", x, top+ph+18, sizeLabel(math.Pow(10, e)))
+		fmt.Fprintf(&b, `<text x="%.1f" y="%g" text-anchor="middle">%s</text>`+"\n", x, top+ph+18, sizeLabel(math.Exp2(e)))
 	}
 	for e := ly0; e <= ly1; e++ {
 		y := py(math.Pow(10, e))
@@ -107,11 +114,11 @@ func plotSVG(title, xlabel, ylabel string, ss []series) string {
 func sizeLabel(v float64) string {
 	switch {
 	case v >= 1<<30:
-		return fmt.Sprintf("%gG", math.Round(v/(1<<30)*10)/10)
-	case v >= 1e6:
-		return fmt.Sprintf("%gM", math.Round(v/(1<<20)*10)/10)
-	case v >= 1e3:
-		return fmt.Sprintf("%gK", math.Round(v/(1<<10)*10)/10)
+		return fmt.Sprintf("%gG", v/(1<<30))
+	case v >= 1<<20:
+		return fmt.Sprintf("%gM", v/(1<<20))
+	case v >= 1<<10:
+		return fmt.Sprintf("%gK", v/(1<<10))
 	}
 	return fmt.Sprintf("%g", v)
 }

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var bin string // the built mpirun and bench
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "parley-bench-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = dir
+	for _, p := range []string{"../mpirun", "."} {
+		out := filepath.Join(dir, map[string]string{"../mpirun": "mpirun", ".": "bench"}[p])
+		cmd := exec.Command("go", "build", "-o", out, p)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build", p, err)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// TestSmoke runs every benchmark with tiny iteration counts through the
+// real mpirun, and checks its JSON against the schema and its SVG as XML.
+func TestSmoke(t *testing.T) {
+	for _, name := range names() {
+		for _, tr := range []string{"shm", "tcp"} {
+			t.Run(name+"/"+tr, func(t *testing.T) {
+				t.Parallel()
+				np := "2"
+				if name == "mbw_mr" || name == "multi_lat" || strings.Contains(name, "all") || name == "reduce_scatter" {
+					np = "4"
+				}
+				dir := t.TempDir()
+				js, svg := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.svg")
+				cmd := exec.Command(filepath.Join(bin, "mpirun"), "-np", np, filepath.Join(bin, "bench"), name,
+					"--smoke", "-m", "0:64K", "-c", "--transport", tr, "--json", js, "--svg", svg)
+				out, err := cmd.CombinedOutput()
+				if err != nil {
+					t.Fatalf("%v\n%s", err, out)
+				}
+				r, err := readResult(js)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Benchmark != name || r.Implementation != "parley" || r.Transport != tr || len(r.Results) == 0 {
+					t.Fatalf("result %+v", r)
+				}
+				if !strings.Contains(string(out), "# parley "+name) {
+					t.Errorf("no table header:\n%s", out)
+				}
+				checkSVG(t, svg)
+			})
+		}
+	}
+}
+
+func checkSVG(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	d := xml.NewDecoder(f)
+	root := ""
+	lines := 0
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("SVG is not XML: %v", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok {
+			if root == "" {
+				root = se.Name.Local
+			}
+			if se.Name.Local == "polyline" {
+				lines++
+			}
+		}
+	}
+	if root != "svg" || lines == 0 {
+		t.Fatalf("SVG root %q with %d lines", root, lines)
+	}
+}
+
+func TestSchemaRejects(t *testing.T) {
+	good := Result{Schema: schema, Benchmark: "latency", Implementation: "x", Ranks: 2, Unit: "us",
+		Results: []point{{Size: 1, Value: 1, Iterations: 1}, {Size: 2, Value: 1, Iterations: 1}}}
+	if err := good.validate(); err != nil {
+		t.Fatal(err)
+	}
+	bad := []func(r *Result){
+		func(r *Result) { r.Schema = "other" },
+		func(r *Result) { r.Unit = "parsecs" },
+		func(r *Result) { r.Ranks = 0 },
+		func(r *Result) { r.Results[1].Size = 1 },
+		func(r *Result) { r.Results[0].Iterations = 0 },
+	}
+	for i, f := range bad {
+		r := good
+		r.Results = append([]point(nil), good.Results...)
+		f(&r)
+		if r.validate() == nil {
+			t.Errorf("case %d validated", i)
+		}
+	}
+	b, _ := json.Marshal(good)
+	var back Result
+	if json.Unmarshal(b, &back) != nil || back.validate() != nil {
+		t.Fatal("round trip")
+	}
+}
+
+func TestParseSizes(t *testing.T) {
+	for _, tc := range []struct {
+		in     string
+		lo, hi int
+		bad    bool
+	}{
+		{"0:64", 0, 64, false}, {"1K:4M", 1024, 4 << 20, false}, {"128", 0, 128, false}, {":8", 0, 8, false},
+		{"9:3", 0, 0, true}, {"x:1", 0, 0, true},
+	} {
+		lo, hi, err := parseSizes(tc.in)
+		if (err != nil) != tc.bad || !tc.bad && (lo != tc.lo || hi != tc.hi) {
+			t.Errorf("parseSizes(%q) = %d, %d, %v", tc.in, lo, hi, err)
+		}
+	}
+}
+
+// TestCompareSmoke builds the C reference with whichever MPIs are
+// installed and runs a tiny comparison (skipped without mpicc).
+func TestCompareSmoke(t *testing.T) {
+	var impls []string
+	for _, cc := range []struct{ impl, mpicc string }{{"openmpi", "mpicc.openmpi"}, {"mpich", "mpicc.mpich"}} {
+		if _, err := exec.LookPath(cc.mpicc); err == nil {
+			impls = append(impls, cc.impl)
+		}
+	}
+	if len(impls) == 0 {
+		t.Skip("no mpicc.openmpi or mpicc.mpich: install openmpi-bin libopenmpi-dev mpich libmpich-dev")
+	}
+	for _, b := range []string{"latency", "allreduce"} {
+		t.Run(b, func(t *testing.T) {
+			dir := t.TempDir()
+			cmd := exec.Command(filepath.Join(bin, "bench"), "compare", "-np", "2", "-reps", "1",
+				"-impl", "parley,"+strings.Join(impls, ","), "-svg", filepath.Join(dir, "c.svg"), "-json", filepath.Join(dir, "c.json"),
+				b, "--smoke", "-m", "0:1K")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			for _, impl := range impls {
+				if !strings.Contains(string(out), "parley/"+impl) {
+					t.Errorf("no ratio column for %s:\n%s", impl, out)
+				}
+			}
+			checkSVG(t, filepath.Join(dir, "c.svg"))
+		})
+	}
+}
