@@ -85,6 +85,9 @@ type engine struct {
 	pool       bufPool
 	nextCtx    uint32 // next free context id, a multiple of ctxStride
 	sleeping   bool   // a goroutine sleeps on the bell
+	flushing   bool   // the flusher goroutine runs (startFlusherLocked)
+	stopFlush  bool   // finalizing: start no flusher
+	flushWG    sync.WaitGroup
 	vacancy    chan struct{}
 	finalizing bool
 	cause      error // why the world was cancelled
@@ -177,6 +180,46 @@ func (e *engine) sendFrameLocked(rt *route, dest int, op *transport.SendOp) {
 	default:
 		op.Complete(fmt.Errorf("rank %d: %w", dest, ErrNotSupported))
 	}
+	if !op.Done() && !e.flushing {
+		e.startFlusherLocked()
+	}
+}
+
+// pendingLocked reports whether frames wait in a transport: a full ring,
+// a full socket, a connection not made yet.
+func (e *engine) pendingLocked() bool {
+	return (e.shm != nil && e.shm.Pending()) || (e.tcp != nil && e.tcp.Pending())
+}
+
+// flushInterval is how often the flusher retries frames that wait.
+const flushInterval = 100 * time.Microsecond
+
+// startFlusherLocked starts the goroutine that pushes queued frames out
+// while no goroutine of the program is in the runtime. Without it, a frame
+// queued behind a full ring (an acknowledgement a peer waits for, say)
+// would wait until the program next calls the runtime, perhaps after a
+// long computation, or never if it is done. It runs only while frames
+// wait, and polls every flushInterval.
+func (e *engine) startFlusherLocked() {
+	if e.stopFlush {
+		return
+	}
+	e.flushing = true
+	e.flushWG.Add(1)
+	go func() {
+		defer e.flushWG.Done()
+		for {
+			time.Sleep(flushInterval)
+			e.mu.Lock()
+			e.progressLocked()
+			if !e.pendingLocked() || e.stopFlush {
+				e.flushing = false
+				e.mu.Unlock()
+				return
+			}
+			e.mu.Unlock()
+		}
+	}()
 }
 
 // --- requests and completion ---
@@ -262,6 +305,11 @@ func (e *engine) completeLocked(r *Request, err error) {
 	markDone(&r.done)
 	if r.ch != nil {
 		close(r.ch)
+	}
+	if e.sleeping {
+		// The sleeper may be waiting for this very request (completed here
+		// by another goroutine, not by a frame that rang the bell).
+		e.bell.Ring()
 	}
 }
 

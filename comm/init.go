@@ -290,6 +290,10 @@ func defaultAdvertise() string { return "127.0.0.1" }
 func (e *engine) closeTransports() error {
 	var errs []error
 	e.mu.Lock()
+	e.stopFlush = true
+	e.mu.Unlock()
+	e.flushWG.Wait()
+	e.mu.Lock()
 	if e.tcp != nil {
 		errs = append(errs, e.tcp.Close())
 	}

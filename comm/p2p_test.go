@@ -79,3 +79,26 @@ func TestTruncated(t *testing.T) {
 		return nil
 	})
 }
+
+// TestTrafficModel is the property test: random traffic among N ranks
+// (random tags, wildcards, sizes from 0 to 1 MiB, blocking and
+// nonblocking), checked against MPI's matching rules.
+func TestTrafficModel(t *testing.T) {
+	sizes := []int{1, 2, 3, 4, 5, 8}
+	if !testing.Short() {
+		sizes = append(sizes, 32)
+	}
+	for _, tr := range []commtest.Transport{commtest.Shm, commtest.TCP} {
+		for _, n := range sizes {
+			t.Run(fmt.Sprintf("%s/%d", tr, n), func(t *testing.T) {
+				per := 12
+				if n >= 32 {
+					per = 2
+				}
+				ws := commtest.Worlds(t, n, tr)
+				traffic := commtest.Traffic{Seed: uint64(n)*31 + 7, Messages: per, MaxSize: 1 << 20}
+				commtest.Run(t, ws, traffic.Run)
+			})
+		}
+	}
+}

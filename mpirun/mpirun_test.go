@@ -114,6 +114,8 @@ func TestSuccess(t *testing.T) {
 		{"non-parley program", []string{"-np", "2", "rankprog", "noinit"}, []string{"noinit ran\nnoinit ran\n"}},
 		{"tag output", []string{"-np", "2", "--tag-output", "rankprog", "hello"}, []string{"[1,0]<stdout>:rank 0 of 2\n", "[1,1]<stdout>:rank 1 of 2\n"}},
 		{"export", []string{"-np", "1", "-x", "PARLEY_TEST_X=42", "rankprog", "env"}, []string{"rank 0 PARLEY_TEST_X=42"}},
+		{"traffic shm", []string{"-np", "4", "rankprog", "traffic", "11"}, []string{"rank 0 traffic ok", "rank 3 traffic ok"}},
+		{"traffic tcp", []string{"-np", "4", "--transport", "tcp", "rankprog", "traffic", "12"}, []string{"rank 0 traffic ok", "rank 3 traffic ok"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/parley-hpc/parley/comm"
+	"github.com/parley-hpc/parley/comm/commtest"
 	"github.com/parley-hpc/parley/internal/bootstrap"
 )
 
@@ -101,6 +102,13 @@ func rankprog() int {
 		}
 		world.Sendrecv([]byte{byte(rank)}, (rank+1)%size, 3, make([]byte, 1), (rank+size-1)%size, 3)
 		fmt.Printf("rank %d fine\n", rank)
+	case "traffic": // the property test of comm, through real processes
+		tr := commtest.Traffic{Seed: uint64(arg(0, 1)), Messages: 8, MaxSize: 1 << 20}
+		if err := tr.Run(world); err != nil {
+			fmt.Fprintln(os.Stderr, "traffic:", err)
+			return 1
+		}
+		fmt.Printf("rank %d traffic ok\n", rank)
 	case "stdin":
 		if rank == 0 {
 			n, _ := io.Copy(io.Discard, bufio.NewReader(os.Stdin))

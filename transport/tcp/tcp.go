@@ -66,7 +66,8 @@ type Transport struct {
 	addr string
 
 	// Owned by the progress loop.
-	peers   map[int]*peer
+	peers       map[int]*peer
+	unconnected int // peers with frames queued before their connection
 	active  []*conn // connections to read
 	writers []*conn // connections with queued frames
 
@@ -177,6 +178,9 @@ func (t *Transport) Send(rank int, addr string, op *transport.SendOp) {
 	case p.c != nil:
 		t.enqueue(p.c, op)
 	default:
+		if p.queue.empty() {
+			t.unconnected++
+		}
 		p.queue.push(op)
 		if !p.dialing {
 			p.dialing = true
@@ -287,6 +291,9 @@ func (t *Transport) install() error {
 	var firstErr error
 	for _, a := range as {
 		p := t.peer(a.rank, "")
+		if !p.queue.empty() {
+			t.unconnected--
+		}
 		if a.err != nil {
 			p.err = a.err
 			for op := p.queue.pop(); op != nil; op = p.queue.pop() {
@@ -533,7 +540,7 @@ func (t *Transport) Close() error {
 			op.Complete(closedErr)
 		}
 	}
-	t.active, t.writers = nil, nil
+	t.active, t.writers, t.unconnected = nil, nil, 0
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return err
 	}
@@ -573,15 +580,21 @@ func (q *opQueue) pop() *transport.SendOp {
 	return op
 }
 
-// Pending reports whether frames wait to be written or to connect.
-func (t *Transport) Pending() bool {
-	if len(t.writers) > 0 {
-		return true
-	}
-	for _, p := range t.peers {
-		if !p.queue.empty() {
-			return true
+// Pending reports whether frames wait to be written or for a connection.
+func (t *Transport) Pending() bool { return len(t.writers) > 0 || t.unconnected > 0 }
+
+// DebugState describes the connections, for tests.
+func (t *Transport) DebugState() string {
+	s := fmt.Sprintf("writers=%d unconnected=%d", len(t.writers), t.unconnected)
+	for r, p := range t.peers {
+		s += fmt.Sprintf(" [peer %d conn=%v dialing=%v queued=%v err=%v", r, p.c != nil, p.dialing, !p.queue.empty(), p.err)
+		if p.c != nil {
+			s += fmt.Sprintf(" sendq=%d watchOut=%v", p.c.sendq.len, p.c.watchOut)
 		}
+		s += "]"
 	}
-	return false
+	t.mu.Lock()
+	s += fmt.Sprintf(" state=%v arrivals=%d", t.state, len(t.arrivals))
+	t.mu.Unlock()
+	return s
 }

@@ -1,0 +1,45 @@
+package comm
+
+import "fmt"
+
+// DebugRequest describes a request's internal state, for tests.
+func DebugRequest(r *Request) string {
+	if r == nil {
+		return "nil"
+	}
+	r.e.mu.Lock()
+	defer r.e.mu.Unlock()
+	s := fmt.Sprintf("kind=%d done=%v dest=%d tag=%d len=%d op=%v", r.kind, r.done.Load(), r.dest, r.tag, len(r.buf), r.op != nil)
+	if r.rv != nil {
+		_, inCookies := r.e.cookies[r.rv.cookie]
+		s += fmt.Sprintf(" cookie=%d registered=%v opsLeft=%d", r.rv.cookie, inCookies, r.rv.opsLeft)
+	}
+	if r.op != nil {
+		s += fmt.Sprintf(" opstate=%v kind=%d flags=%d", r.op.Done(), r.op.Header.Kind, r.op.Header.Flags)
+	}
+	return s
+}
+
+// DebugEngine describes the transports' state of c's engine, for tests.
+func DebugEngine(c *Comm) string {
+	e := c.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := fmt.Sprintf("rank %d sleeping=%v flushing=%v", e.rank, e.sleeping, e.flushing)
+	if e.tcp != nil {
+		s += " tcp: " + e.tcp.DebugState()
+	}
+	s += "\n  blocked: " + e.blocked.describe()
+	for ctx, q := range e.queues {
+		for r := q.postedHead; r != nil; r = r.qnext {
+			s += fmt.Sprintf("\n  ctx %d posted recv src=%d tag=%d len=%d", ctx, r.src, r.tag, len(r.buf))
+		}
+		for m := q.unexpHead; m != nil; m = m.next {
+			s += fmt.Sprintf("\n  ctx %d unexpected src=%d tag=%d size=%d eager=%v self=%v", ctx, m.src, m.tag, m.size, m.eager, m.selfReq != nil)
+		}
+	}
+	for k, r := range e.cookies {
+		s += fmt.Sprintf("\n  cookie %d: kind=%d dest=%d src=%d tag=%d count=%d", k, r.kind, r.dest, r.src, r.tag, r.status.Count)
+	}
+	return s
+}
