@@ -67,9 +67,9 @@ type Transport struct {
 
 	// Owned by the progress loop.
 	peers       map[int]*peer
-	unconnected int // peers with frames queued before their connection
-	active  []*conn // connections to read
-	writers []*conn // connections with queued frames
+	unconnected int     // peers with frames queued before their connection
+	active      []*conn // connections to read
+	writers     []*conn // connections with queued frames
 
 	mu       sync.Mutex    // guards state and arrivals
 	state    map[int]uint8 // connection state per peer rank: stateDialing, stateConnected
