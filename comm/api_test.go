@@ -1,0 +1,399 @@
+package comm_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parley-hpc/parley/comm"
+	"github.com/parley-hpc/parley/comm/commtest"
+)
+
+func both(t *testing.T, f func(t *testing.T, tr commtest.Transport)) {
+	for _, tr := range []commtest.Transport{commtest.Shm, commtest.TCP} {
+		t.Run(tr.String(), func(t *testing.T) { f(t, tr) })
+	}
+}
+
+func TestProbe(t *testing.T) {
+	both(t, func(t *testing.T, tr commtest.Transport) {
+		ws := commtest.Worlds(t, 2, tr)
+		commtest.Run(t, ws, func(c *comm.Comm) error {
+			if c.Rank() == 0 {
+				for _, n := range []int{0, 10, 300000} {
+					if err := c.Send(make([]byte, n), 1, n%1000); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			for _, n := range []int{0, 10, 300000} {
+				st, err := c.Probe(comm.AnySource, comm.AnyTag)
+				if err != nil {
+					return err
+				}
+				if st.Source != 0 || st.Tag != n%1000 || st.Count != n {
+					return fmt.Errorf("probe: %+v, want size %d", st, n)
+				}
+				// Probing again sees the same message; it is still there.
+				ok, st2, err := c.Iprobe(0, st.Tag)
+				if err != nil || !ok || st2 != st {
+					return fmt.Errorf("iprobe after probe: %v %+v %v", ok, st2, err)
+				}
+				if _, err := c.Recv(make([]byte, st.Count), st.Source, st.Tag); err != nil {
+					return err
+				}
+			}
+			if ok, _, _ := c.Iprobe(comm.AnySource, comm.AnyTag); ok {
+				return errors.New("iprobe found a message after all were received")
+			}
+			return nil
+		})
+	})
+}
+
+func TestCancel(t *testing.T) {
+	ws := commtest.Worlds(t, 1, commtest.Shm)
+	c := ws[0]
+	r := c.Irecv(make([]byte, 4), 0, 5)
+	if !r.Cancel() {
+		t.Fatal("a pending receive could not be cancelled")
+	}
+	if _, err := r.Wait(); !errors.Is(err, comm.ErrCancelled) {
+		t.Fatalf("cancelled receive: %v", err)
+	}
+	// The cancelled receive does not take the next message.
+	if err := c.Send([]byte("x"), 0, 5); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1)
+	if st, err := c.Recv(buf, 0, 5); err != nil || st.Count != 1 {
+		t.Fatalf("receive after cancel: %+v %v", st, err)
+	}
+	if r.Cancel() {
+		t.Fatal("cancelled twice")
+	}
+	s := c.Isend([]byte("y"), 0, 6)
+	if s.Cancel() {
+		t.Fatal("a send was cancelled")
+	}
+	c.Recv(buf, 0, 6)
+	s.Wait()
+}
+
+func TestWaitanySome(t *testing.T) {
+	both(t, func(t *testing.T, tr commtest.Transport) {
+		ws := commtest.Worlds(t, 3, tr)
+		commtest.Run(t, ws, func(c *comm.Comm) error {
+			if c.Rank() != 0 {
+				time.Sleep(time.Duration(c.Rank()) * 5 * time.Millisecond)
+				return c.Send([]byte{byte(c.Rank())}, 0, 1)
+			}
+			bufs := [][]byte{make([]byte, 1), make([]byte, 1)}
+			reqs := []*comm.Request{c.Irecv(bufs[0], 1, 1), c.Irecv(bufs[1], 2, 1)}
+			i, st, err := comm.Waitany(reqs...)
+			if err != nil || st.Source != i+1 {
+				return fmt.Errorf("waitany: %d %+v %v", i, st, err)
+			}
+			reqs[i] = nil
+			idx, err := comm.Waitsome(reqs...)
+			if err != nil || len(idx) != 1 || idx[0] != 1-i {
+				return fmt.Errorf("waitsome: %v %v", idx, err)
+			}
+			if ok, err := comm.Testall(reqs...); !ok || err != nil {
+				return fmt.Errorf("testall: %v %v", ok, err)
+			}
+			if j, _, _ := comm.Waitany(nil, nil); j != -1 {
+				return fmt.Errorf("waitany of nothing: %d", j)
+			}
+			return nil
+		})
+	})
+}
+
+// TestSsend: a synchronous send does not complete before the receive is
+// posted, even for a tiny message that a plain send would copy at once.
+func TestSsend(t *testing.T) {
+	both(t, func(t *testing.T, tr commtest.Transport) {
+		ws := commtest.Worlds(t, 2, tr)
+		commtest.Run(t, ws, func(c *comm.Comm) error {
+			if c.Rank() == 0 {
+				r := c.Issend([]byte("hi"), 1, 3)
+				time.Sleep(30 * time.Millisecond)
+				if done, _, _ := r.Test(); done {
+					return errors.New("ssend completed before the receive was posted")
+				}
+				if err := c.Send([]byte{1}, 1, 4); err != nil { // tells rank 1 to receive
+					return err
+				}
+				_, err := r.Wait()
+				return err
+			}
+			c.Recv(make([]byte, 1), 0, 4)
+			buf := make([]byte, 2)
+			_, err := c.Recv(buf, 0, 3)
+			if err == nil && string(buf) != "hi" {
+				err = fmt.Errorf("got %q", buf)
+			}
+			return err
+		})
+	})
+}
+
+func TestSendrecvReplace(t *testing.T) {
+	ws := commtest.Worlds(t, 3, commtest.Shm)
+	commtest.Run(t, ws, func(c *comm.Comm) error {
+		n := c.Size()
+		buf := []byte{byte(c.Rank()), 7}
+		st, err := c.SendrecvReplace(buf, (c.Rank()+1)%n, 0, (c.Rank()+n-1)%n, 0)
+		if err != nil {
+			return err
+		}
+		if buf[0] != byte((c.Rank()+n-1)%n) || st.Count != 2 {
+			return fmt.Errorf("replace: %v %+v", buf, st)
+		}
+		return nil
+	})
+}
+
+func TestSelfAndZero(t *testing.T) {
+	ws := commtest.Worlds(t, 1, commtest.Shm)
+	c := ws[0]
+	for _, n := range []int{0, 1, 64 << 10, 64<<10 + 1, 3 << 20} {
+		msg := bytes.Repeat([]byte{9}, n)
+		r := c.Isend(msg, 0, 1)
+		buf := make([]byte, n)
+		st, err := c.Recv(buf, 0, 1)
+		if err != nil || st.Count != n || !bytes.Equal(buf, msg) {
+			t.Fatalf("self %d: %+v %v", n, st, err)
+		}
+		if _, err := r.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestCommunicators(t *testing.T) {
+	both(t, func(t *testing.T, tr commtest.Transport) {
+		ws := commtest.Worlds(t, 5, tr)
+		commtest.Run(t, ws, func(c *comm.Comm) error {
+			dup, err := c.Dup()
+			if err != nil {
+				return err
+			}
+			if comm.Compare(c, dup) != comm.Congruent || comm.Compare(c, c) != comm.Ident {
+				return errors.New("compare of a dup")
+			}
+			// Messages on the dup never match receives on the world.
+			if c.Rank() == 0 {
+				if err := dup.Send([]byte("dup"), 1, 1); err != nil {
+					return err
+				}
+				if err := c.Send([]byte("world"), 1, 1); err != nil {
+					return err
+				}
+			} else if c.Rank() == 1 {
+				buf := make([]byte, 8)
+				st, err := c.Recv(buf, comm.AnySource, comm.AnyTag)
+				if err != nil || string(buf[:st.Count]) != "world" {
+					return fmt.Errorf("world receive got %q: %v", buf[:st.Count], err)
+				}
+				st, err = dup.Recv(buf, 0, 1)
+				if err != nil || string(buf[:st.Count]) != "dup" {
+					return fmt.Errorf("dup receive got %q: %v", buf[:st.Count], err)
+				}
+			}
+			// Split into evens and odds, ranked by descending world rank;
+			// rank 4 opts out.
+			color := c.Rank() % 2
+			if c.Rank() == 4 {
+				color = comm.Undefined
+			}
+			sub, err := c.Split(color, -c.Rank())
+			if err != nil {
+				return err
+			}
+			if c.Rank() == 4 {
+				if sub != nil {
+					return errors.New("undefined color got a communicator")
+				}
+				return dup.Free()
+			}
+			want := map[int][2]int{0: {2, 1}, 2: {2, 0}, 1: {2, 1}, 3: {2, 0}}[c.Rank()]
+			if sub.Size() != want[0] || sub.Rank() != want[1] {
+				return fmt.Errorf("split: rank %d of %d, want %d of %d", sub.Rank(), sub.Size(), want[1], want[0])
+			}
+			// A ring inside the sub-communicator.
+			got := make([]byte, 1)
+			st, err := sub.Sendrecv([]byte{byte(c.Rank())}, (sub.Rank()+1)%sub.Size(), 0, got, (sub.Rank()+1)%sub.Size(), 0)
+			if err != nil || st.Source != (sub.Rank()+1)%sub.Size() || int(got[0])%2 != color {
+				return fmt.Errorf("sub ring: %+v %v %v", st, got, err)
+			}
+			if sub.WorldRank(sub.Rank()) != c.Rank() {
+				return errors.New("world rank mapping")
+			}
+			if comm.Compare(c, sub) != comm.Unequal {
+				return errors.New("compare of a split")
+			}
+			if err := sub.Free(); err != nil {
+				return err
+			}
+			if err := sub.Send(nil, 0, 0); !errors.Is(err, comm.ErrFinalized) {
+				return fmt.Errorf("send on a freed communicator: %v", err)
+			}
+			return dup.Free()
+		})
+	})
+}
+
+func TestTyped(t *testing.T) {
+	ws := commtest.Worlds(t, 2, commtest.Shm)
+	commtest.Run(t, ws, func(c *comm.Comm) error {
+		if c.Rank() == 0 {
+			if err := comm.Send(c, []float64{1.5, -2, 3}, 1, 0); err != nil {
+				return err
+			}
+			return c.Send(make([]byte, 10), 1, 1)
+		}
+		xs := make([]float64, 4)
+		st, err := comm.Recv(c, xs, 0, 0)
+		if err != nil || st.Count != 3 || xs[0] != 1.5 || xs[2] != 3 {
+			return fmt.Errorf("typed recv: %+v %v %v", st, xs, err)
+		}
+		// 10 bytes are not a whole number of float64.
+		if _, err := comm.Recv(c, xs, 0, 1); !errors.Is(err, comm.ErrInvalidArg) {
+			return fmt.Errorf("10 bytes as float64: %v", err)
+		}
+		return nil
+	})
+}
+
+func TestInvalidArguments(t *testing.T) {
+	ws := commtest.Worlds(t, 2, commtest.Shm)
+	c := ws[0]
+	cases := []struct {
+		name string
+		err  error
+	}{
+		{"rank out of range", c.Send(nil, 2, 0)},
+		{"negative rank", c.Send(nil, -3, 0)},
+		{"negative tag", c.Send(nil, 1, -1)},
+		{"tag too large", c.Send(nil, 1, comm.MaxTag+1)},
+		{"any source to send", c.Send(nil, comm.AnySource, 0)},
+	}
+	for _, tc := range cases {
+		var oe *comm.OpError
+		if !errors.Is(tc.err, comm.ErrInvalidArg) || !errors.As(tc.err, &oe) {
+			t.Errorf("%s: %v", tc.name, tc.err)
+		}
+	}
+	if _, err := c.Recv(nil, 5, 0); !errors.Is(err, comm.ErrInvalidArg) {
+		t.Errorf("recv from rank 5: %v", err)
+	}
+}
+
+func TestUseAfterFinalize(t *testing.T) {
+	ws := commtest.Worlds(t, 2, commtest.Shm)
+	commtest.Finalize(t, ws)
+	if err := ws[0].Send(nil, 1, 0); !errors.Is(err, comm.ErrFinalized) {
+		t.Fatalf("send after finalize: %v", err)
+	}
+	if _, err := ws[1].Recv(nil, 0, 0); !errors.Is(err, comm.ErrFinalized) {
+		t.Fatalf("recv after finalize: %v", err)
+	}
+	if err := ws[0].Finalize(); err != nil {
+		t.Fatalf("second finalize: %v", err)
+	}
+}
+
+// TestManyGoroutines uses one communicator from many goroutines at once
+// (MPI's THREAD_MULTIPLE): each goroutine has its own tag, and the
+// messages of one goroutine arrive in order.
+func TestManyGoroutines(t *testing.T) {
+	both(t, func(t *testing.T, tr commtest.Transport) {
+		ws := commtest.Worlds(t, 2, tr)
+		const goroutines, msgs = 8, 200
+		commtest.Run(t, ws, func(c *comm.Comm) error {
+			var wg sync.WaitGroup
+			errs := make(chan error, goroutines)
+			for g := 0; g < goroutines; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					peer := 1 - c.Rank()
+					buf := make([]byte, 8)
+					for i := 0; i < msgs; i++ {
+						size := 8
+						if i%50 == 0 {
+							size = 100000
+						}
+						out := make([]byte, size)
+						out[0], out[1] = byte(g), byte(i)
+						r := c.Isend(out, peer, g)
+						in := make([]byte, max(size, len(buf)))
+						st, err := c.Recv(in, peer, g)
+						if err == nil && (in[0] != byte(g) || in[1] != byte(i) || st.Count != size) {
+							err = fmt.Errorf("goroutine %d message %d: got %d/%d", g, i, in[0], in[1])
+						}
+						if err == nil {
+							_, err = r.Wait()
+						}
+						if err != nil {
+							errs <- err
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			return <-errs
+		})
+	})
+}
+
+// TestHugeMessage moves a 1 GiB message (256 MiB under the race detector,
+// whose shadow memory would quadruple the footprint) and checks that the
+// runtime allocated no copy of it on the way.
+func TestHugeMessage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("huge message skipped in -short mode")
+	}
+	size := 1 << 30
+	if raceEnabled {
+		size = 256 << 20
+	}
+	both(t, func(t *testing.T, tr commtest.Transport) {
+		ws := commtest.Worlds(t, 2, tr)
+		send := make([]byte, size)
+		recv := make([]byte, size)
+		for i := 0; i < size; i += 4096 {
+			send[i] = byte(i >> 12)
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		commtest.Run(t, ws, func(c *comm.Comm) error {
+			if c.Rank() == 0 {
+				return c.Send(send, 1, 0)
+			}
+			st, err := c.Recv(recv, 0, 0)
+			if err == nil && st.Count != size {
+				err = fmt.Errorf("received %d bytes", st.Count)
+			}
+			return err
+		})
+		runtime.ReadMemStats(&after)
+		if grown := after.TotalAlloc - before.TotalAlloc; grown > 64<<20 {
+			t.Errorf("moving %d MiB allocated %d MiB", size>>20, grown>>20)
+		}
+		for i := 0; i < size; i += 4096 {
+			if recv[i] != byte(i>>12) {
+				t.Fatalf("byte %d differs", i)
+			}
+		}
+	})
+}
