@@ -25,6 +25,9 @@ var allreduceLargeMin = 32 << 10
 // works. A non-commutative op uses an ordered Reduce and a Bcast.
 func Allreduce[T Elem](c *comm.Comm, in, out []T, op Op) error {
 	k := begin(c, "allreduce")
+	if err := checkOp[T](op); err != nil {
+		return k.fail(err)
+	}
 	if len(out) != len(in) {
 		return k.errorf("%w: out holds %d elements, in %d", comm.ErrInvalidArg, len(out), len(in))
 	}

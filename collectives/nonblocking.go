@@ -122,6 +122,9 @@ func Ibcast[T Elem](c *comm.Comm, xs []T, root int) *comm.Request {
 // its request; in and out belong to the request until it completes.
 func Iallreduce[T Elem](c *comm.Comm, in, out []T, op Op) *comm.Request {
 	k := begin(c, "iallreduce")
+	if err := checkOp[T](op); err != nil {
+		return failedRequest(c, k.fail(err))
+	}
 	if len(out) != len(in) {
 		return failedRequest(c, k.errorf("%w: out holds %d elements, in %d", comm.ErrInvalidArg, len(out), len(in)))
 	}

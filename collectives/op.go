@@ -83,6 +83,13 @@ type Elem interface {
 	comm.Number | Loc[float64] | Loc[float32] | Loc[int] | Loc[int64] | Loc[int32] | Loc[uint64] | Loc[uint32]
 }
 
+// checkOp reports whether op applies to T, before any communication: a
+// rank that found out halfway through would leave its peers waiting.
+func checkOp[T Elem](op Op) error {
+	var a, b [1]T
+	return apply(op, a[:], b[:])
+}
+
 // apply computes inout = inout op in.
 func apply[T Elem](op Op, inout, in []T) error {
 	if len(inout) != len(in) {

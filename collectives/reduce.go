@@ -16,6 +16,9 @@ import (
 // ranks agree) and sent to the root after.
 func Reduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) error {
 	k := begin(c, "reduce")
+	if err := checkOp[T](op); err != nil {
+		return k.fail(err)
+	}
 	if err := k.checkRoot(root); err != nil {
 		return err
 	}

@@ -13,6 +13,9 @@ import "github.com/parley-hpc/parley/comm"
 // vector in all. A non-commutative op uses an ordered Reduce and Scatterv.
 func ReduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) error {
 	k := begin(c, "reduce_scatter")
+	if err := checkOp[T](op); err != nil {
+		return k.fail(err)
+	}
 	if err := k.checkV("reduce_scatter", counts, nil, len(in)); err != nil {
 		return err
 	}

@@ -21,6 +21,9 @@ func Exscan[T Elem](c *comm.Comm, in, out []T, op Op) error {
 
 func scan[T Elem](c *comm.Comm, name string, in, out []T, op Op, exclusive bool) error {
 	k := begin(c, name)
+	if err := checkOp[T](op); err != nil {
+		return k.fail(err)
+	}
 	if len(out) != len(in) {
 		return k.errorf("%w: out holds %d elements, in %d", comm.ErrInvalidArg, len(out), len(in))
 	}

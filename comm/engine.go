@@ -180,7 +180,9 @@ func (e *engine) sendFrameLocked(rt *route, dest int, op *transport.SendOp) {
 	default:
 		op.Complete(fmt.Errorf("rank %d: %w", dest, ErrNotSupported))
 	}
-	if !op.Done() && !e.flushing {
+	// The op may already be done and back in the pool: ask the
+	// transports, not the op.
+	if !e.flushing && e.pendingLocked() {
 		e.startFlusherLocked()
 	}
 }
@@ -302,9 +304,12 @@ func (e *engine) completeLocked(r *Request, err error) {
 	if err != nil && r.err == nil {
 		r.err = err
 	}
+	// Nothing of r may be touched once done is set: its waiter may return
+	// and reuse it (finish) at once.
+	ch := r.ch
 	markDone(&r.done)
-	if r.ch != nil {
-		close(r.ch)
+	if ch != nil {
+		close(ch)
 	}
 	if e.sleeping {
 		// The sleeper may be waiting for this very request (completed here
@@ -454,7 +459,6 @@ func (e *engine) matchUnexpectedLocked(r *Request, m *message) {
 // finishRecvLocked copies an eager payload into r and completes it.
 func (e *engine) finishRecvLocked(r *Request, src, tag int32, payload []byte) {
 	r.status = Status{Source: r.c.commRank(int(src)), Tag: int(tag), Count: len(payload)}
-	r.src = src
 	if len(payload) > len(r.buf) {
 		e.completeLocked(r, e.opError(r, "recv", &TruncatedError{Message: len(payload), Buffer: len(r.buf)}))
 		return
@@ -468,7 +472,6 @@ func (e *engine) finishRecvLocked(r *Request, src, tag int32, payload []byte) {
 // sender for data frames.
 func (e *engine) startRndvRecvLocked(r *Request, src, tag int32, size int, cookie, addr uint64, singleCopy bool) {
 	r.status = Status{Source: r.c.commRank(int(src)), Tag: int(tag), Count: size}
-	r.src = src
 	rt := e.routeLocked(int(src))
 	if rt.err != nil {
 		e.completeLocked(r, e.opError(r, "recv", rt.err))
@@ -729,14 +732,10 @@ func (e *engine) wait(r *Request) {
 		switch {
 		case waited < e.spinFor:
 			if e.politely {
-				linux.Yield()
+				e.yield()
 			}
 		case waited < e.yieldFor:
-			if e.politely {
-				linux.Yield()
-			} else {
-				runtime.Gosched()
-			}
+			e.yield()
 		default:
 			e.sleep(r.done.Load, r)
 		}
@@ -769,14 +768,20 @@ func (e *engine) waitFor(done func() bool) {
 		switch {
 		case waited < e.spinFor:
 		case waited < e.yieldFor:
-			if e.politely {
-				linux.Yield()
-			} else {
-				runtime.Gosched()
-			}
+			e.yield()
 		default:
 			e.sleep(done, nil)
 		}
+	}
+}
+
+// yield gives the CPU away while waiting: to other goroutines, and, when
+// ranks outnumber cores, to other processes (the rank being waited for
+// may need this very core).
+func (e *engine) yield() {
+	runtime.Gosched()
+	if e.politely {
+		linux.Yield()
 	}
 }
 
@@ -790,9 +795,15 @@ const pendingSleep = 100 * time.Microsecond
 // sleep waits until something happens. One goroutine at a time sleeps on
 // the bell (the sleeper); others block until their request completes or the
 // sleeper leaves, then take their turn.
+//
+// done is called without the lock held (a generic condition, such as a
+// probe, takes it itself).
 func (e *engine) sleep(done func() bool, r *Request) {
+	if done() {
+		return
+	}
 	e.mu.Lock()
-	if done() || e.cause != nil {
+	if e.cause != nil {
 		e.mu.Unlock()
 		return
 	}

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -99,7 +100,9 @@ func Worlds(tb testing.TB, n int, tr Transport) []*comm.Comm {
 		go func() {
 			defer wg.Done()
 			o := comm.Options{Rank: r, Size: n, LocalRank: r, LocalSize: n, JobID: job, Secret: secret, KV: store,
-				TCPAdvertise: "127.0.0.1", Node: "commtest-" + job}
+				TCPAdvertise: "127.0.0.1", Node: "commtest-" + job,
+				// More ranks than CPUs: waiting ranks must give way.
+				Oversubscribed: n > runtime.GOMAXPROCS(0)}
 			switch tr {
 			case TCP:
 				o.ForceTCP, o.NoShm = true, true

@@ -1,0 +1,35 @@
+package collectives
+
+// Algorithm selects one algorithm of each collective, for the matrix
+// tests: the size thresholds that choose between algorithms are set so
+// that one side always wins.
+type Algorithm struct {
+	Name    string
+	set     func()
+	restore func()
+}
+
+func thresholds(small bool) func() {
+	old := [4]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin}
+	if small {
+		// Always the short-message algorithms.
+		bcastScatterMin, allreduceLargeMin, allgatherRingMin = 1<<62, 1<<62, 1<<62
+		gatherBinomialMax = 1 << 62
+	} else {
+		// Always the long-message algorithms.
+		bcastScatterMin, allreduceLargeMin, allgatherRingMin = 0, 0, 0
+		gatherBinomialMax = -1
+	}
+	return func() {
+		bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin = old[0], old[1], old[2], old[3]
+	}
+}
+
+// Algorithms lists the algorithm families the tests force in turn.
+var Algorithms = []struct {
+	Name  string
+	Force func() (restore func())
+}{
+	{"short", func() func() { return thresholds(true) }},
+	{"long", func() func() { return thresholds(false) }},
+}
