@@ -397,3 +397,44 @@ func TestHugeMessage(t *testing.T) {
 		}
 	})
 }
+
+// TestNoAllocations: a blocking send and receive of a small message
+// allocate nothing, on either transport (the echoing rank included:
+// AllocsPerRun counts the whole process).
+func TestNoAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	both(t, func(t *testing.T, tr commtest.Transport) {
+		ws := commtest.Worlds(t, 2, tr)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 64)
+			for {
+				st, err := ws[1].Recv(buf, 0, comm.AnyTag)
+				if err != nil || st.Tag == 1 {
+					return
+				}
+				ws[1].Send(buf[:st.Count], 0, 0)
+			}
+		}()
+		out, in := make([]byte, 32), make([]byte, 64)
+		pingpong := func() {
+			ws[0].Send(out, 1, 0)
+			ws[0].Recv(in, 1, 0)
+		}
+		for i := 0; i < 200; i++ {
+			pingpong()
+		}
+		allocs := testing.AllocsPerRun(2000, pingpong)
+		ws[0].Send(nil, 1, 1)
+		wg.Wait()
+		close(stop)
+		if allocs > 0 {
+			t.Errorf("%.2f allocations per round trip", allocs)
+		}
+	})
+}

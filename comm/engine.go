@@ -709,10 +709,13 @@ func (e *engine) wait(r *Request) {
 	if r.done.Load() {
 		return
 	}
-	var start time.Time
+	var start, idleSince time.Time
+	busy := false // progress since the last check of the clock
 	for i := 1; ; i++ {
 		if e.mu.TryLock() {
-			e.progressLocked()
+			if e.progressLocked() > 0 {
+				busy = true
+			}
 			e.mu.Unlock()
 			if r.done.Load() {
 				break
@@ -723,21 +726,29 @@ func (e *engine) wait(r *Request) {
 		if i&63 != 0 {
 			continue
 		}
+		now := time.Now()
 		if start.IsZero() {
-			start = time.Now()
+			start, idleSince = now, now
 			e.blocked.set(r, start)
 			continue
 		}
-		waited := time.Since(start)
+		// The clock that leads to yielding and sleeping runs only while
+		// nothing moves: a rank streaming a large message keeps polling.
+		if busy {
+			idleSince, busy = now, false
+			continue
+		}
+		idle := now.Sub(idleSince)
 		switch {
-		case waited < e.spinFor:
+		case idle < e.spinFor:
 			if e.politely {
 				e.yield()
 			}
-		case waited < e.yieldFor:
+		case idle < e.yieldFor:
 			e.yield()
 		default:
 			e.sleep(r.done.Load, r)
+			idleSince = time.Now()
 		}
 	}
 	if !start.IsZero() {

@@ -61,13 +61,21 @@ func (c *conn) lost(op string, err error) error {
 }
 
 // read delivers the frames that have arrived, reading the socket until it
-// has nothing more or maxFramesPerPoll frames were delivered.
+// has nothing more or maxFramesPerPoll frames were delivered. It counts a
+// read that brought bytes but completed no frame as one event, so that a
+// rank receiving a large payload knows it is making progress.
 func (c *conn) read(h transport.Handler) (int, error) {
-	n := 0
+	n, moved := 0, false
+	defer func() {
+		if n == 0 && moved {
+			n = 1
+		}
+	}()
 	for n < maxFramesPerPoll {
 		// Finish a direct payload first.
 		if c.direct != nil || c.discard > 0 {
-			more, err := c.readDirect(h)
+			more, got, err := c.readDirect(h)
+			moved = moved || got
 			if err != nil {
 				return n, err
 			}
@@ -122,6 +130,7 @@ func (c *conn) read(h transport.Handler) (int, error) {
 			return n, c.lost("read from", io.EOF)
 		}
 		c.w += k
+		moved = true
 	}
 	return n, nil
 }
@@ -153,47 +162,57 @@ func (c *conn) startDirect(h transport.Handler, hd *transport.Header) {
 	c.direct, c.doff = dst, k
 }
 
-// readDirect continues a direct payload; it reports whether one completed.
-func (c *conn) readDirect(h transport.Handler) (bool, error) {
+// readDirect continues a direct payload; it reports whether one completed
+// and whether any bytes came.
+func (c *conn) readDirect(h transport.Handler) (done, moved bool, err error) {
 	if c.discard > 0 {
 		for c.discard > 0 {
 			k, err := sysRead(c.fd, c.rbuf[:min(c.discard, len(c.rbuf))])
 			if err == errWouldBlock {
-				return false, nil
+				return false, moved, nil
 			}
 			if err != nil || k == 0 {
 				if err == nil {
 					err = io.EOF
 				}
-				return false, c.lost("read from", err)
+				return false, moved, c.lost("read from", err)
 			}
 			c.discard -= k
+			moved = true
 		}
 		h.Deliver(&c.dhdr, nil)
-		return true, nil
+		return true, true, nil
 	}
 	for c.doff < len(c.direct) {
 		k, err := sysRead(c.fd, c.direct[c.doff:])
 		if err == errWouldBlock {
-			return false, nil
+			return false, moved, nil
 		}
 		if err != nil || k == 0 {
 			if err == nil {
 				err = io.EOF
 			}
-			return false, c.lost("read from", err)
+			return false, moved, c.lost("read from", err)
 		}
 		c.doff += k
+		moved = true
 	}
 	dst := c.direct
 	c.direct, c.doff = nil, 0
 	h.Deliver(&c.dhdr, dst)
-	return true, nil
+	return true, true, nil
 }
 
 // flush writes as much of the queued frames as the socket takes without
 // blocking, completing the ops fully written.
 func (c *conn) flush() error {
+	_, err := c.flushCount()
+	return err
+}
+
+// flushCount is flush, reporting whether any bytes were written.
+func (c *conn) flushCount() (bool, error) {
+	moved := false
 	for !c.sendq.empty() {
 		c.iov.reset()
 		for op := c.sendq.head; op != nil && c.iov.n < maxIov-1; op = op.Next {
@@ -215,11 +234,12 @@ func (c *conn) flush() error {
 		}
 		k, err := c.iov.writev(c.fd)
 		if err == errWouldBlock {
-			return nil
+			return moved, nil
 		}
 		if err != nil {
-			return c.lost("write to", err)
+			return moved, c.lost("write to", err)
 		}
+		moved = moved || k > 0
 		for k > 0 {
 			op := c.sendq.head
 			left := wire.HeaderLen + len(op.Payload) - op.Off
@@ -232,5 +252,5 @@ func (c *conn) flush() error {
 			op.Complete(nil)
 		}
 	}
-	return nil
+	return moved, nil
 }

@@ -232,7 +232,8 @@ func (t *Transport) Poll(h transport.Handler) (int, error) {
 			continue
 		}
 		before := c.sendq.len
-		if err := c.flush(); err != nil {
+		moved, err := c.flushCount()
+		if err != nil {
 			t.fail(c, err)
 			if firstErr == nil {
 				firstErr = err
@@ -240,6 +241,9 @@ func (t *Transport) Poll(h transport.Handler) (int, error) {
 			continue
 		}
 		n += before - c.sendq.len
+		if moved && before == c.sendq.len {
+			n++ // bytes went out, no frame completed yet: still progress
+		}
 		if c.sendq.empty() && c.watchOut {
 			c.watchOut = false
 			t.watch.modify(c.fd, false)
