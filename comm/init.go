@@ -43,7 +43,11 @@ type Options struct {
 	TCPListen, TCPAdvertise string
 	// Oversubscribed makes waiting ranks give their CPU away sooner.
 	Oversubscribed bool
-	Logger         *zap.Logger
+	// Compress large TCP payloads (for slow links).
+	Compress bool
+	// Iface is the interface name or CIDR whose address TCP uses.
+	Iface  string
+	Logger *zap.Logger
 
 	agent *agentKV // set by Init under mpirun
 }
@@ -134,6 +138,8 @@ func optionsFromEnv() (Options, error) {
 	o.NoShm = os.Getenv(bootstrap.EnvTransport) == "tcp"
 	o.Oversubscribed = os.Getenv(bootstrap.EnvOversub) == "1"
 	o.TCPAdvertise = os.Getenv(bootstrap.EnvTCPAddr)
+	o.Compress = os.Getenv(bootstrap.EnvCompress) == "1"
+	o.Iface = os.Getenv(bootstrap.EnvIface)
 	o.Logger = loggerFromEnv(o.Rank)
 	agent, err := dialAgent(os.Getenv(bootstrap.EnvAgent), o.Secret, o.Rank, 30*time.Second)
 	if err != nil {
@@ -252,6 +258,13 @@ func (e *engine) startTransports(opts *Options, card *bootstrap.Card) error {
 		return nil // every rank is on this host: no TCP needed
 	}
 	advertise := opts.TCPAdvertise
+	if opts.Iface != "" {
+		a, err := ifaceAddr(opts.Iface)
+		if err != nil {
+			return err
+		}
+		advertise = a
+	}
 	if advertise == "" {
 		advertise = defaultAdvertise()
 	}
@@ -260,7 +273,7 @@ func (e *engine) startTransports(opts *Options, card *bootstrap.Card) error {
 		listen = net.JoinHostPort(listenHost(advertise), "0")
 	}
 	t, err := tcp.Listen(tcp.Config{Rank: opts.Rank, JobID: opts.JobID, Secret: opts.Secret,
-		Listen: listen, Advertise: advertise, Bell: e.bell, Logger: e.log})
+		Listen: listen, Advertise: advertise, Bell: e.bell, Logger: e.log, Compress: opts.Compress})
 	if err != nil {
 		return err
 	}
@@ -269,17 +282,57 @@ func (e *engine) startTransports(opts *Options, card *bootstrap.Card) error {
 	return nil
 }
 
-// listenHost picks the address to bind: the advertised one if it is a
-// literal address of this host, else all interfaces.
+// ifaceAddr returns the address TCP uses for --iface: the first IPv4
+// address (else IPv6) of the interface of that name, or this host's
+// address inside the CIDR.
+func ifaceAddr(spec string) (string, error) {
+	if _, ipnet, err := net.ParseCIDR(spec); err == nil {
+		addrs, err := net.InterfaceAddrs()
+		if err != nil {
+			return "", fmt.Errorf("--iface %s: %w", spec, err)
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && ipnet.Contains(n.IP) {
+				return n.IP.String(), nil
+			}
+		}
+		return "", fmt.Errorf("--iface %s: this host has no address in that network", spec)
+	}
+	ifc, err := net.InterfaceByName(spec)
+	if err != nil {
+		return "", fmt.Errorf("--iface %s: %w", spec, err)
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return "", fmt.Errorf("--iface %s: %w", spec, err)
+	}
+	var v6 string
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok || n.IP.IsLinkLocalUnicast() {
+			continue
+		}
+		if n.IP.To4() != nil {
+			return n.IP.String(), nil
+		}
+		if v6 == "" {
+			v6 = n.IP.String()
+		}
+	}
+	if v6 != "" {
+		return v6, nil
+	}
+	return "", fmt.Errorf("--iface %s: the interface has no usable address", spec)
+}
+
+// listenHost picks the address to bind: the advertised one when it is a
+// literal address (so that --iface keeps traffic on that interface), else
+// all interfaces.
 func listenHost(advertise string) string {
-	ip := net.ParseIP(advertise)
-	if ip == nil {
+	if net.ParseIP(advertise) == nil {
 		return ""
 	}
-	if ip.IsLoopback() {
-		return advertise
-	}
-	return ""
+	return advertise
 }
 
 // defaultAdvertise picks the host peers dial when nothing says better: the

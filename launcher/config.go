@@ -37,6 +37,7 @@ type Config struct {
 	LaunchAgent string   // the command that runs an agent on remote hosts
 	SSH         []string // ssh command and options
 	Iface       string   // --iface: interface name or CIDR for TCP
+	Compress    bool     // --compress: compress large TCP payloads
 
 	KillGrace time.Duration // between SIGTERM and SIGKILL when a job is stopped (default 1 s)
 

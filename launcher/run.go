@@ -356,6 +356,9 @@ func (j *job) launch() {
 	if j.cfg.Iface != "" {
 		env = append(env, bootstrap.EnvIface+"="+j.cfg.Iface)
 	}
+	if j.cfg.Compress {
+		env = append(env, bootstrap.EnvCompress+"=1")
+	}
 	for _, x := range j.cfg.Env {
 		if strings.Contains(x, "=") {
 			env = append(env, x)

@@ -44,6 +44,7 @@ type options struct {
 	stdin         string
 	transport     string
 	iface         string
+	compress      bool
 	launcherKind  string
 	launchAgent   string
 	ssh           string
@@ -82,6 +83,7 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.StringVar(&o.stdin, "stdin", "0", "rank that reads mpirun's standard input: 0 or none")
 	fs.StringVar(&o.transport, "transport", "", "force the transport between ranks: tcp")
 	fs.StringVar(&o.iface, "iface", "", "network interface name or CIDR for TCP between hosts")
+	fs.BoolVar(&o.compress, "compress", false, "compress large TCP payloads (for slow links; skipped for incompressible data)")
 	fs.StringVar(&o.launcherKind, "launcher", "", "how to start agents on other hosts: ssh or slurm (default: slurm inside an allocation, else ssh)")
 	fs.StringVar(&o.launchAgent, "launch-agent", "", "path of mpirun on the remote hosts (default: this mpirun's path)")
 	fs.StringVar(&o.launchAgent, "prefix", "", "install prefix on the remote hosts (PREFIX/bin/mpirun)")
@@ -166,7 +168,7 @@ func (o *options) config(argv []string) (launcher.Config, error) {
 		Program: argv[0], Args: argv[1:], NP: o.np, Hostfile: o.hostfile, NPerNode: o.npernode,
 		Oversubscribe: o.oversubscribe, MapBy: o.mapBy, BindTo: o.bindTo, ReportBinding: o.reportBind,
 		TagOutput: o.tagOutput, TimestampOutput: o.timestamp, Env: o.env, Wdir: o.wdir, Verbose: o.verbose,
-		Transport: o.transport, Iface: o.iface, Launcher: o.launcherKind, LaunchAgent: o.launchAgent,
+		Transport: o.transport, Iface: o.iface, Compress: o.compress, Launcher: o.launcherKind, LaunchAgent: o.launchAgent,
 	}
 	if o.np < 0 {
 		return cfg, fmt.Errorf("-np %d: the number of ranks cannot be negative", o.np)

@@ -95,8 +95,10 @@ type SendOp struct {
 	Owner Completer
 
 	// Scratch for the transport that holds the op.
-	Off  int     // bytes of the encoded header and Payload already sent
-	Next *SendOp // intrusive queue link
+	Off     int     // bytes of the encoded header and Payload already sent
+	Next    *SendOp // intrusive queue link
+	Scratch []byte  // a transport's own form of the payload (compressed, say)
+	TState  uint8   // a transport's own per-op state
 }
 
 const (
@@ -110,6 +112,8 @@ func (op *SendOp) Reset() {
 	op.state = opPending
 	op.Off = 0
 	op.Next = nil
+	op.Scratch = nil
+	op.TState = 0
 }
 
 // Done reports whether the transport has finished with the op.

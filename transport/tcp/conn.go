@@ -29,11 +29,16 @@ type conn struct {
 	rbuf []byte
 	r, w int
 	// A FlagDirect payload being read straight into direct[doff:].
-	direct  []byte
-	doff    int
-	dhdr    transport.Header
-	hd      transport.Header // scratch: a local would escape through the Handler
-	discard int              // payload bytes still to be dropped (Destination returned nil)
+	direct []byte
+	doff   int
+	dhdr   transport.Header
+	hd     transport.Header // scratch: a local would escape through the Handler
+	// A compressed block being gathered: zleft bytes still to come.
+	zhdr     transport.Header
+	zbuf     []byte
+	zleft    int
+	compress bool // both ends agreed to compress large payloads
+	discard  int  // payload bytes still to be dropped (Destination returned nil)
 
 	// Write side.
 	sendq    opQueue
@@ -72,6 +77,38 @@ func (c *conn) read(h transport.Handler) (int, error) {
 		}
 	}()
 	for n < maxFramesPerPoll {
+		// Finish a compressed block first.
+		if c.zleft > 0 || c.zhdr.Flags&flagCompressed != 0 {
+			k := min(c.zleft, c.w-c.r)
+			c.zbuf = append(c.zbuf, c.rbuf[c.r:c.r+k]...)
+			c.r += k
+			c.zleft -= k
+			if c.zleft == 0 {
+				hd := c.zhdr
+				c.zhdr = transport.Header{}
+				if err := c.finishCompressed(h, &hd, c.zbuf); err != nil {
+					return n, err
+				}
+				n++
+				continue
+			}
+			if c.r == c.w {
+				c.r, c.w = 0, 0
+			}
+			k2, err := sysRead(c.fd, c.rbuf[c.w:])
+			if err == errWouldBlock {
+				return n, nil
+			}
+			if err != nil || k2 == 0 {
+				if err == nil {
+					err = io.EOF
+				}
+				return n, c.lost("read from", err)
+			}
+			c.w += k2
+			moved = true
+			continue
+		}
 		// Finish a direct payload first.
 		if c.direct != nil || c.discard > 0 {
 			more, got, err := c.readDirect(h)
@@ -91,6 +128,16 @@ func (c *conn) read(h transport.Handler) (int, error) {
 			hd := &c.hd
 			if _, err := wire.ParseHeader(c.rbuf[c.r:c.w], hd); err != nil {
 				return n, c.lost("read from", fmt.Errorf("%w: %v", transport.ErrProtocol, err))
+			}
+			if hd.Flags&flagCompressed != 0 {
+				if !c.compress || hd.Len > maxDirect {
+					return n, c.lost("read from", fmt.Errorf("%w: unexpected compressed frame of %d bytes", transport.ErrProtocol, hd.Len))
+				}
+				c.r += wire.HeaderLen
+				c.zhdr = *hd
+				c.zbuf = c.zbuf[:0]
+				c.zleft = int(hd.Len)
+				continue
 			}
 			if hd.Flags&transport.FlagDirect != 0 {
 				if hd.Len > maxDirect {
@@ -216,20 +263,22 @@ func (c *conn) flushCount() (bool, error) {
 	for !c.sendq.empty() {
 		c.iov.reset()
 		for op := c.sendq.head; op != nil && c.iov.n < maxIov-1; op = op.Next {
+			c.prepare(op)
+			hd, payload := wireForm(op)
 			off := op.Off
 			if off < wire.HeaderLen {
 				// Headers are encoded at each attempt into scratch that
 				// lives as long as the connection; the encoding is the
 				// same every time, so a partly written header resumes.
 				h := c.hdrs[c.iov.n][:]
-				wire.PutHeader(h, &op.Header)
+				wire.PutHeader(h, &hd)
 				c.iov.add(h[off:])
 				off = 0
 			} else {
 				off -= wire.HeaderLen
 			}
-			if off < len(op.Payload) {
-				c.iov.add(op.Payload[off:])
+			if off < len(payload) {
+				c.iov.add(payload[off:])
 			}
 		}
 		k, err := c.iov.writev(c.fd)
@@ -242,13 +291,15 @@ func (c *conn) flushCount() (bool, error) {
 		moved = moved || k > 0
 		for k > 0 {
 			op := c.sendq.head
-			left := wire.HeaderLen + len(op.Payload) - op.Off
+			_, payload := wireForm(op)
+			left := wire.HeaderLen + len(payload) - op.Off
 			if k < left {
 				op.Off += k
 				break
 			}
 			k -= left
 			c.sendq.pop()
+			release(op)
 			op.Complete(nil)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -50,7 +51,10 @@ type Config struct {
 	Bell transport.Bell
 	// DialTimeout bounds connecting to a peer, retries included (default 30 s).
 	DialTimeout time.Duration
-	Logger      *zap.Logger
+	// Compress large payloads on connections whose other end agrees
+	// (compress.go).
+	Compress bool
+	Logger   *zap.Logger
 }
 
 // Transport is one rank's TCP endpoint: a listener and one connection per
@@ -98,9 +102,10 @@ type peer struct {
 }
 
 type arrival struct {
-	rank int
-	nc   *net.TCPConn
-	err  error
+	rank     int
+	nc       *net.TCPConn
+	compress bool // both ends agreed to compress
+	err      error
 }
 
 // Listen starts rank's TCP endpoint.
@@ -314,6 +319,9 @@ func (t *Transport) install() error {
 			continue
 		}
 		c, err := newConn(a.rank, a.nc)
+		if c != nil {
+			c.compress = a.compress
+		}
 		if err != nil {
 			a.nc.Close()
 			p.err = &transport.PeerError{Rank: a.rank, Addr: a.nc.RemoteAddr().String(), Op: "set up connection to", Err: err}
@@ -404,13 +412,14 @@ func (t *Transport) dial(rank int, addr string) {
 	nc.SetDeadline(dl)
 	hello := wire.AppendVarint(nil, int64(t.cfg.Rank))
 	hello = wire.AppendString(hello, t.cfg.JobID)
+	hello = wire.AppendUvarint(hello, t.caps())
 	if err := wire.Dial(nc, t.cfg.Secret, roleTCP, hello); err != nil {
 		nc.Close()
 		fail(err)
 		return
 	}
-	var verdict [1]byte
-	if _, err := nc.Read(verdict[:]); err != nil {
+	var verdict [2]byte // verdict, the acceptor's capabilities
+	if _, err := io.ReadFull(nc, verdict[:]); err != nil {
 		nc.Close()
 		fail(fmt.Errorf("read connection verdict: %w", err))
 		return
@@ -420,7 +429,7 @@ func (t *Transport) dial(rank int, addr string) {
 		t.mu.Lock()
 		t.state[rank] = stateConnected
 		t.mu.Unlock()
-		t.arrive(arrival{rank: rank, nc: nc.(*net.TCPConn)})
+		t.arrive(arrival{rank: rank, nc: nc.(*net.TCPConn), compress: t.cfg.Compress && verdict[1]&capCompress != 0})
 		return
 	}
 	// The peer's own connection to us wins; it is being admitted by our
@@ -480,7 +489,7 @@ func (t *Transport) admit(nc *net.TCPConn) {
 		return
 	}
 	r := wire.NewReader(hello)
-	rank, job := r.Int(), r.String()
+	rank, job, theirs := r.Int(), r.String(), r.Uvarint()
 	if err := r.Done(); err != nil || job != t.cfg.JobID || rank < 0 || rank == t.cfg.Rank {
 		t.log.Info("refused a TCP connection with a bad greeting", zap.String("from", nc.RemoteAddr().String()),
 			zap.Int("rank", rank), zap.String("job", job))
@@ -498,7 +507,7 @@ func (t *Transport) admit(nc *net.TCPConn) {
 	if ok {
 		v = verdictOK
 	}
-	if _, err := nc.Write([]byte{v}); err != nil || !ok {
+	if _, err := nc.Write([]byte{v, byte(t.caps())}); err != nil || !ok {
 		nc.Close()
 		if ok {
 			t.arrive(arrival{rank: rank, err: &transport.PeerError{Rank: rank, Addr: nc.RemoteAddr().String(), Op: "accept from", Err: err}})
@@ -507,7 +516,17 @@ func (t *Transport) admit(nc *net.TCPConn) {
 	}
 	nc.SetDeadline(time.Time{})
 	nc.SetKeepAliveConfig(keepAlive)
-	t.arrive(arrival{rank: rank, nc: nc})
+	t.arrive(arrival{rank: rank, nc: nc, compress: t.cfg.Compress && theirs&capCompress != 0})
+}
+
+// Capabilities exchanged in the handshake.
+const capCompress = 1 << 0
+
+func (t *Transport) caps() uint64 {
+	if t.cfg.Compress {
+		return capCompress
+	}
+	return 0
 }
 
 // Close closes the listener and every connection, fails queued frames with

@@ -41,11 +41,13 @@ func (e *endpoint) Destination(h *transport.Header) []byte {
 var bellWords [64]atomic.Uint32
 var bellNext atomic.Int32
 
-func newEndpoint(t *testing.T, rank int) *endpoint {
+func newEndpoint(t *testing.T, rank int) *endpoint { return newEndpointZ(t, rank, false) }
+
+func newEndpointZ(t *testing.T, rank int, compress bool) *endpoint {
 	t.Helper()
 	w := &bellWords[bellNext.Add(1)%64]
 	tr, err := Listen(Config{Rank: rank, JobID: "job", Secret: secret, Listen: "127.0.0.1:0", Advertise: "127.0.0.1",
-		Bell: transport.NewBell(w), DialTimeout: 2 * time.Second})
+		Bell: transport.NewBell(w), DialTimeout: 2 * time.Second, Compress: compress})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,6 +184,7 @@ type proxy struct {
 	delay  time.Duration
 	mu     sync.Mutex
 	conns  []net.Conn
+	bytes  atomic.Int64 // bytes forwarded
 }
 
 func newProxy(t *testing.T, target string, delay time.Duration) *proxy {
@@ -220,6 +223,7 @@ func (p *proxy) pipe(dst, src net.Conn) {
 			if p.delay > 0 {
 				time.Sleep(p.delay)
 			}
+			p.bytes.Add(int64(n))
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
@@ -348,5 +352,49 @@ func TestAddr(t *testing.T) {
 	a := newEndpoint(t, 0)
 	if host, _, err := net.SplitHostPort(a.t.Addr()); err != nil || host != "127.0.0.1" {
 		t.Fatalf("Addr() = %q", a.t.Addr())
+	}
+}
+
+// TestCompression: with both ends agreeing, a compressible large payload
+// crosses the link in far fewer bytes and arrives intact; an
+// incompressible one goes as it is; with one end unwilling, nothing is
+// compressed.
+func TestCompression(t *testing.T) {
+	compressible := bytes.Repeat([]byte("parley compresses this line well. "), 60000)
+	incompressible := make([]byte, 2<<20)
+	x := uint64(88172645463325252)
+	for i := range incompressible {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		incompressible[i] = byte(x)
+	}
+	for _, tc := range []struct {
+		name      string
+		a, b      bool
+		payload   []byte
+		wantSmall bool
+	}{
+		{"compressible", true, true, compressible, true},
+		{"incompressible", true, true, incompressible, false},
+		{"one end unwilling", true, false, compressible, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := newEndpointZ(t, 0, tc.a), newEndpointZ(t, 1, tc.b)
+			p := newProxy(t, b.t.Addr(), 0)
+			a.t.Send(1, p.ln.Addr().String(), op(4, 9, tc.payload, true))
+			if err := poll(t, 10*time.Second, func() bool { return len(b.frames) == 1 }, a, b); err != nil {
+				t.Fatal(err)
+			}
+			f := b.frames[0]
+			if !bytes.Equal(f.payload, tc.payload) || f.h.Cookie != 9 || f.h.Flags&flagCompressed != 0 {
+				t.Fatalf("payload of %d bytes arrived as %d bytes, flags %#x", len(tc.payload), len(f.payload), f.h.Flags)
+			}
+			wire := p.bytes.Load()
+			small := wire < int64(len(tc.payload))/4
+			if small != tc.wantSmall {
+				t.Fatalf("%d payload bytes took %d bytes on the link", len(tc.payload), wire)
+			}
+		})
 	}
 }
