@@ -87,17 +87,19 @@ func ParseHostfile(name string, r io.Reader) ([]HostSpec, error) {
 		}
 		for _, f := range fields[1:] {
 			k, v, ok := strings.Cut(f, "=")
-			n, err := strconv.Atoi(v)
-			if !ok || err != nil || n < 1 {
-				return nil, bad("%q: expected slots=N or max_slots=N with N >= 1", f)
-			}
 			switch k {
-			case "slots", "cpu", "cpus":
-				h.Slots = n
-			case "max_slots", "max-slots":
-				h.MaxSlots = n
+			case "slots", "cpu", "cpus", "max_slots", "max-slots":
 			default:
 				return nil, bad("unknown attribute %q (known: slots, max_slots)", k)
+			}
+			n, err := strconv.Atoi(v)
+			if !ok || err != nil || n < 1 {
+				return nil, bad("%q: expected %s=N with N >= 1", f, k)
+			}
+			if k == "max_slots" || k == "max-slots" {
+				h.MaxSlots = n
+			} else {
+				h.Slots = n
 			}
 		}
 		if h.MaxSlots > 0 && h.Slots > h.MaxSlots {

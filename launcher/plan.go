@@ -200,9 +200,9 @@ func makePlan(req planRequest) (*Plan, error) {
 			left -= counts[i]
 		}
 		for i := range counts {
-			if counts[i] > len(places[i]) && !over {
+			if counts[i] > distinctPlaces(places[i]) && !over {
 				return nil, fmt.Errorf("%s puts %d ranks on %s, which has %d %s (%s); add --oversubscribe to share them",
-					describePer(req), counts[i], req.hosts[i].Name, len(places[i]), placeNoun(req.mapBy, pe),
+					describePer(req), counts[i], req.hosts[i].Name, distinctPlaces(places[i]), placeNoun(req.mapBy, pe),
 					req.topos[i].Summary())
 			}
 		}
@@ -273,7 +273,7 @@ func makePlan(req planRequest) (*Plan, error) {
 			continue
 		}
 		pl := places[h]
-		host.Oversubscribed = n > len(pl)
+		host.Oversubscribed = n > distinctPlaces(pl)
 		if req.bindTo.None {
 			continue
 		}
@@ -344,21 +344,18 @@ func bindingFor(place []int, k topology.Kind, objs [][]int) []int {
 // object in turn; ppr takes the objects' places object by object.
 func hostPlaces(t *topology.Topology, m MapPolicy, pe int) ([][]int, error) {
 	unitKind := topology.Core
-	if m.By == string(topology.HWThread) {
+	units := t.Objects(topology.Core)
+	if m.By == string(topology.HWThread) || m.By == "ppr" && m.PPRObject == topology.HWThread {
+		// Hardware threads in tree order: the threads of core 0, then of
+		// core 1, ... (Linux numbers siblings far apart).
 		unitKind = topology.HWThread
+		units = hwthreadsByCore(t)
 	}
-	units := t.Objects(unitKind)
 	var objKind topology.Kind
 	interleave := false
 	switch m.By {
 	case "ppr":
 		objKind = m.PPRObject
-		if m.PPRObject == topology.Core || m.PPRObject == topology.HWThread {
-			if m.PPRObject == topology.HWThread {
-				units = t.Objects(topology.HWThread)
-			}
-			objKind = m.PPRObject
-		}
 	case string(topology.Socket), string(topology.NUMANode), string(topology.L3Cache):
 		objKind, interleave = topology.Kind(m.By), true
 	default:
@@ -420,6 +417,27 @@ func hostPlaces(t *topology.Topology, m MapPolicy, pe int) ([][]int, error) {
 		return nil, fmt.Errorf("no place for a rank of %d %s (%s)", pe, map[bool]string{true: "hardware threads", false: "cores"}[unitKind == topology.HWThread], t.Summary())
 	}
 	return places, nil
+}
+
+// hwthreadsByCore lists every hardware thread as a unit, core by core.
+func hwthreadsByCore(t *topology.Topology) [][]int {
+	var units [][]int
+	for _, core := range t.Objects(topology.Core) {
+		for _, c := range core {
+			units = append(units, []int{c})
+		}
+	}
+	return units
+}
+
+// distinctPlaces counts the places of a host (ppr repeats them when an
+// object has fewer places than ranks).
+func distinctPlaces(places [][]int) int {
+	seen := map[int]bool{}
+	for _, p := range places {
+		seen[p[0]] = true
+	}
+	return len(seen)
 }
 
 func containsCPU(cpus []int, c int) bool {

@@ -256,3 +256,46 @@ func runtimeCPUs() int {
 	}
 	return 1
 }
+
+// TestBinding runs real ranks and reads their Cpus_allowed_list: bound to
+// one core each by default, unbound with --bind-to none and when the ranks
+// outnumber the cores, and --report-bindings prints a line per rank.
+func TestBinding(t *testing.T) {
+	cpus := runtimeCPUs()
+	if cpus < 2 {
+		t.Skip("needs two cpus")
+	}
+	allowed := func(out string, rank int) string {
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, fmt.Sprintf("rank %d Cpus_allowed_list:", rank)) {
+				f := strings.Fields(l)
+				return f[3] + " " + f[4]
+			}
+		}
+		return ""
+	}
+	r := mpirun(t, "-np", "2", "--report-bindings", "rankprog", "cpus")
+	if r.code != 0 {
+		t.Fatalf("%d\n%s", r.code, r.stderr)
+	}
+	a0, a1 := allowed(r.stdout, 0), allowed(r.stdout, 1)
+	f0, f1 := strings.Fields(a0), strings.Fields(a1)
+	if len(f0) != 2 || len(f1) != 2 || strings.ContainsAny(f0[0], ",-") || f0[0] == f1[0] || "cpuset="+f0[0] != f0[1] {
+		t.Errorf("ranks not bound to distinct single cpus with a matching PARLEY_CPUSET: %q, %q", a0, a1)
+	}
+	if strings.Count(r.stderr, "bound to cpus") != 2 || !strings.Contains(r.stderr, "[B") {
+		t.Errorf("--report-bindings:\n%s", r.stderr)
+	}
+	r = mpirun(t, "-np", "2", "--bind-to", "none", "rankprog", "cpus")
+	if f := strings.Fields(allowed(r.stdout, 0)); len(f) != 2 || f[1] != "cpuset=" || !strings.ContainsAny(f[0], ",-") {
+		t.Errorf("--bind-to none: %q", allowed(r.stdout, 0))
+	}
+	r = mpirun(t, "-np", fmt.Sprint(cpus+1), "rankprog", "cpus")
+	if !strings.Contains(r.stderr, "run unbound") || strings.Fields(allowed(r.stdout, 0))[1] != "cpuset=" {
+		t.Errorf("oversubscribed: %q\n%s", allowed(r.stdout, 0), r.stderr)
+	}
+	r = mpirun(t, "--map-by", "ppr:64:socket", "rankprog", "cpus")
+	if r.code == 0 || !strings.Contains(r.stderr, "--oversubscribe") {
+		t.Errorf("impossible mapping accepted: %d\n%s", r.code, r.stderr)
+	}
+}
