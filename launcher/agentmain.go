@@ -34,7 +34,13 @@ func AgentMain(cfg AgentMainConfig) error {
 	if cfg.Connect == "" {
 		return fmt.Errorf("no mpirun address (--agent-connect)")
 	}
-	secret, err := agentSecret(cfg.Stdin)
+	stdin := cfg.Stdin
+	if stdin == nil {
+		stdin = os.Stdin
+	}
+	fromStdin := os.Getenv(EnvAgentSecret) == ""
+	br := bufio.NewReader(stdin)
+	secret, err := agentSecret(br)
 	if err != nil {
 		return err
 	}
@@ -46,16 +52,22 @@ func AgentMain(cfg AgentMainConfig) error {
 		return err
 	}
 	defer conn.Close()
+	if fromStdin {
+		// Started over ssh: the end of standard input means ssh, or the
+		// mpirun behind it, is gone. Closing the link ends the agent,
+		// which kills its ranks.
+		go func() {
+			io.Copy(io.Discard, br)
+			conn.Close()
+		}()
+	}
 	return RunAgent(conn, AgentConfig{Node: cfg.Node, Secret: secret, Logger: cfg.Logger})
 }
 
-func agentSecret(stdin io.Reader) ([]byte, error) {
+func agentSecret(stdin *bufio.Reader) ([]byte, error) {
 	s := os.Getenv(EnvAgentSecret)
 	if s == "" {
-		if stdin == nil {
-			stdin = os.Stdin
-		}
-		line, err := bufio.NewReader(stdin).ReadString('\n')
+		line, err := stdin.ReadString('\n')
 		if err != nil && line == "" {
 			return nil, fmt.Errorf("no job secret on standard input: %w", err)
 		}

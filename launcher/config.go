@@ -34,7 +34,8 @@ type Config struct {
 	// Launcher chooses how remote agents start: "ssh", "slurm", or "" to
 	// decide from the environment.
 	Launcher    string
-	LaunchAgent string   // the command that runs an agent on remote hosts
+	LaunchAgent string   // the mpirun that runs an agent on remote hosts
+	Prefix      string   // install prefix on remote hosts: PREFIX/bin/mpirun
 	SSH         []string // ssh command and options
 	Iface       string   // --iface: interface name or CIDR for TCP
 	Compress    bool     // --compress: compress large TCP payloads

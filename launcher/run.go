@@ -4,11 +4,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -80,12 +83,25 @@ type event struct {
 type agentLink struct {
 	node  int
 	host  string
-	conn  *bootstrap.Conn
+	conn  *bootstrap.Conn // nil until a remote agent connects
 	hello *bootstrap.AgentHello
 	topo  *topology.Topology
 	gone  bool
 	done  chan struct{} // closed when an in-process agent returns
+
+	// A remote agent's starter (ssh or srun) and what it said.
+	cmd      *exec.Cmd
+	stdin    io.WriteCloser
+	stderr   *limitedBuffer
+	exited   chan struct{} // closed when cmd has exited (or failed to start)
+	startErr error
+	waitErr  error
+	claimed  atomic.Bool
 }
+
+// claim marks the link as connected; a second connection for the same
+// host is refused.
+func (l *agentLink) claim() bool { return l.claimed.CompareAndSwap(false, true) }
 
 // Run runs the job cfg describes and returns the status mpirun should
 // exit with. An error means the job could not start; it is an *ExitError
@@ -201,22 +217,64 @@ func (j *job) defaultHosts() bool {
 
 // startAgents starts one agent per host and waits for their hellos.
 func (j *job) startAgents(hosts []HostSpec) error {
+	var remote []*agentLink
+	byNode := map[int]*agentLink{}
+	localAddr := "127.0.0.1"
+	for i, h := range hosts {
+		if IsLocalHost(h.Name) {
+			continue
+		}
+		l := &agentLink{node: i, host: h.Name}
+		remote = append(remote, l)
+		byNode[i] = l
+		if localAddr == "127.0.0.1" {
+			// Ranks here must be reachable from the other hosts.
+			a, err := routeTo(h.Name)
+			if err != nil {
+				return &ExitError{Code: exitFailure, Err: err}
+			}
+			localAddr = a
+		}
+	}
 	for i, h := range hosts {
 		if !IsLocalHost(h.Name) {
-			return &ExitError{Code: exitFailure, Err: fmt.Errorf("host %s is remote; remote hosts need the ssh or slurm launcher, which this build lacks", h.Name)}
+			j.agents = append(j.agents, byNode[i])
+			continue
 		}
-		l, err := j.startLocalAgent(i, h.Name)
+		l, err := j.startLocalAgent(i, h.Name, localAddr)
 		if err != nil {
 			return err
 		}
 		j.agents = append(j.agents, l)
-	}
-	for _, l := range j.agents {
 		go j.readAgent(l)
 	}
-	deadline := time.After(60 * time.Second)
+	if len(remote) > 0 {
+		al, err := j.listenForAgents()
+		if err != nil {
+			return err
+		}
+		go j.acceptAgents(al, byNode)
+		if err := j.startRemoteAgents(remote, al); err != nil {
+			return err
+		}
+	}
+	deadline := time.After(agentStartTimeout)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	for waiting := len(j.agents); waiting > 0; {
 		select {
+		case <-tick.C:
+			// A starter that exited before its agent reported will never
+			// report: fail now, with what it said.
+			var dead []string
+			for _, l := range remote {
+				if l.hello == nil && l.exited != nil && isClosed(l.exited) {
+					dead = append(dead, l.whyNot())
+				}
+			}
+			if len(dead) > 0 {
+				return &ExitError{Code: exitFailure, Err: fmt.Errorf("agents failed to start:\n  %s", strings.Join(dead, "\n  "))}
+			}
 		case ev := <-j.events:
 			l := j.agents[ev.node]
 			if ev.err != nil {
@@ -239,18 +297,29 @@ func (j *job) startAgents(hosts []HostSpec) error {
 			var missing []string
 			for _, l := range j.agents {
 				if l.hello == nil {
-					missing = append(missing, l.host)
+					missing = append(missing, l.whyNot())
 				}
 			}
-			return &ExitError{Code: exitFailure, Err: fmt.Errorf("agents did not start within 60s on: %s", strings.Join(missing, ", "))}
+			return &ExitError{Code: exitFailure, Err: fmt.Errorf("agents did not start within %v:\n  %s", agentStartTimeout, strings.Join(missing, "\n  "))}
 		}
 	}
 	return nil
 }
 
+// startRemoteAgents starts the agents of the remote hosts with the
+// launcher the job uses.
+func (j *job) startRemoteAgents(remote []*agentLink, al *agentListener) error {
+	switch j.launcherKind() {
+	case "slurm":
+		return j.startSrunAgents(remote, al)
+	default:
+		return j.startSSHAgents(remote, al)
+	}
+}
+
 // startLocalAgent runs the agent for this machine inside mpirun, over a
 // socket pair: the same protocol a remote agent speaks.
-func (j *job) startLocalAgent(node int, host string) (*agentLink, error) {
+func (j *job) startLocalAgent(node int, host, tcpAddr string) (*agentLink, error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("socketpair for the local agent: %w", err)
@@ -265,7 +334,7 @@ func (j *job) startLocalAgent(node int, host string) (*agentLink, error) {
 		}
 	}
 	l := &agentLink{node: node, host: host, conn: bootstrap.NewConn(ends[0]), done: make(chan struct{})}
-	tcpAddr := "127.0.0.1"
+	l.claim()
 	go func() {
 		defer close(l.done)
 		err := RunAgent(bootstrap.NewConn(ends[1]), AgentConfig{Node: node, Secret: j.secret, TCPAddr: tcpAddr,
@@ -388,8 +457,11 @@ func (j *job) launch() {
 			}}
 			m.Ranks = append(m.Ranks, spec)
 		}
+		if l.conn == nil {
+			continue
+		}
 		if err := l.conn.SendMsg(m); err != nil {
-			j.events <- event{node: h, err: err}
+			go func() { j.events <- event{node: h, err: err} }()
 		}
 	}
 	if j.cfg.StdinRank == 0 && len(j.plan.Ranks) > 0 {
@@ -614,7 +686,7 @@ func (j *job) stop() {
 func (j *job) signalAll(sig syscall.Signal) {
 	body := (&bootstrap.Signal{Signal: int(sig)}).Append(nil)
 	for _, l := range j.agents {
-		if !l.gone {
+		if !l.gone && l.conn != nil {
 			l.conn.Send(bootstrap.TSignal, body)
 		}
 	}
@@ -644,7 +716,7 @@ func (j *job) onTimeout() {
 	}
 	j.timedOut = true
 	for _, l := range j.agents {
-		if !l.gone {
+		if !l.gone && l.conn != nil {
 			l.conn.Send(bootstrap.TQuery, nil)
 		}
 	}
@@ -715,17 +787,20 @@ func waitCycles(reports map[int]*bootstrap.Report) [][]int {
 	return cycles
 }
 
-// cleanup closes the agent links, waits for in-process agents and removes
-// temporary files.
+// cleanup closes the agent links, waits for in-process agents and the
+// starters of remote ones, and removes temporary files.
 func (j *job) cleanup() {
 	for _, l := range j.agents {
-		l.conn.Close()
+		if l.conn != nil {
+			l.conn.Close()
+		}
 	}
 	for _, l := range j.agents {
 		if l.done != nil {
 			<-l.done
 		}
 	}
+	j.stopRemote()
 	for _, c := range j.cleanups {
 		c()
 	}

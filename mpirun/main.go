@@ -47,6 +47,7 @@ type options struct {
 	compress      bool
 	launcherKind  string
 	launchAgent   string
+	prefix        string
 	ssh           string
 	showVersion   bool
 	help          bool
@@ -86,7 +87,7 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.BoolVar(&o.compress, "compress", false, "compress large TCP payloads (for slow links; skipped for incompressible data)")
 	fs.StringVar(&o.launcherKind, "launcher", "", "how to start agents on other hosts: ssh or slurm (default: slurm inside an allocation, else ssh)")
 	fs.StringVar(&o.launchAgent, "launch-agent", "", "path of mpirun on the remote hosts (default: this mpirun's path)")
-	fs.StringVar(&o.launchAgent, "prefix", "", "install prefix on the remote hosts (PREFIX/bin/mpirun)")
+	fs.StringVar(&o.prefix, "prefix", "", "install prefix on the remote hosts (PREFIX/bin/mpirun)")
 	fs.StringVar(&o.ssh, "ssh", "", "ssh command and options for remote hosts (default: $PARLEY_SSH or ssh)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fs.BoolVarP(&o.help, "help", "h", false, "print this help and exit")
@@ -168,7 +169,7 @@ func (o *options) config(argv []string) (launcher.Config, error) {
 		Program: argv[0], Args: argv[1:], NP: o.np, Hostfile: o.hostfile, NPerNode: o.npernode,
 		Oversubscribe: o.oversubscribe, MapBy: o.mapBy, BindTo: o.bindTo, ReportBinding: o.reportBind,
 		TagOutput: o.tagOutput, TimestampOutput: o.timestamp, Env: o.env, Wdir: o.wdir, Verbose: o.verbose,
-		Transport: o.transport, Iface: o.iface, Compress: o.compress, Launcher: o.launcherKind, LaunchAgent: o.launchAgent,
+		Transport: o.transport, Iface: o.iface, Compress: o.compress, Launcher: o.launcherKind, LaunchAgent: o.launchAgent, Prefix: o.prefix,
 	}
 	if o.np < 0 {
 		return cfg, fmt.Errorf("-np %d: the number of ranks cannot be negative", o.np)
@@ -201,6 +202,11 @@ func (o *options) config(argv []string) (launcher.Config, error) {
 		cfg.StdinRank = -1
 	default:
 		return cfg, fmt.Errorf("--stdin %q: must be 0 or none", o.stdin)
+	}
+	switch o.launcherKind {
+	case "", "ssh", "slurm":
+	default:
+		return cfg, fmt.Errorf("--launcher %q: must be ssh or slurm", o.launcherKind)
 	}
 	switch o.transport {
 	case "", "tcp", "shm":

@@ -1,0 +1,254 @@
+package launcher
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/parley-hpc/parley/internal/bootstrap"
+)
+
+// Remote agents: mpirun listens for agents on TCP, starts one agent per
+// remote host (over ssh, or with one srun step), and each agent dials
+// back, proves the job secret and says which host it serves. The secret
+// travels on ssh's standard input (never on a command line, where other
+// users could read it), or in the environment of the srun step.
+
+// maxConcurrentSSH caps the ssh processes starting at once: sshd's
+// MaxStartups drops connections beyond its limit (10 by default).
+const maxConcurrentSSH = 16
+
+// agentStartTimeout bounds how long the agents may take to report.
+var agentStartTimeout = 60 * time.Second
+
+// agentListener accepts the remote agents' connections.
+type agentListener struct {
+	ln   *net.TCPListener
+	port int
+}
+
+func (j *job) listenForAgents() (*agentListener, error) {
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{})
+	if err != nil {
+		return nil, fmt.Errorf("listen for agents: %w", err)
+	}
+	j.cleanups = append(j.cleanups, func() { ln.Close() })
+	return &agentListener{ln: ln, port: ln.Addr().(*net.TCPAddr).Port}, nil
+}
+
+// routeTo returns this machine's address on the route to host: what a
+// process there can dial to reach mpirun.
+func routeTo(host string) (string, error) {
+	addrs, err := net.LookupHost(host)
+	if err != nil || len(addrs) == 0 {
+		return "", fmt.Errorf("cannot resolve host %s: %v", host, err)
+	}
+	c, err := net.Dial("udp", net.JoinHostPort(addrs[0], "9"))
+	if err != nil {
+		return "", fmt.Errorf("no route to host %s (%s): %w", host, addrs[0], err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).IP.String(), nil
+}
+
+// remoteAgentPath is the mpirun that runs the agent on other hosts.
+func (j *job) remoteAgentPath() (string, error) {
+	if j.cfg.LaunchAgent != "" {
+		return j.cfg.LaunchAgent, nil
+	}
+	if j.cfg.Prefix != "" {
+		return filepath.Join(j.cfg.Prefix, "bin", "mpirun"), nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("cannot find this mpirun's path to start it on other hosts (give --launch-agent): %w", err)
+	}
+	return self, nil
+}
+
+// sshCommand is the ssh command line (without the host).
+func (j *job) sshCommand() []string {
+	cmd := j.cfg.SSH
+	if len(cmd) == 0 {
+		cmd = []string{"ssh"}
+	}
+	// No terminal, no X11; never wait for a password; notice a dead host.
+	return append(append([]string(nil), cmd...), "-T", "-x", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+		"-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3")
+}
+
+// startSSHAgents starts an agent on each remote host over ssh.
+func (j *job) startSSHAgents(remote []*agentLink, al *agentListener) error {
+	agentPath, err := j.remoteAgentPath()
+	if err != nil {
+		return err
+	}
+	sem := make(chan struct{}, maxConcurrentSSH)
+	var wg sync.WaitGroup
+	for _, l := range remote {
+		addr, err := routeTo(l.host)
+		if err != nil {
+			return &ExitError{Code: exitFailure, Err: err}
+		}
+		argv := append(j.sshCommand(), l.host, shellQuote(agentPath), "--agent",
+			"--agent-node", strconv.Itoa(l.node), "--agent-connect", net.JoinHostPort(addr, strconv.Itoa(al.port)))
+		if j.cfg.Verbose > 0 {
+			argv = append(argv, "-"+strings.Repeat("v", j.cfg.Verbose))
+		}
+		cmd := exec.Command(argv[0], argv[1:]...)
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			return err
+		}
+		l.stderr = &limitedBuffer{max: 8 << 10}
+		cmd.Stderr = l.stderr
+		cmd.Stdout = l.stderr
+		l.cmd, l.stdin = cmd, stdin
+		l.exited = make(chan struct{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			j.log.Debug("starting agent", zap.String("host", l.host), zap.Strings("argv", argv))
+			if err := cmd.Start(); err != nil {
+				l.startErr = err
+				close(l.exited)
+				return
+			}
+			// The secret, then nothing: the agent reads one line and
+			// takes the end of its input for the end of mpirun.
+			io.WriteString(stdin, hex.EncodeToString(j.secret)+"\n")
+			go func() {
+				l.waitErr = cmd.Wait()
+				close(l.exited)
+			}()
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// acceptAgents serves the agent listener: each connection must prove the
+// secret and name a remote host of the plan that has no agent yet.
+func (j *job) acceptAgents(al *agentListener, byNode map[int]*agentLink) {
+	for {
+		c, err := al.ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			conn, hello, err := bootstrap.Accept(c, j.secret, bootstrap.RoleAgent, 10*time.Second)
+			if err != nil {
+				j.log.Info("refused an agent connection", zap.Error(err))
+				return
+			}
+			node, err := strconv.Atoi(string(hello))
+			l := byNode[node]
+			if err != nil || l == nil || !l.claim() {
+				j.log.Warn("refused an agent connection for an unknown or taken host", zap.String("hello", string(hello)))
+				conn.Close()
+				return
+			}
+			l.conn = conn
+			go j.readAgent(l)
+		}()
+	}
+}
+
+// limitedBuffer keeps the first max bytes written to it (ssh's stderr).
+type limitedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	max int
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if room := b.max - b.buf.Len(); room > 0 {
+		b.buf.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+func (b *limitedBuffer) String() string {
+	if b == nil {
+		return ""
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.TrimSpace(b.buf.String())
+}
+
+// whyNot says why a remote agent has not reported, for the start-up error.
+func (l *agentLink) whyNot() string {
+	switch {
+	case l.startErr != nil:
+		return fmt.Sprintf("%s: cannot run ssh: %v", l.host, l.startErr)
+	case l.exited != nil && isClosed(l.exited):
+		msg := l.stderr.String()
+		if msg == "" {
+			msg = "no message"
+		}
+		status := "exited"
+		var ee *exec.ExitError
+		if errors.As(l.waitErr, &ee) {
+			status = fmt.Sprintf("exited with status %d", ee.ExitCode())
+		}
+		return fmt.Sprintf("%s: ssh %s: %s", l.host, status, msg)
+	}
+	if msg := l.stderr.String(); msg != "" {
+		return fmt.Sprintf("%s: no answer (ssh said: %s)", l.host, msg)
+	}
+	return fmt.Sprintf("%s: no answer", l.host)
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// shellQuote quotes s for the remote shell ssh runs the command in.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+=:,@", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// stopRemote ends the ssh processes of the remote agents: closing their
+// input tells the agents (already told by their links closing) that
+// mpirun is done.
+func (j *job) stopRemote() {
+	for _, l := range j.agents {
+		if l.cmd == nil || l.cmd.Process == nil {
+			continue
+		}
+		l.stdin.Close()
+		select {
+		case <-l.exited:
+		case <-time.After(3 * time.Second):
+			l.cmd.Process.Kill()
+			<-l.exited
+		}
+	}
+}
