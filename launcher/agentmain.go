@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -26,6 +29,31 @@ type AgentMainConfig struct {
 	Connect string // mpirun's address, host:port
 	Logger  *zap.Logger
 	Stdin   io.Reader // where the secret comes from when not in the environment
+	Verbose int
+	// Children are hosts this agent starts agents on over ssh (the tree
+	// launch of a large allocation); they dial mpirun themselves.
+	Children []Child
+	SSH      []string // the ssh command for Children
+}
+
+// Child is a host whose agent another agent starts.
+type Child struct {
+	Host string
+	Node int
+}
+
+// ParseChildren parses --agent-children: "host=node,host=node".
+func ParseChildren(s string) ([]Child, error) {
+	var cs []Child
+	for _, item := range strings.Split(s, ",") {
+		h, n, ok := strings.Cut(item, "=")
+		node, err := strconv.Atoi(n)
+		if !ok || h == "" || err != nil || node < 0 {
+			return nil, fmt.Errorf("--agent-children: %q is not host=node", item)
+		}
+		cs = append(cs, Child{Host: h, Node: node})
+	}
+	return cs, nil
 }
 
 // AgentMain connects back to mpirun, proves the job secret and serves as
@@ -52,6 +80,10 @@ func AgentMain(cfg AgentMainConfig) error {
 		return err
 	}
 	defer conn.Close()
+	if len(cfg.Children) > 0 {
+		stop := startChildren(cfg, secret)
+		defer stop()
+	}
 	if fromStdin {
 		// Started over ssh: the end of standard input means ssh, or the
 		// mpirun behind it, is gone. Closing the link ends the agent,
@@ -78,4 +110,64 @@ func agentSecret(stdin *bufio.Reader) ([]byte, error) {
 		return nil, fmt.Errorf("the job secret is not hex")
 	}
 	return b, nil
+}
+
+// startChildren starts the agents of cfg.Children over ssh, in parallel,
+// with the same mpirun and secret; it returns the function that ends them
+// (closing their input tells them this agent, and so mpirun's tree, is
+// gone). A child that cannot start is reported on this agent's stderr,
+// which mpirun shows if the child never answers.
+func startChildren(cfg AgentMainConfig, secret []byte) func() {
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "agent: cannot start children: %v\n", err)
+		return func() {}
+	}
+	sshCmd := cfg.SSH
+	if len(sshCmd) == 0 {
+		sshCmd = []string{"ssh"}
+	}
+	var mu sync.Mutex
+	var stdins []io.WriteCloser
+	var cmds []*exec.Cmd
+	var wg sync.WaitGroup
+	for _, c := range cfg.Children {
+		argv := append(append([]string(nil), sshCmd...), "-T", "-x", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+			"-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", c.Host, shellQuote(self), "--agent",
+			"--agent-node", strconv.Itoa(c.Node), "--agent-connect", cfg.Connect)
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Stderr = os.Stderr
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := cmd.Start(); err != nil {
+				fmt.Fprintf(os.Stderr, "agent: ssh %s: %v\n", c.Host, err)
+				return
+			}
+			io.WriteString(in, hex.EncodeToString(secret)+"\n")
+			mu.Lock()
+			stdins, cmds = append(stdins, in), append(cmds, cmd)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return func() {
+		for _, in := range stdins {
+			in.Close()
+		}
+		for _, cmd := range cmds {
+			done := make(chan struct{})
+			go func() { cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(3 * time.Second):
+				cmd.Process.Kill()
+				<-done
+			}
+		}
+	}
 }

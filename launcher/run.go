@@ -97,6 +97,7 @@ type agentLink struct {
 	startErr error
 	waitErr  error
 	claimed  atomic.Bool
+	parent   *agentLink // in a tree launch, the agent that starts this one
 }
 
 // claim marks the link as connected; a second connection for the same

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -32,6 +33,18 @@ const maxConcurrentSSH = 16
 
 // agentStartTimeout bounds how long the agents may take to report.
 var agentStartTimeout = 60 * time.Second
+
+// sshTreeMin is the number of remote hosts from which mpirun starts agents
+// as a tree: it starts about the square root of them over ssh, and each of
+// those starts the agents of its share of the rest, so that no single
+// machine opens hundreds of ssh connections. PARLEY_SSH_TREE_MIN changes
+// it (the tests use a small value).
+func sshTreeMin() int {
+	if n, err := strconv.Atoi(os.Getenv("PARLEY_SSH_TREE_MIN")); err == nil && n > 0 {
+		return n
+	}
+	return 32
+}
 
 // agentListener accepts the remote agents' connections.
 type agentListener struct {
@@ -97,13 +110,38 @@ func (j *job) startSSHAgents(remote []*agentLink, al *agentListener) error {
 	}
 	sem := make(chan struct{}, maxConcurrentSSH)
 	var wg sync.WaitGroup
-	for _, l := range remote {
+	// Tree launch: the heads are started from here, each with its
+	// children (the links of the children get no starter of their own).
+	heads, children := remote, map[*agentLink][]*agentLink{}
+	if len(remote) >= sshTreeMin() {
+		heads = nil
+		width := int(math.Ceil(math.Sqrt(float64(len(remote)))))
+		for i := 0; i < len(remote); i += width {
+			group := remote[i:min(i+width, len(remote))]
+			heads = append(heads, group[0])
+			children[group[0]] = group[1:]
+			for _, c := range group[1:] {
+				c.parent = group[0]
+			}
+		}
+	}
+	for _, l := range heads {
 		addr, err := routeTo(l.host)
 		if err != nil {
 			return &ExitError{Code: exitFailure, Err: err}
 		}
 		argv := append(j.sshCommand(), l.host, shellQuote(agentPath), "--agent",
 			"--agent-node", strconv.Itoa(l.node), "--agent-connect", net.JoinHostPort(addr, strconv.Itoa(al.port)))
+		if kids := children[l]; len(kids) > 0 {
+			var spec []string
+			for _, c := range kids {
+				spec = append(spec, fmt.Sprintf("%s=%d", c.host, c.node))
+			}
+			argv = append(argv, "--agent-children", strings.Join(spec, ","))
+			if len(j.cfg.SSH) > 0 {
+				argv = append(argv, "--agent-ssh", shellQuote(strings.Join(j.cfg.SSH, " ")))
+			}
+		}
 		if j.cfg.Verbose > 0 {
 			argv = append(argv, "-"+strings.Repeat("v", j.cfg.Verbose))
 		}
@@ -195,6 +233,9 @@ func (b *limitedBuffer) String() string {
 
 // whyNot says why a remote agent has not reported, for the start-up error.
 func (l *agentLink) whyNot() string {
+	if l.parent != nil {
+		return fmt.Sprintf("%s: no answer (started through the agent on %s, which said: %s)", l.host, l.parent.host, l.parent.stderr.String())
+	}
 	switch {
 	case l.startErr != nil:
 		return fmt.Sprintf("%s: cannot run ssh: %v", l.host, l.startErr)

@@ -56,8 +56,10 @@ type options struct {
 }
 
 type agentOptions struct {
-	node    int
-	connect string
+	node     int
+	connect  string
+	children string
+	ssh      string
 }
 
 func newFlagSet(o *options) *pflag.FlagSet {
@@ -94,7 +96,9 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.BoolVar(&o.agent, "agent", false, "run as a node agent (started by mpirun itself)")
 	fs.IntVar(&o.agentArgs.node, "agent-node", 0, "this agent's host index")
 	fs.StringVar(&o.agentArgs.connect, "agent-connect", "", "address of mpirun, host:port")
-	for _, hidden := range []string{"agent", "agent-node", "agent-connect", "machinefile", "ppn", "wd"} {
+	fs.StringVar(&o.agentArgs.children, "agent-children", "", "hosts this agent starts agents on: host=node,...")
+	fs.StringVar(&o.agentArgs.ssh, "agent-ssh", "", "the ssh command for --agent-children")
+	for _, hidden := range []string{"agent", "agent-node", "agent-connect", "agent-children", "agent-ssh", "machinefile", "ppn", "wd"} {
 		fs.MarkHidden(hidden)
 	}
 	return fs
@@ -293,7 +297,17 @@ func newLogger(verbose int, w io.Writer) *zap.Logger {
 // runAgent is the hidden agent mode, started on remote hosts.
 func runAgent(o options, stderr io.Writer) int {
 	log := newLogger(o.verbose, stderr)
-	if err := launcher.AgentMain(launcher.AgentMainConfig{Node: o.agentArgs.node, Connect: o.agentArgs.connect, Logger: log}); err != nil {
+	cfg := launcher.AgentMainConfig{Node: o.agentArgs.node, Connect: o.agentArgs.connect, Logger: log, Verbose: o.verbose}
+	if o.agentArgs.children != "" {
+		children, err := launcher.ParseChildren(o.agentArgs.children)
+		if err != nil {
+			fmt.Fprintf(stderr, "mpirun agent: %v\n", err)
+			return 2
+		}
+		cfg.Children = children
+		cfg.SSH = strings.Fields(o.agentArgs.ssh)
+	}
+	if err := launcher.AgentMain(cfg); err != nil {
 		fmt.Fprintf(stderr, "mpirun agent: %v\n", err)
 		return 1
 	}

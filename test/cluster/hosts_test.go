@@ -320,3 +320,19 @@ func TestLaunchTime(t *testing.T) {
 	}
 	t.Logf("launch of 3 hosts x 2 ranks: parley hello %v, Open MPI hostname %v", ours, theirs)
 }
+
+// TestTreeLaunch forces the tree launch on three hosts: host1's agent
+// starts host2's, mpirun starts host1's and host3's.
+func TestTreeLaunch(t *testing.T) {
+	needHosts(t)
+	t.Setenv("PARLEY_SSH_TREE_MIN", "2")
+	r := mpirun(t, "-H", strings.Join(hosts, ":1,")+":1", filepath.Join(bin, "testprog"), "hello")
+	if r.code != 0 {
+		t.Fatalf("status %d\n%s", r.code, r.stderr)
+	}
+	for _, h := range hosts {
+		if !strings.Contains(r.stdout, "on "+h) {
+			t.Errorf("no rank on %s:\n%s", h, r.stdout)
+		}
+	}
+}
