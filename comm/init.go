@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/parley-hpc/parley/internal/bootstrap"
+	"github.com/parley-hpc/parley/internal/pmi2"
 	"github.com/parley-hpc/parley/transport"
 	"github.com/parley-hpc/parley/transport/shm"
 	"github.com/parley-hpc/parley/transport/tcp"
@@ -49,7 +50,8 @@ type Options struct {
 	Iface  string
 	Logger *zap.Logger
 
-	agent *agentKV // set by Init under mpirun
+	agent *agentKV     // set by Init under mpirun
+	pmi   *pmi2.Client // set by Init under srun --mpi=pmi2
 }
 
 var (
@@ -75,6 +77,9 @@ func Init() (*Comm, error) {
 	if err != nil {
 		if opts.agent != nil {
 			opts.agent.Close()
+		}
+		if opts.pmi != nil {
+			opts.pmi.Close()
 		}
 		return nil, fmt.Errorf("parley init: %w", err)
 	}
@@ -109,6 +114,9 @@ func (c *Comm) Finalize() error { return c.e.finalize() }
 func optionsFromEnv() (Options, error) {
 	var o Options
 	if os.Getenv(bootstrap.EnvRank) == "" {
+		if pmi2.Available() {
+			return optionsFromPMI()
+		}
 		o.Size = 1
 		o.LocalSize = 1
 		o.JobID = fmt.Sprintf("single-%d", os.Getpid())
@@ -194,6 +202,8 @@ func Start(opts Options) (*Comm, error) {
 	switch {
 	case opts.agent != nil:
 		e.kv = opts.agent
+	case opts.pmi != nil:
+		e.kv = &pmiKV{opts.pmi}
 	case opts.KV != nil:
 		e.kv = plainKV{opts.KV}
 	case opts.Size == 1:

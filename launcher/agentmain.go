@@ -34,12 +34,32 @@ type AgentMainConfig struct {
 	// launch of a large allocation); they dial mpirun themselves.
 	Children []Child
 	SSH      []string // the ssh command for Children
+	// NodeMap names each host's index, for agents started by srun (Node
+	// -1): the agent finds its own by its Slurm node name.
+	NodeMap []Child
 }
 
 // Child is a host whose agent another agent starts.
 type Child struct {
 	Host string
 	Node int
+}
+
+// dialMpirun tries mpirun's addresses in order (the one routed toward this
+// host first, then every address of mpirun's host) and returns the first
+// link that proves the secret.
+func dialMpirun(addrs []string, secret, hello []byte) (*bootstrap.Conn, error) {
+	var errs []string
+	for _, a := range addrs {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		conn, err := bootstrap.Dial(ctx, "tcp:"+a, secret, bootstrap.RoleAgent, hello)
+		cancel()
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, err.Error())
+	}
+	return nil, fmt.Errorf("cannot reach mpirun: %s", strings.Join(errs, "; "))
 }
 
 // ParseChildren parses --agent-children: "host=node,host=node".
@@ -62,6 +82,20 @@ func AgentMain(cfg AgentMainConfig) error {
 	if cfg.Connect == "" {
 		return fmt.Errorf("no mpirun address (--agent-connect)")
 	}
+	if cfg.Node < 0 {
+		name := os.Getenv("SLURMD_NODENAME")
+		if name == "" {
+			name, _ = os.Hostname()
+		}
+		for _, c := range cfg.NodeMap {
+			if c.Host == name {
+				cfg.Node = c.Node
+			}
+		}
+		if cfg.Node < 0 {
+			return fmt.Errorf("node %s is not in the job's node map %v", name, cfg.NodeMap)
+		}
+	}
 	stdin := cfg.Stdin
 	if stdin == nil {
 		stdin = os.Stdin
@@ -72,10 +106,8 @@ func AgentMain(cfg AgentMainConfig) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	hello := fmt.Appendf(nil, "%d", cfg.Node)
-	conn, err := bootstrap.Dial(ctx, "tcp:"+cfg.Connect, secret, bootstrap.RoleAgent, hello)
+	conn, err := dialMpirun(strings.Split(cfg.Connect, ","), secret, hello)
 	if err != nil {
 		return err
 	}

@@ -54,10 +54,12 @@ type job struct {
 	reports    map[int]*bootstrap.Report
 	reportWait *time.Timer
 	timedOut   bool
+	fromSlurm  bool // the hosts are a Slurm allocation's
 
 	stdinAck chan struct{}
 	done     chan struct{} // closed when the loop ends
 	cleanups []func()
+	starters []*starter
 }
 
 type rankState struct {
@@ -89,15 +91,22 @@ type agentLink struct {
 	gone  bool
 	done  chan struct{} // closed when an in-process agent returns
 
-	// A remote agent's starter (ssh or srun) and what it said.
+	// starter is the process that started a remote agent (its ssh, or
+	// the srun step of all of them); parent, in a tree launch, the agent
+	// that started this one.
+	starter *starter
+	parent  *agentLink
+	claimed atomic.Bool
+}
+
+// starter is an ssh or srun process that started remote agents.
+type starter struct {
 	cmd      *exec.Cmd
 	stdin    io.WriteCloser
 	stderr   *limitedBuffer
 	exited   chan struct{} // closed when cmd has exited (or failed to start)
 	startErr error
 	waitErr  error
-	claimed  atomic.Bool
-	parent   *agentLink // in a tree launch, the agent that starts this one
 }
 
 // claim marks the link as connected; a second connection for the same
@@ -184,20 +193,32 @@ func (j *job) allocation() ([]HostSpec, error) {
 		}
 		hosts = hf
 	}
+	if len(hosts) == 0 && j.cfg.Launcher != "ssh" && inAllocation() {
+		var err error
+		if hosts, err = slurmAllocation(); err != nil {
+			return nil, err
+		}
+		j.fromSlurm = true
+	}
 	if len(hosts) == 0 {
+		if j.cfg.Launcher == "slurm" {
+			return nil, fmt.Errorf("--launcher slurm: not inside a Slurm allocation (no SLURM_JOB_ID and SLURM_JOB_NODELIST); use sbatch or salloc")
+		}
 		return []HostSpec{{Name: localName()}}, nil
 	}
 	// Names of this machine collapse into one local host.
 	var out []HostSpec
 	local := -1
 	for _, h := range hosts {
-		if IsLocalHost(h.Name) {
+		if isThisNode(h.Name) {
 			if local >= 0 {
 				out[local].Slots += h.Slots
 				continue
 			}
 			local = len(out)
-			h.Name = localName()
+			if !j.fromSlurm {
+				h.Name = localName()
+			}
 		}
 		out = append(out, h)
 	}
@@ -213,7 +234,7 @@ func localName() string {
 }
 
 func (j *job) defaultHosts() bool {
-	return len(j.cfg.Hosts) == 0 && j.cfg.Hostfile == ""
+	return len(j.cfg.Hosts) == 0 && j.cfg.Hostfile == "" && !j.fromSlurm
 }
 
 // startAgents starts one agent per host and waits for their hellos.
@@ -222,7 +243,7 @@ func (j *job) startAgents(hosts []HostSpec) error {
 	byNode := map[int]*agentLink{}
 	localAddr := "127.0.0.1"
 	for i, h := range hosts {
-		if IsLocalHost(h.Name) {
+		if isThisNode(h.Name) {
 			continue
 		}
 		l := &agentLink{node: i, host: h.Name}
@@ -231,14 +252,16 @@ func (j *job) startAgents(hosts []HostSpec) error {
 		if localAddr == "127.0.0.1" {
 			// Ranks here must be reachable from the other hosts.
 			a, err := routeTo(h.Name)
-			if err != nil {
+			if err != nil && j.launcherKind() != "slurm" {
 				return &ExitError{Code: exitFailure, Err: err}
 			}
-			localAddr = a
+			if err == nil {
+				localAddr = a
+			}
 		}
 	}
 	for i, h := range hosts {
-		if !IsLocalHost(h.Name) {
+		if !isThisNode(h.Name) {
 			j.agents = append(j.agents, byNode[i])
 			continue
 		}
@@ -269,7 +292,7 @@ func (j *job) startAgents(hosts []HostSpec) error {
 			// report: fail now, with what it said.
 			var dead []string
 			for _, l := range remote {
-				if l.hello == nil && l.exited != nil && isClosed(l.exited) {
+				if l.hello == nil && l.starter != nil && isClosed(l.starter.exited) {
 					dead = append(dead, l.whyNot())
 				}
 			}
@@ -379,6 +402,10 @@ func (j *job) makePlan(hosts []HostSpec) error {
 	mapBy, err := ParseMapBy(j.cfg.MapBy)
 	if err != nil {
 		return err
+	}
+	if j.fromSlurm && j.cfg.MapBy == "" {
+		// sbatch -c N: each task is N cpus, as srun would give it.
+		mapBy.PE = slurmCPUsPerTask()
 	}
 	bindTo, err := ParseBindTo(j.cfg.BindTo)
 	if err != nil {

@@ -61,20 +61,34 @@ func (j *job) listenForAgents() (*agentListener, error) {
 	return &agentListener{ln: ln, port: ln.Addr().(*net.TCPAddr).Port}, nil
 }
 
-// routeTo returns this machine's address on the route to host: what a
-// process there can dial to reach mpirun.
-func routeTo(host string) (string, error) {
-	addrs, err := net.LookupHost(host)
-	if err != nil || len(addrs) == 0 {
-		return "", fmt.Errorf("cannot resolve host %s: %v", host, err)
+// connectList is what an agent on host is told to dial: mpirun's address
+// on the route to host when it resolves, then every address of this
+// machine (a node name may resolve only on the nodes; the agent tries them
+// in turn), as host:port,host:port.
+func (al *agentListener) connectList(host string) string {
+	var addrs []string
+	seen := map[string]bool{}
+	add := func(a string) {
+		if a != "" && !seen[a] {
+			seen[a] = true
+			addrs = append(addrs, net.JoinHostPort(a, strconv.Itoa(al.port)))
+		}
 	}
-	c, err := net.Dial("udp", net.JoinHostPort(addrs[0], "9"))
-	if err != nil {
-		return "", fmt.Errorf("no route to host %s (%s): %w", host, addrs[0], err)
+	if a, err := routeTo(host); err == nil {
+		add(a)
 	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).IP.String(), nil
+	ifaddrs, _ := net.InterfaceAddrs()
+	for _, ia := range ifaddrs {
+		if n, ok := ia.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() {
+			add(n.IP.String())
+		}
+	}
+	add("127.0.0.1")
+	return strings.Join(addrs, ",")
 }
+
+// routeTo returns this machine's address on the route to host.
+func routeTo(host string) (string, error) { return bootstrap.RouteTo(host) }
 
 // remoteAgentPath is the mpirun that runs the agent on other hosts.
 func (j *job) remoteAgentPath() (string, error) {
@@ -126,12 +140,8 @@ func (j *job) startSSHAgents(remote []*agentLink, al *agentListener) error {
 		}
 	}
 	for _, l := range heads {
-		addr, err := routeTo(l.host)
-		if err != nil {
-			return &ExitError{Code: exitFailure, Err: err}
-		}
 		argv := append(j.sshCommand(), l.host, shellQuote(agentPath), "--agent",
-			"--agent-node", strconv.Itoa(l.node), "--agent-connect", net.JoinHostPort(addr, strconv.Itoa(al.port)))
+			"--agent-node", strconv.Itoa(l.node), "--agent-connect", al.connectList(l.host))
 		if kids := children[l]; len(kids) > 0 {
 			var spec []string
 			for _, c := range kids {
@@ -150,11 +160,10 @@ func (j *job) startSSHAgents(remote []*agentLink, al *agentListener) error {
 		if err != nil {
 			return err
 		}
-		l.stderr = &limitedBuffer{max: 8 << 10}
-		cmd.Stderr = l.stderr
-		cmd.Stdout = l.stderr
-		l.cmd, l.stdin = cmd, stdin
-		l.exited = make(chan struct{})
+		st := &starter{cmd: cmd, stdin: stdin, stderr: &limitedBuffer{max: 8 << 10}, exited: make(chan struct{})}
+		cmd.Stderr, cmd.Stdout = st.stderr, st.stderr
+		l.starter = st
+		j.starters = append(j.starters, st)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -162,16 +171,16 @@ func (j *job) startSSHAgents(remote []*agentLink, al *agentListener) error {
 			defer func() { <-sem }()
 			j.log.Debug("starting agent", zap.String("host", l.host), zap.Strings("argv", argv))
 			if err := cmd.Start(); err != nil {
-				l.startErr = err
-				close(l.exited)
+				st.startErr = err
+				close(st.exited)
 				return
 			}
 			// The secret, then nothing: the agent reads one line and
 			// takes the end of its input for the end of mpirun.
 			io.WriteString(stdin, hex.EncodeToString(j.secret)+"\n")
 			go func() {
-				l.waitErr = cmd.Wait()
-				close(l.exited)
+				st.waitErr = cmd.Wait()
+				close(st.exited)
 			}()
 		}()
 	}
@@ -233,26 +242,31 @@ func (b *limitedBuffer) String() string {
 
 // whyNot says why a remote agent has not reported, for the start-up error.
 func (l *agentLink) whyNot() string {
-	if l.parent != nil {
-		return fmt.Sprintf("%s: no answer (started through the agent on %s, which said: %s)", l.host, l.parent.host, l.parent.stderr.String())
+	if l.parent != nil && l.parent.starter != nil {
+		return fmt.Sprintf("%s: no answer (started through the agent on %s, which said: %s)", l.host, l.parent.host, l.parent.starter.stderr.String())
 	}
+	st := l.starter
+	if st == nil {
+		return fmt.Sprintf("%s: no answer", l.host)
+	}
+	name := filepath.Base(st.cmd.Path)
 	switch {
-	case l.startErr != nil:
-		return fmt.Sprintf("%s: cannot run ssh: %v", l.host, l.startErr)
-	case l.exited != nil && isClosed(l.exited):
-		msg := l.stderr.String()
+	case st.startErr != nil:
+		return fmt.Sprintf("%s: cannot run %s: %v", l.host, name, st.startErr)
+	case isClosed(st.exited):
+		msg := st.stderr.String()
 		if msg == "" {
 			msg = "no message"
 		}
 		status := "exited"
 		var ee *exec.ExitError
-		if errors.As(l.waitErr, &ee) {
+		if errors.As(st.waitErr, &ee) {
 			status = fmt.Sprintf("exited with status %d", ee.ExitCode())
 		}
-		return fmt.Sprintf("%s: ssh %s: %s", l.host, status, msg)
+		return fmt.Sprintf("%s: %s %s: %s", l.host, name, status, msg)
 	}
-	if msg := l.stderr.String(); msg != "" {
-		return fmt.Sprintf("%s: no answer (ssh said: %s)", l.host, msg)
+	if msg := st.stderr.String(); msg != "" {
+		return fmt.Sprintf("%s: no answer (%s said: %s)", l.host, name, msg)
 	}
 	return fmt.Sprintf("%s: no answer", l.host)
 }
@@ -276,20 +290,19 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// stopRemote ends the ssh processes of the remote agents: closing their
-// input tells the agents (already told by their links closing) that
-// mpirun is done.
+// stopRemote ends the ssh and srun processes of the remote agents:
+// closing their input tells the agents (already told by their links
+// closing) that mpirun is done.
 func (j *job) stopRemote() {
-	for _, l := range j.agents {
-		if l.cmd == nil || l.cmd.Process == nil {
-			continue
-		}
-		l.stdin.Close()
+	for _, st := range j.starters {
+		st.stdin.Close()
 		select {
-		case <-l.exited:
-		case <-time.After(3 * time.Second):
-			l.cmd.Process.Kill()
-			<-l.exited
+		case <-st.exited:
+		case <-time.After(5 * time.Second):
+			if st.cmd.Process != nil {
+				st.cmd.Process.Kill()
+			}
+			<-st.exited
 		}
 	}
 }

@@ -60,6 +60,7 @@ type agentOptions struct {
 	connect  string
 	children string
 	ssh      string
+	nodes    string
 }
 
 func newFlagSet(o *options) *pflag.FlagSet {
@@ -98,7 +99,8 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.StringVar(&o.agentArgs.connect, "agent-connect", "", "address of mpirun, host:port")
 	fs.StringVar(&o.agentArgs.children, "agent-children", "", "hosts this agent starts agents on: host=node,...")
 	fs.StringVar(&o.agentArgs.ssh, "agent-ssh", "", "the ssh command for --agent-children")
-	for _, hidden := range []string{"agent", "agent-node", "agent-connect", "agent-children", "agent-ssh", "machinefile", "ppn", "wd"} {
+	fs.StringVar(&o.agentArgs.nodes, "agent-nodes", "", "host=index of every host, for agents started by srun")
+	for _, hidden := range []string{"agent", "agent-node", "agent-connect", "agent-children", "agent-ssh", "agent-nodes", "machinefile", "ppn", "wd"} {
 		fs.MarkHidden(hidden)
 	}
 	return fs
@@ -306,6 +308,14 @@ func runAgent(o options, stderr io.Writer) int {
 		}
 		cfg.Children = children
 		cfg.SSH = strings.Fields(o.agentArgs.ssh)
+	}
+	if o.agentArgs.nodes != "" {
+		nodes, err := launcher.ParseChildren(o.agentArgs.nodes)
+		if err != nil {
+			fmt.Fprintf(stderr, "mpirun agent: %v\n", err)
+			return 2
+		}
+		cfg.NodeMap = nodes
 	}
 	if err := launcher.AgentMain(cfg); err != nil {
 		fmt.Fprintf(stderr, "mpirun agent: %v\n", err)

@@ -48,6 +48,7 @@ func TestMain(m *testing.M) {
 		if skipWhy == "" {
 			defer hostsDown()
 		}
+		defer stopSlurm()
 		return m.Run()
 	}()
 	os.Exit(code)
