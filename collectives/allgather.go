@@ -16,7 +16,8 @@ var allgatherRingMin = 32 << 10
 // communications in multiport message-passing systems" (1997), for short
 // blocks, any rank count; a ring for long ones.
 func Allgather[T Elem](c *comm.Comm, send, recv []T) error {
-	k := begin(c, "allgather")
+	kv := begin(c, "allgather")
+	k := &kv
 	blk := len(send)
 	if len(recv) != blk*k.size {
 		return k.errorf("%w: recv holds %d elements, %d ranks of %d need %d", comm.ErrInvalidArg, len(recv), k.size, blk, blk*k.size)
@@ -50,7 +51,7 @@ func allgatherRing[T Elem](k *call, recv []T, blk int) error {
 func allgatherBruck[T Elem](k *call, recv []T, blk int) error {
 	n := k.size
 	tmp, release := scratch[T](n * blk)
-	defer release()
+	defer release.release()
 	copy(tmp, recv[k.rank*blk:(k.rank+1)*blk])
 	for d := 1; d < n; d *= 2 {
 		cnt := min(d, n-d)
@@ -71,7 +72,8 @@ func allgatherBruck[T Elem](k *call, recv []T, blk int) error {
 //
 // Algorithm: a ring, each step forwarding the block received last.
 func Allgatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int) error {
-	k := begin(c, "allgatherv")
+	kv := begin(c, "allgatherv")
+	k := &kv
 	if err := k.checkV("allgatherv", counts, displs, len(recv)); err != nil {
 		return err
 	}

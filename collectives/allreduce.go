@@ -24,17 +24,24 @@ var allreduceLargeMin = 32 << 10
 // the largest power of two into their neighbours first, so any rank count
 // works. A non-commutative op uses an ordered Reduce and a Bcast.
 func Allreduce[T Elem](c *comm.Comm, in, out []T, op Op) error {
-	k := begin(c, "allreduce")
+	kv := begin(c, "allreduce")
+	k := &kv
 	if err := checkOp[T](op); err != nil {
 		return k.fail(err)
 	}
 	if len(out) != len(in) {
 		return k.errorf("%w: out holds %d elements, in %d", comm.ErrInvalidArg, len(out), len(in))
 	}
+	pof2 := floorPow2(k.size)
+	if op.commutative && k.size == pof2 && k.size > 1 && len(asBytes(out)) >= allreduceLargeMin && len(out) >= pof2 {
+		// Reads in directly: the first halving step copies only the half
+		// it keeps.
+		return allreduceRabenseifner(k, in, out, op)
+	}
 	if !sameVector(in, out) {
 		copy(out, in)
 	}
-	if k.size == 1 || len(out) == 0 && k.size == 1 {
+	if k.size == 1 {
 		return nil
 	}
 	if !op.commutative {
@@ -43,11 +50,24 @@ func Allreduce[T Elem](c *comm.Comm, in, out []T, op Op) error {
 		}
 		return Bcast(c, out, 0)
 	}
-	pof2 := floorPow2(k.size)
 	if len(asBytes(out)) >= allreduceLargeMin && len(out) >= pof2 {
-		return allreduceRabenseifner(k, out, op)
+		return allreduceRabenseifner(k, out, out, op)
 	}
 	return allreduceRecursiveDoubling(k, out, op)
+}
+
+// combine sets mine = lower op higher, where theirs came from the peer
+// (peerLower says whether the peer's rank is the lower one); tmp holds
+// theirs and may be overwritten.
+func combine[T Elem](op Op, mine, theirs []T, peerLower bool) error {
+	if !peerLower || op.exactlyCommutative() {
+		return apply(op, mine, theirs)
+	}
+	if err := apply(op, theirs, mine); err != nil {
+		return err
+	}
+	copy(mine, theirs)
+	return nil
 }
 
 // foldIn folds ranks beyond the largest power of two into their
@@ -66,10 +86,9 @@ func foldIn[T Elem](k *call, acc, tmp []T, op Op, pof2 int) (int, error) {
 		return -1, err
 	}
 	// The lower rank's values on the left: acc = tmp op acc.
-	if err := apply(op, tmp, acc); err != nil {
+	if err := combine(op, acc, tmp, true); err != nil {
 		return -1, k.fail(err)
 	}
-	copy(acc, tmp)
 	return k.rank / 2, nil
 }
 
@@ -97,7 +116,7 @@ func allreduceRecursiveDoubling[T Elem](k *call, acc []T, op Op) error {
 	pof2 := floorPow2(k.size)
 	rem := k.size - pof2
 	tmp, release := scratch[T](len(acc))
-	defer release()
+	defer release.release()
 	newrank, err := foldIn(k, acc, tmp, op, pof2)
 	if err != nil {
 		return err
@@ -109,12 +128,7 @@ func allreduceRecursiveDoubling[T Elem](k *call, acc []T, op Op) error {
 				return err
 			}
 			// Both partners compute lower op higher, so both get the same bits.
-			if dst < k.rank {
-				if err := apply(op, tmp, acc); err != nil {
-					return k.fail(err)
-				}
-				copy(acc, tmp)
-			} else if err := apply(op, acc, tmp); err != nil {
+			if err := combine(op, acc, tmp, dst < k.rank); err != nil {
 				return k.fail(err)
 			}
 		}
@@ -122,11 +136,13 @@ func allreduceRecursiveDoubling[T Elem](k *call, acc []T, op Op) error {
 	return foldOut(k, acc, pof2)
 }
 
-func allreduceRabenseifner[T Elem](k *call, acc []T, op Op) error {
+// allreduceRabenseifner reduces in into acc (they may be the same; when
+// they differ the ranks are a power of two and nothing was copied yet).
+func allreduceRabenseifner[T Elem](k *call, in, acc []T, op Op) error {
 	pof2 := floorPow2(k.size)
 	rem := k.size - pof2
 	tmp, release := scratch[T](len(acc))
-	defer release()
+	defer release.release()
 	newrank, err := foldIn(k, acc, tmp, op, pof2)
 	if err != nil {
 		return err
@@ -136,6 +152,7 @@ func allreduceRabenseifner[T Elem](k *call, acc []T, op Op) error {
 		// Reduce-scatter by recursive halving: keep half of the current
 		// window of blocks, send the other half to the partner.
 		lo, hi := 0, pof2
+		src := in // the first step reads the input; later ones acc
 		for d := pof2 / 2; d >= 1; d /= 2 {
 			partner := newrank ^ d
 			dst := realRank(partner, rem)
@@ -146,15 +163,14 @@ func allreduceRabenseifner[T Elem](k *call, acc []T, op Op) error {
 			}
 			kept := acc[off[keepLo]:off[keepHi]]
 			got := tmp[off[keepLo]:off[keepHi]]
-			if err := k.exchange(asBytes(acc[off[sendLo]:off[sendHi]]), dst, asBytes(got), dst); err != nil {
+			if err := k.exchange(asBytes(src[off[sendLo]:off[sendHi]]), dst, asBytes(got), dst); err != nil {
 				return err
 			}
-			if dst < k.rank {
-				if err := apply(op, got, kept); err != nil {
-					return k.fail(err)
-				}
-				copy(kept, got)
-			} else if err := apply(op, kept, got); err != nil {
+			if !sameVector(src, acc) {
+				copy(kept, src[off[keepLo]:off[keepHi]])
+			}
+			src = acc
+			if err := combine(op, kept, got, dst < k.rank); err != nil {
 				return k.fail(err)
 			}
 			lo, hi = keepLo, keepHi

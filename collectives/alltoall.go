@@ -10,13 +10,14 @@ import "github.com/parley-hpc/parley/comm"
 // step s each rank exchanges with one partner (rank XOR s for a power of
 // two, else rank+s and rank-s), so no rank is flooded.
 func Alltoall[T Elem](c *comm.Comm, send, recv []T) error {
-	k := begin(c, "alltoall")
+	kv := begin(c, "alltoall")
+	k := &kv
 	if len(send) != len(recv) || len(send)%k.size != 0 {
 		return k.errorf("%w: send (%d) and recv (%d) must hold %d equal blocks", comm.ErrInvalidArg, len(send), len(recv), k.size)
 	}
 	if sameVector(send, recv) {
 		tmp, release := scratch[T](len(send))
-		defer release()
+		defer release.release()
 		copy(tmp, send)
 		send = tmp
 	}
@@ -40,7 +41,8 @@ func Alltoall[T Elem](c *comm.Comm, send, recv []T) error {
 // r, and receives recvCounts[r] elements from rank r at recvDispls[r] of
 // recv. Nil displacements pack the blocks in rank order.
 func Alltoallv[T Elem](c *comm.Comm, send []T, sendCounts, sendDispls []int, recv []T, recvCounts, recvDispls []int) error {
-	k := begin(c, "alltoallv")
+	kv := begin(c, "alltoallv")
+	k := &kv
 	if err := k.checkV("alltoallv send", sendCounts, sendDispls, len(send)); err != nil {
 		return err
 	}

@@ -9,7 +9,8 @@ import "github.com/parley-hpc/parley/comm"
 // +2^k and waits for rank -2^k; after ceil(log2 n) rounds every rank has
 // heard, directly or not, from every other. Correct for any n.
 func Barrier(c *comm.Comm) error {
-	k := begin(c, "barrier")
+	kv := begin(c, "barrier")
+	k := &kv
 	var none [0]byte
 	for d := 1; d < k.size; d *= 2 {
 		to, from := (k.rank+d)%k.size, (k.rank-d+k.size)%k.size

@@ -17,7 +17,8 @@ var bcastScatterMin = 256 << 10
 // allgather (van de Geijn; Thakur, Rabenseifner and Gropp, "Optimization of
 // collective communication operations in MPICH", 2005).
 func Bcast[T Elem](c *comm.Comm, xs []T, root int) error {
-	k := begin(c, "bcast")
+	kv := begin(c, "bcast")
+	k := &kv
 	if err := k.checkRoot(root); err != nil {
 		return err
 	}

@@ -17,9 +17,11 @@ type call struct {
 	tag  int
 }
 
-func begin(c *comm.Comm, name string) *call {
+// begin returns the call by value, so that it can live on the caller's
+// stack (a collective on a short vector should not allocate).
+func begin(c *comm.Comm, name string) call {
 	cv := c.CollectiveView()
-	return &call{name: name, c: cv, rank: cv.Rank(), size: cv.Size(), tag: int(c.NextCollective() % (comm.MaxTag + 1))}
+	return call{name: name, c: cv, rank: cv.Rank(), size: cv.Size(), tag: int(c.NextCollective() % (comm.MaxTag + 1))}
 }
 
 // fail wraps an error with the collective's name.

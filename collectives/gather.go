@@ -19,7 +19,8 @@ var gatherBinomialMax = 64 << 10
 // collective communication library (InterCom)", 1994), direct sends to the
 // root for long ones.
 func Gather[T Elem](c *comm.Comm, send, recv []T, root int) error {
-	k := begin(c, "gather")
+	kv := begin(c, "gather")
+	k := &kv
 	if err := k.checkRoot(root); err != nil {
 		return err
 	}
@@ -81,7 +82,7 @@ func gatherBinomial[T Elem](k *call, send, recv []T, root int) error {
 	}
 	sub = min(sub, n-vr)
 	tmp, release := scratch[T](sub * blk)
-	defer release()
+	defer release.release()
 	copy(tmp, send)
 	have := 1
 	for mask := 1; mask < n; mask <<= 1 {
@@ -112,7 +113,8 @@ func gatherBinomial[T Elem](k *call, send, recv []T, root int) error {
 // Algorithm: binomial tree for short blocks, direct sends for long ones
 // (the mirror of Gather).
 func Scatter[T Elem](c *comm.Comm, send, recv []T, root int) error {
-	k := begin(c, "scatter")
+	kv := begin(c, "scatter")
+	k := &kv
 	if err := k.checkRoot(root); err != nil {
 		return err
 	}
@@ -145,7 +147,7 @@ func Scatter[T Elem](c *comm.Comm, send, recv []T, root int) error {
 	}
 	sub = min(sub, n-vr)
 	tmp, release := scratch[T](sub * blk)
-	defer release()
+	defer release.release()
 	mask := 1
 	if vr == 0 {
 		for j := 0; j < n; j++ {
@@ -210,7 +212,8 @@ func vOffset(counts, displs []int, i int) int {
 // (counts[r] elements). counts and displs matter at the root only; nil
 // displs packs the blocks in rank order.
 func Gatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int, root int) error {
-	k := begin(c, "gatherv")
+	kv := begin(c, "gatherv")
+	k := &kv
 	if err := k.checkRoot(root); err != nil {
 		return err
 	}
@@ -257,7 +260,8 @@ func (k *call) waitRecvsSized(reqs []*comm.Request, sizes []int) error {
 // Scatterv sends counts[r] elements at displs[r] of root's send to rank
 // r's recv (which must hold them). counts and displs matter at the root.
 func Scatterv[T Elem](c *comm.Comm, send []T, counts, displs []int, recv []T, root int) error {
-	k := begin(c, "scatterv")
+	kv := begin(c, "scatterv")
+	k := &kv
 	if err := k.checkRoot(root); err != nil {
 		return err
 	}

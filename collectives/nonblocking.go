@@ -75,7 +75,8 @@ func (s *schedule) request(c *comm.Comm) *comm.Request {
 // Ibarrier starts a barrier and returns its request (dissemination, as
 // Barrier).
 func Ibarrier(c *comm.Comm) *comm.Request {
-	k := begin(c, "ibarrier")
+	kv := begin(c, "ibarrier")
+	k := &kv
 	s := &schedule{k: k}
 	for d := 1; d < k.size; d *= 2 {
 		s.rounds = append(s.rounds, round{
@@ -89,7 +90,8 @@ func Ibarrier(c *comm.Comm) *comm.Request {
 // Ibcast starts a broadcast of root's xs (binomial tree) and returns its
 // request; xs belongs to the request until it completes.
 func Ibcast[T Elem](c *comm.Comm, xs []T, root int) *comm.Request {
-	k := begin(c, "ibcast")
+	kv := begin(c, "ibcast")
+	k := &kv
 	if err := k.checkRoot(root); err != nil {
 		return failedRequest(c, err)
 	}
@@ -121,7 +123,8 @@ func Ibcast[T Elem](c *comm.Comm, xs []T, root int) *comm.Request {
 // short vectors; a non-commutative op combines in rank order) and returns
 // its request; in and out belong to the request until it completes.
 func Iallreduce[T Elem](c *comm.Comm, in, out []T, op Op) *comm.Request {
-	k := begin(c, "iallreduce")
+	kv := begin(c, "iallreduce")
+	k := &kv
 	if err := checkOp[T](op); err != nil {
 		return failedRequest(c, k.fail(err))
 	}

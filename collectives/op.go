@@ -69,6 +69,12 @@ func (op Op) String() string { return op.name }
 // Commutative reports whether the operator may combine in any order.
 func (op Op) Commutative() bool { return op.commutative }
 
+// exactlyCommutative reports whether a op b and b op a give the same bits
+// (true of the predefined operators: IEEE addition, multiplication, min
+// and max are commutative bit for bit), so that an algorithm may combine
+// in place whichever side a value comes from.
+func (op Op) exactlyCommutative() bool { return op.kind != opUser }
+
 // Loc is a value with the rank (or index) it came from, for MinLoc and
 // MaxLoc: the result is the extreme value and, among equal values, the
 // smallest Index.
@@ -86,8 +92,41 @@ type Elem interface {
 // checkOp reports whether op applies to T, before any communication: a
 // rank that found out halfway through would leave its peers waiting.
 func checkOp[T Elem](op Op) error {
-	var a, b [1]T
-	return apply(op, a[:], b[:])
+	var z T
+	if op.kind == opUser {
+		if _, ok := op.user.(func(inout, in []T)); !ok {
+			return fmt.Errorf("%w: user operator for %T used on %s", comm.ErrInvalidArg, op.user, typeName[T]())
+		}
+		return nil
+	}
+	if op.kind == opMinLoc || op.kind == opMaxLoc {
+		if !isLoc(any(z)) {
+			return notFor(op, typeName[T]())
+		}
+		return nil
+	}
+	if isLoc(any(z)) {
+		return notFor(op, "Loc pairs (use MinLoc or MaxLoc)")
+	}
+	switch kindOf[T]() {
+	case reflect.Float32, reflect.Float64:
+		if op.kind == opBand || op.kind == opBor || op.kind == opBxor {
+			return notFor(op, "floating-point numbers")
+		}
+	case reflect.Complex64, reflect.Complex128:
+		if op.kind != opSum && op.kind != opProd {
+			return notFor(op, "complex numbers")
+		}
+	}
+	return nil
+}
+
+func isLoc(v any) bool {
+	switch v.(type) {
+	case Loc[float64], Loc[float32], Loc[int], Loc[int64], Loc[int32], Loc[uint64], Loc[uint32]:
+		return true
+	}
+	return false
 }
 
 // apply computes inout = inout op in.
@@ -159,7 +198,30 @@ func apply[T Elem](op Op, inout, in []T) error {
 	return fmt.Errorf("%w: no %s for %s", comm.ErrInvalidArg, op, typeName[T]())
 }
 
-func kindOf[T any]() reflect.Kind { return reflect.TypeFor[T]().Kind() }
+// kindOf returns T's kind: by a type switch for the common types (cheap),
+// else through reflect (named types such as "type Meters float64").
+func kindOf[T any]() reflect.Kind {
+	var z T
+	switch any(z).(type) {
+	case float64:
+		return reflect.Float64
+	case float32:
+		return reflect.Float32
+	case int:
+		return reflect.Int
+	case int64:
+		return reflect.Int64
+	case int32:
+		return reflect.Int32
+	case uint8:
+		return reflect.Uint8
+	case uint64:
+		return reflect.Uint64
+	case uint32:
+		return reflect.Uint32
+	}
+	return reflect.TypeFor[T]().Kind()
+}
 
 func typeName[T any]() string { return reflect.TypeFor[T]().String() }
 

@@ -15,7 +15,8 @@ import (
 // non-commutative op is reduced with root 0 (so relative and absolute
 // ranks agree) and sent to the root after.
 func Reduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) error {
-	k := begin(c, "reduce")
+	kv := begin(c, "reduce")
+	k := &kv
 	if err := checkOp[T](op); err != nil {
 		return k.fail(err)
 	}
@@ -30,7 +31,7 @@ func Reduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) error {
 		treeRoot = 0
 	}
 	acc, release := scratch[T](len(in))
-	defer release()
+	defer release.release()
 	copy(acc, in)
 	if err := reduceBinomial(k, acc, op, treeRoot); err != nil {
 		return err
@@ -68,9 +69,9 @@ func reduceBinomial[T Elem](k *call, acc []T, op Op, root int) error {
 			continue
 		}
 		if tmp == nil {
-			var release func()
-			tmp, release = scratch[T](len(acc))
-			defer release()
+			var buf scratchBuf
+			tmp, buf = scratch[T](len(acc))
+			defer buf.release()
 		}
 		if err := k.recvExact(asBytes(tmp), (src+root)%n); err != nil {
 			return err

@@ -12,7 +12,8 @@ import "github.com/parley-hpc/parley/comm"
 // up every rank's contribution, so each rank sends and combines about one
 // vector in all. A non-commutative op uses an ordered Reduce and Scatterv.
 func ReduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) error {
-	k := begin(c, "reduce_scatter")
+	kv := begin(c, "reduce_scatter")
+	k := &kv
 	if err := checkOp[T](op); err != nil {
 		return k.fail(err)
 	}
@@ -37,17 +38,17 @@ func ReduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) error
 	}
 	if !op.commutative {
 		acc, release := scratch[T](len(in))
-		defer release()
+		defer release.release()
 		if err := Reduce(c, in, acc, op, 0); err != nil {
 			return err
 		}
 		return Scatterv(c, acc, counts, nil, out[:counts[k.rank]], 0)
 	}
 	acc, release := scratch[T](len(in))
-	defer release()
+	defer release.release()
 	copy(acc, in)
 	tmp, releaseTmp := scratch[T](maxInt(counts))
-	defer releaseTmp()
+	defer releaseTmp.release()
 	right, left := (k.rank+1)%n, (k.rank-1+n)%n
 	// Step s: send the partial block (rank-s-1) to the right, receive block
 	// (rank-s-2) from the left and add this rank's values to it. After n-1

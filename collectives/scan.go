@@ -20,7 +20,8 @@ func Exscan[T Elem](c *comm.Comm, in, out []T, op Op) error {
 }
 
 func scan[T Elem](c *comm.Comm, name string, in, out []T, op Op, exclusive bool) error {
-	k := begin(c, name)
+	kv := begin(c, name)
+	k := &kv
 	if err := checkOp[T](op); err != nil {
 		return k.fail(err)
 	}
@@ -29,11 +30,11 @@ func scan[T Elem](c *comm.Comm, name string, in, out []T, op Op, exclusive bool)
 	}
 	n := len(in)
 	partial, rel1 := scratch[T](n) // the reduction of this rank's current hypercube block
-	defer rel1()
+	defer rel1.release()
 	tmp, rel2 := scratch[T](n)
-	defer rel2()
+	defer rel2.release()
 	lower, rel3 := scratch[T](n)
-	defer rel3()
+	defer rel3.release()
 	copy(partial, in)
 	if !exclusive && !sameVector(in, out) {
 		copy(out, in)

@@ -11,11 +11,11 @@ import (
 var scratchPools [40]sync.Pool
 
 // scratch returns a vector of n elements of unspecified contents, and the
-// function that gives it back.
-func scratch[T Elem](n int) ([]T, func()) {
+// handle that gives it back (a value, not a closure: nothing allocates).
+func scratch[T Elem](n int) ([]T, scratchBuf) {
 	size := n * elemSize[T]()
 	if size == 0 {
-		return []T{}, func() {}
+		return []T{}, scratchBuf{}
 	}
 	c := 0
 	for 8<<c < size {
@@ -27,7 +27,19 @@ func scratch[T Elem](n int) ([]T, func()) {
 		bp = &b
 	}
 	xs := unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(*bp))), n)
-	return xs, func() { scratchPools[c].Put(bp) }
+	return xs, scratchBuf{bp, c}
+}
+
+// scratchBuf is a scratch vector's buffer, for release.
+type scratchBuf struct {
+	b     *[]byte
+	class int
+}
+
+func (s scratchBuf) release() {
+	if s.b != nil {
+		scratchPools[s.class].Put(s.b)
+	}
 }
 
 // sameVector reports whether a and b are the same memory (an in-place call).

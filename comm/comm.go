@@ -204,8 +204,7 @@ func (c *Comm) Sendrecv(sendBuf []byte, dest, sendTag int, recvBuf []byte, src, 
 	if err := c.check("sendrecv", src, recvTag, true, len(recvBuf)); err != nil {
 		return Status{}, err
 	}
-	rr := c.e.irecv(c, recvBuf, c.worldRank(src), recvTag, c.ctx, true)
-	sr := c.e.isend(c, sendBuf, c.worldRank(dest), sendTag, c.ctx, false, true)
+	sr, rr := c.e.sendrecv(c, sendBuf, c.worldRank(dest), sendTag, recvBuf, c.worldRank(src), recvTag, c.ctx)
 	_, serr := c.e.finish(sr)
 	st, rerr := c.e.finish(rr)
 	if rerr != nil {

@@ -23,3 +23,11 @@ func markDone(b *atomic.Bool) { *(*uint32)(unsafe.Pointer(b)) = 1 }
 // releaseWord stores 0 to a lock word: a plain store, which x86-64's
 // ordering makes a release (see markDone).
 func releaseWord(w *atomic.Uint32) { *(*uint32)(unsafe.Pointer(w)) = 0 }
+
+// putSpare puts a finished internal request into an empty spare slot with
+// a plain store (see finish). Two goroutines may race for one slot; the
+// loser's request is then only garbage, never shared, because requests
+// are taken out with an atomic swap.
+func putSpare(slot *atomic.Pointer[Request], r *Request) {
+	*(*unsafe.Pointer)(unsafe.Pointer(slot)) = unsafe.Pointer(r)
+}

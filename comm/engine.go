@@ -287,9 +287,13 @@ func (e *engine) finish(r *Request) (Status, error) {
 	e.wait(r)
 	st, err := r.status, r.err
 	if err == nil && r.internal {
+		// Back to a spare slot without an atomic read-modify-write: right
+		// after a send, one would wait for the frame's ring line to cross
+		// to the peer's core (putSpare).
 		*r = Request{e: e, internal: true}
 		for i := range e.spares {
-			if e.spares[i].CompareAndSwap(nil, r) {
+			if e.spares[i].Load() == nil {
+				putSpare(&e.spares[i], r)
 				break
 			}
 		}
@@ -342,23 +346,36 @@ func (e *engine) opError(r *Request, op string, err error) error {
 // isend starts a send of buf to world rank dest.
 func (e *engine) isend(c *Comm, buf []byte, dest int, tag int, ctx uint32, sync, internal bool) *Request {
 	e.mu.Lock()
+	r := e.isendLocked(c, buf, dest, tag, ctx, sync, internal)
+	e.mu.Unlock()
+	return r
+}
+
+// sendrecv starts a receive and a send under one acquisition of the lock
+// (Sendrecv, and the exchanges of every collective algorithm).
+func (e *engine) sendrecv(c *Comm, sbuf []byte, dest, stag int, rbuf []byte, src, rtag int, ctx uint32) (sr, rr *Request) {
+	e.mu.Lock()
+	rr = e.irecvLocked(c, rbuf, src, rtag, ctx, true)
+	sr = e.isendLocked(c, sbuf, dest, stag, ctx, false, true)
+	e.mu.Unlock()
+	return sr, rr
+}
+
+func (e *engine) isendLocked(c *Comm, buf []byte, dest int, tag int, ctx uint32, sync, internal bool) *Request {
 	r := e.newRequest(c, internal)
 	r.dest, r.tag, r.ctx = int32(dest), int32(tag), ctx
 	if e.cause != nil {
 		e.completeLocked(r, e.opError(r, "send", e.cause))
-		e.mu.Unlock()
 		return r
 	}
 	rt := e.routeLocked(dest)
 	if rt.err != nil {
 		e.completeLocked(r, e.opError(r, "send", rt.err))
-		e.mu.Unlock()
 		return r
 	}
 	r.buf = buf
 	if rt.via == viaSelf {
 		e.sendSelfLocked(r, sync)
-		e.mu.Unlock()
 		return r
 	}
 	op := e.getOp(r)
@@ -370,7 +387,6 @@ func (e *engine) isend(c *Comm, buf []byte, dest int, tag int, ctx uint32, sync,
 		op.Header.Len = uint32(len(buf))
 		op.Payload = buf
 		e.sendFrameLocked(rt, dest, op)
-		e.mu.Unlock()
 		return r
 	}
 	// Rendezvous: announce the message; the data moves once it matches.
@@ -386,7 +402,6 @@ func (e *engine) isend(c *Comm, buf []byte, dest int, tag int, ctx uint32, sync,
 		h.Len = uint32(len(r.rv.rts))
 	}
 	e.sendFrameLocked(rt, dest, op)
-	e.mu.Unlock()
 	return r
 }
 
@@ -422,12 +437,17 @@ func (e *engine) sendSelfLocked(r *Request, sync bool) {
 
 func (e *engine) irecv(c *Comm, buf []byte, src, tag int, ctx uint32, internal bool) *Request {
 	e.mu.Lock()
+	r := e.irecvLocked(c, buf, src, tag, ctx, internal)
+	e.mu.Unlock()
+	return r
+}
+
+func (e *engine) irecvLocked(c *Comm, buf []byte, src, tag int, ctx uint32, internal bool) *Request {
 	r := e.newRequest(c, internal)
 	r.kind = reqRecv
 	r.buf, r.src, r.tag, r.ctx = buf, int32(src), int32(tag), ctx
 	if e.cause != nil {
 		e.completeLocked(r, e.opError(r, "recv", e.cause))
-		e.mu.Unlock()
 		return r
 	}
 	q := e.queue(ctx)
@@ -437,7 +457,6 @@ func (e *engine) irecv(c *Comm, buf []byte, src, tag int, ctx uint32, internal b
 	} else {
 		q.post(r)
 	}
-	e.mu.Unlock()
 	return r
 }
 
