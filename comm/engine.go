@@ -730,6 +730,12 @@ func (e *engine) wait(r *Request) {
 	}
 	var start, idleSince time.Time
 	busy := false // progress since the last check of the clock
+	// Polls between looks at the clock. Oversubscribed, every idle poll
+	// gives the CPU away: the rank being waited for may need this core.
+	checkEvery := 63
+	if e.politely {
+		checkEvery = 0
+	}
 	for i := 1; ; i++ {
 		if e.mu.TryLock() {
 			if e.progressLocked() > 0 {
@@ -742,7 +748,7 @@ func (e *engine) wait(r *Request) {
 		} else if r.done.Load() {
 			break
 		}
-		if i&63 != 0 {
+		if i&checkEvery != 0 {
 			continue
 		}
 		now := time.Now()

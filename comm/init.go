@@ -241,7 +241,7 @@ func Start(opts Options) (*Comm, error) {
 func (e *engine) setWaitPolicy(oversubscribed bool) {
 	e.politely = oversubscribed
 	if oversubscribed {
-		e.spinFor, e.yieldFor = 0, 200*time.Microsecond
+		e.spinFor, e.yieldFor = 0, 50*time.Millisecond
 	} else {
 		e.spinFor, e.yieldFor = 200*time.Microsecond, 2*time.Millisecond
 	}
@@ -249,6 +249,14 @@ func (e *engine) setWaitPolicy(oversubscribed bool) {
 		// One CPU for all goroutines of this rank: give other goroutines
 		// a turn while waiting.
 		e.spinFor = 20 * time.Microsecond
+	}
+	// PARLEY_DEBUG=spin_us=N,yield_us=N override the policy, for
+	// measuring it.
+	if v := debugInt("spin_us"); v > 0 {
+		e.spinFor = time.Duration(v) * time.Microsecond
+	}
+	if v := debugInt("yield_us"); v > 0 {
+		e.yieldFor = time.Duration(v) * time.Microsecond
 	}
 }
 

@@ -41,7 +41,10 @@ func FutexWake(addr *atomic.Uint32, n int) {
 
 // Yield gives the CPU to another runnable thread of any process
 // (sched_yield), unlike runtime.Gosched, which only yields to goroutines.
-func Yield() { unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0) }
+// It is a raw system call: while another process has the core, the Go
+// runtime must not hand this thread's P to a fresh thread, which would
+// cost the rank a thread switch on return.
+func Yield() { unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0) }
 
 // ReadRemote copies len(dst) bytes starting at address addr in process pid
 // into dst with process_vm_readv: one copy, no intermediate buffer. A
