@@ -177,3 +177,37 @@ func TestCompareSmoke(t *testing.T) {
 		})
 	}
 }
+
+// TestCompareWithPrebuiltReference builds the C reference once with
+// "bench reference" and compares against it with -ref, the way
+// bench/device/run.sh does on a machine without mpicc; an empty -ref
+// directory names the missing reference.
+func TestCompareWithPrebuiltReference(t *testing.T) {
+	if _, err := exec.LookPath("mpicc.openmpi"); err != nil {
+		t.Skip("no mpicc.openmpi: install openmpi-bin libopenmpi-dev")
+	}
+	refs := t.TempDir()
+	out, err := exec.Command(filepath.Join(bin, "bench"), "reference", refs).CombinedOutput()
+	if err != nil {
+		t.Fatalf("bench reference: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(refs, "osu.c")); err == nil {
+		t.Errorf("bench reference left osu.c in %s", refs)
+	}
+	for _, tc := range []struct {
+		name, ref string
+		want      string
+	}{
+		{"prebuilt", refs, "parley/openmpi"},
+		{"missing", t.TempDir(), "no prebuilt reference"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(filepath.Join(bin, "bench"), "compare", "-np", "2", "-reps", "1",
+				"-ref", tc.ref, "-impl", "parley,openmpi", "latency", "--smoke", "-m", "0:64")
+			out, _ := cmd.CombinedOutput()
+			if !strings.Contains(string(out), tc.want) {
+				t.Errorf("output lacks %q:\n%s", tc.want, out)
+			}
+		})
+	}
+}

@@ -40,6 +40,7 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 	jsonPath := fs.String("json", "", "write the medians of every implementation as JSON")
 	keep := fs.String("keep", "", "directory to keep every run's JSON in")
 	markdown := fs.Bool("md", false, "print the table as Markdown")
+	refDir := fs.String("ref", "", "directory of prebuilt C references (osu_openmpi, osu_mpich), for machines without mpicc (bench/device)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -68,7 +69,7 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 	}
 	var runners []impl
 	for _, n := range strings.Split(*impls, ",") {
-		r, err := newImpl(strings.TrimSpace(n), work, *mpirunPath, *transport, *np)
+		r, err := newImpl(strings.TrimSpace(n), work, *refDir, *mpirunPath, *transport, *np)
 		if err != nil {
 			fmt.Fprintf(stderr, "bench compare: %s: %v (skipped)\n", n, err)
 			continue
@@ -135,7 +136,7 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 
 // newImpl prepares one implementation: parley's mpirun and bench, or the C
 // reference built with an MPI's mpicc.
-func newImpl(name, work, mpirunPath, transport string, np int) (impl, error) {
+func newImpl(name, work, refDir, mpirunPath, transport string, np int) (impl, error) {
 	oversub := np > runtime.NumCPU()
 	switch name {
 	case "parley":
@@ -156,7 +157,7 @@ func newImpl(name, work, mpirunPath, transport string, np int) (impl, error) {
 			return exec.Command(mpirunPath, a...)
 		}}, nil
 	case "openmpi":
-		bin, err := buildReference(work, "mpicc.openmpi", "osu_openmpi")
+		bin, err := buildReference(work, refDir, "mpicc.openmpi", "osu_openmpi")
 		if err != nil {
 			return impl{}, err
 		}
@@ -182,7 +183,7 @@ func newImpl(name, work, mpirunPath, transport string, np int) (impl, error) {
 			return cmd
 		}}, nil
 	case "mpich":
-		bin, err := buildReference(work, "mpicc.mpich", "osu_mpich")
+		bin, err := buildReference(work, refDir, "mpicc.mpich", "osu_mpich")
 		if err != nil {
 			return impl{}, err
 		}
@@ -209,8 +210,41 @@ func newImpl(name, work, mpirunPath, transport string, np int) (impl, error) {
 	return impl{}, fmt.Errorf("unknown implementation (parley, openmpi, mpich)")
 }
 
-// buildReference compiles the C reference with an MPI's compiler wrapper.
-func buildReference(work, mpicc, out string) (string, error) {
+// runReference is "bench reference DIR": it builds the C reference with
+// every MPI compiler wrapper found into DIR (osu_openmpi, osu_mpich), for
+// "bench compare -ref DIR" on a machine without mpicc.
+func runReference(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "usage: bench reference DIR")
+		return 2
+	}
+	built := 0
+	for _, ref := range []struct{ mpicc, out string }{{"mpicc.openmpi", "osu_openmpi"}, {"mpicc.mpich", "osu_mpich"}} {
+		bin, err := buildReference(args[0], "", ref.mpicc, ref.out)
+		if err != nil {
+			fmt.Fprintln(stderr, "bench reference:", err)
+			continue
+		}
+		fmt.Fprintln(stdout, bin)
+		built++
+	}
+	os.Remove(filepath.Join(args[0], "osu.c"))
+	if built == 0 {
+		return 1
+	}
+	return 0
+}
+
+// buildReference compiles the C reference with an MPI's compiler wrapper,
+// or takes the prebuilt one from refDir.
+func buildReference(work, refDir, mpicc, out string) (string, error) {
+	if refDir != "" {
+		bin := filepath.Join(refDir, out)
+		if _, err := os.Stat(bin); err != nil {
+			return "", fmt.Errorf("no prebuilt reference: %w", err)
+		}
+		return bin, nil
+	}
 	cc, err := exec.LookPath(mpicc)
 	if err != nil {
 		return "", fmt.Errorf("%s not found (install openmpi-bin libopenmpi-dev / mpich libmpich-dev)", mpicc)

@@ -103,6 +103,8 @@ func parseSize(s string) (int, error) {
 func usage(w io.Writer) {
 	fmt.Fprintf(w, `usage: mpirun -np N bench BENCHMARK [options]
        bench compare [compare options] BENCHMARK [options]
+       bench plot -o OUT.svg [-title T] RESULT.json...
+       bench reference DIR   (build the C reference for compare -ref DIR)
 
 benchmarks: %s
 
@@ -132,6 +134,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if args[0] == "plot" {
 		return runPlot(args[1:], stdout, stderr)
+	}
+	if args[0] == "reference" {
+		return runReference(args[1:], stdout, stderr)
 	}
 	b := benchmarks[args[0]]
 	if b == nil {

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Runs on a many-core machine the measurements a 2-core machine cannot make:
+# parley against Open MPI at 2..16 ranks, binding on and off, and start-up
+# of 16 ranks. Everything comes from the directory bench/device/pack.sh
+# made; nothing is installed. Prints one short table per measurement.
+#
+#   DIR/run.sh            # all of it, about 4 minutes on 16 cores
+#   NPS="2 4" DIR/run.sh  # fewer rank counts (for trying it on a small machine)
+set -uo pipefail
+d=$(cd "$(dirname "$0")" && pwd)
+export OPAL_PREFIX=$d/ompi
+export PMIX_INSTALL_PREFIX=$d/ompi/lib/x86_64-linux-gnu/pmix2
+# PMIx ignores its prefix for components; without them it warns on every run.
+export PMIX_MCA_mca_base_component_path=$d/ompi/lib/x86_64-linux-gnu/pmix2/lib/pmix
+export PATH=$d/ompi/bin:$PATH
+export LD_LIBRARY_PATH=$d/ompi/deps:$d/ompi/lib/x86_64-linux-gnu:$d/ompi/lib/x86_64-linux-gnu/openmpi/lib:$d/ompi/lib/x86_64-linux-gnu/pmix2/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Open MPI's components load from the relocated pkglibdir.
+export OMPI_MCA_mca_component_path=$d/ompi/lib/x86_64-linux-gnu/openmpi/lib/openmpi3
+# On-node Open MPI as Debian's build picks it on a machine without a fabric
+# (ob1 over vader); relocated, it would otherwise find libfabric's socket
+# provider and measure that (4 us latency instead of 0.35).
+export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader
+cores=$(nproc)
+nps=${NPS:-2 4 8 16}
+maxnp=${nps##* }
+rows='^(# |0 |8 |1024 |65536 |1048576 |4194304 )'
+echo "# device: $cores cores, $(uname -r), $(date -u +%FT%TZ)"
+
+compare() { # NP REPS BENCH [bench options]
+  local np=$1 reps=$2
+  shift 2
+  timeout 180 "$d/bin/bench" compare -np "$np" -reps "$reps" -impl parley,openmpi \
+    -ref "$d/bin" -mpirun "$d/bin/mpirun" "$@" 2>/dev/null | grep -E "$rows" ||
+    echo "# $* at $np ranks: failed or timed out"
+}
+
+echo; echo "## point to point, 2 ranks"
+compare 2 3 latency -m 8:4M
+compare 2 3 bw -m 8:4M
+for np in $nps; do
+  [ "$np" -ge 4 ] || continue
+  echo; echo "## collectives, $np ranks"
+  compare "$np" 3 allreduce -m 8:4M
+  [ "$np" = "$maxnp" ] || continue
+  compare "$np" 3 bcast -m 8:4M
+  compare "$np" 3 barrier
+done
+
+echo; echo "## binding, parley allreduce at $maxnp ranks (us)"
+for bind in core none; do
+  echo "# --bind-to $bind"
+  timeout 120 "$d/bin/mpirun" -np "$maxnp" --bind-to "$bind" "$d/bin/bench" allreduce -m 8:1M |
+    grep -E "$rows" || echo "# failed"
+done
+
+echo; echo "## start-up of $maxnp ranks, median of 15 (ms)"
+median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+startup() { # NAME COMMAND...
+  local name=$1 t0 t1
+  shift
+  for _ in $(seq 15); do
+    t0=$(date +%s%N)
+    timeout 60 "$@" >/dev/null 2>&1 || { echo "$name failed" >&2; }
+    t1=$(date +%s%N)
+    echo $(((t1 - t0) / 1000000))
+  done | median | sed "s/^/$name /"
+}
+startup parley "$d/bin/mpirun" -np "$maxnp" "$d/bin/hello"
+startup openmpi mpirun.openmpi -np "$maxnp" --oversubscribe "$d/bin/hello_openmpi"
