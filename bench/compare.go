@@ -41,6 +41,8 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 	keep := fs.String("keep", "", "directory to keep every run's JSON in")
 	markdown := fs.Bool("md", false, "print the table as Markdown")
 	refDir := fs.String("ref", "", "directory of prebuilt C references (osu_openmpi, osu_mpich), for machines without mpicc (bench/device)")
+	hosts := fs.String("hosts", "", "run across these hosts (h1,h2), one rank per host in turn, over TCP (parley and openmpi)")
+	parleyFlags := fs.String("parley-flags", "", "extra flags for parley's mpirun, space-separated (e.g. --compress)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -53,6 +55,9 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 	if b == nil {
 		fmt.Fprintf(stderr, "bench compare: unknown benchmark %q\n", name)
 		return 2
+	}
+	if *hosts != "" {
+		*transport = "tcp" // between hosts there is nothing else
 	}
 	if *transport != "shm" && *transport != "tcp" {
 		fmt.Fprintf(stderr, "bench compare: -transport %q: shm or tcp\n", *transport)
@@ -69,7 +74,8 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 	}
 	var runners []impl
 	for _, n := range strings.Split(*impls, ",") {
-		r, err := newImpl(strings.TrimSpace(n), work, *refDir, *mpirunPath, *transport, *np)
+		r, err := newImpl(strings.TrimSpace(n), implConfig{work: work, refDir: *refDir, mpirun: *mpirunPath,
+			transport: *transport, np: *np, hosts: splitList(*hosts), parleyFlags: strings.Fields(*parleyFlags)})
 		if err != nil {
 			fmt.Fprintf(stderr, "bench compare: %s: %v (skipped)\n", n, err)
 			continue
@@ -134,16 +140,41 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// implConfig is how compare runs every implementation.
+type implConfig struct {
+	work, refDir, mpirun string
+	transport            string
+	np                   int
+	hosts                []string // empty: this machine
+	parleyFlags          []string
+}
+
+// splitList splits a comma-separated list, dropping empty entries.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// slotsPerHost is how many ranks each host gets when np ranks are spread
+// over the hosts.
+func (c implConfig) slotsPerHost() int { return (c.np + len(c.hosts) - 1) / len(c.hosts) }
+
 // newImpl prepares one implementation: parley's mpirun and bench, or the C
 // reference built with an MPI's mpicc.
-func newImpl(name, work, refDir, mpirunPath, transport string, np int) (impl, error) {
-	oversub := np > runtime.NumCPU()
+func newImpl(name string, c implConfig) (impl, error) {
+	oversub := c.np > runtime.NumCPU()
 	switch name {
 	case "parley":
 		self, err := os.Executable()
 		if err != nil {
 			return impl{}, err
 		}
+		mpirunPath := c.mpirun
 		if mpirunPath == "" {
 			mpirunPath = filepath.Join(filepath.Dir(self), "mpirun")
 		}
@@ -151,13 +182,21 @@ func newImpl(name, work, refDir, mpirunPath, transport string, np int) (impl, er
 			return impl{}, fmt.Errorf("no parley mpirun at %s (build it beside bench, or pass -mpirun)", mpirunPath)
 		}
 		return impl{name: name, cmd: func(np int, bench string, args []string, out string) *exec.Cmd {
-			a := []string{"-np", fmt.Sprint(np), self, bench}
+			a := []string{"-np", fmt.Sprint(np)}
+			if len(c.hosts) > 0 {
+				// Ranks alternate between the hosts, so ranks 0 and 1 of a
+				// point-to-point benchmark are on different ones.
+				a = append(a, "-H", strings.Join(c.hosts, fmt.Sprintf(":%d,", c.slotsPerHost()))+fmt.Sprintf(":%d", c.slotsPerHost()),
+					"--map-by", "node", "--bind-to", "none")
+			}
+			a = append(a, c.parleyFlags...)
+			a = append(a, self, bench)
 			a = append(a, args...)
 			a = append(a, "--json", out, "--quiet")
 			return exec.Command(mpirunPath, a...)
 		}}, nil
 	case "openmpi":
-		bin, err := buildReference(work, refDir, "mpicc.openmpi", "osu_openmpi")
+		bin, err := buildReference(c.work, c.refDir, "mpicc.openmpi", "osu_openmpi")
 		if err != nil {
 			return impl{}, err
 		}
@@ -167,12 +206,16 @@ func newImpl(name, work, refDir, mpirunPath, transport string, np int) (impl, er
 		}
 		return impl{name: name, cmd: func(np int, bench string, args []string, out string) *exec.Cmd {
 			a := []string{"--allow-run-as-root", "-np", fmt.Sprint(np)}
-			if oversub {
+			switch {
+			case len(c.hosts) > 0:
+				a = append(a, "-H", strings.Join(c.hosts, fmt.Sprintf(":%d,", c.slotsPerHost()))+fmt.Sprintf(":%d", c.slotsPerHost()),
+					"--map-by", "node", "--bind-to", "none", "--mca", "pml", "ob1", "--mca", "btl", "tcp,self")
+			case oversub:
 				a = append(a, "--oversubscribe", "--bind-to", "none")
-			} else {
+			default:
 				a = append(a, "--map-by", "core", "--bind-to", "core")
 			}
-			if transport == "tcp" {
+			if c.transport == "tcp" && len(c.hosts) == 0 {
 				a = append(a, "--mca", "pml", "ob1", "--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo")
 			}
 			a = append(a, bin, bench)
@@ -183,7 +226,10 @@ func newImpl(name, work, refDir, mpirunPath, transport string, np int) (impl, er
 			return cmd
 		}}, nil
 	case "mpich":
-		bin, err := buildReference(work, refDir, "mpicc.mpich", "osu_mpich")
+		if len(c.hosts) > 0 {
+			return impl{}, fmt.Errorf("not run across hosts by compare (parley and openmpi are)")
+		}
+		bin, err := buildReference(c.work, c.refDir, "mpicc.mpich", "osu_mpich")
 		if err != nil {
 			return impl{}, err
 		}
@@ -201,7 +247,7 @@ func newImpl(name, work, refDir, mpirunPath, transport string, np int) (impl, er
 			a = append(a, "--json", out, "--impl", "mpich")
 			cmd := exec.Command(launcher, a...)
 			cmd.Env = os.Environ()
-			if transport == "tcp" {
+			if c.transport == "tcp" {
 				cmd.Env = append(cmd.Env, "UCX_TLS=tcp,self", "UCX_NET_DEVICES=lo", "MPIR_CVAR_NOLOCAL=1")
 			}
 			return cmd

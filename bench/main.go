@@ -206,6 +206,7 @@ func parseOptions(b *benchmark, args []string, stderr io.Writer) (options, error
 	fs.BoolVar(&o.smoke, "smoke", false, "tiny iteration counts (tests)")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress line")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write each rank's CPU profile to FILE.RANK")
+	fs.BoolVar(&randomData, "random", false, "incompressible payloads (for mpirun --compress)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

@@ -20,18 +20,36 @@ const (
 	tagAck  = 2
 )
 
+// randomData (--random) makes the payload incompressible: bytes of a
+// hash of their index instead of a short repeating pattern, for measuring
+// mpirun --compress on data it cannot shrink. Set once, before any rank
+// starts its benchmark.
+var randomData bool
+
+// patternByte is byte i of the payload for seed.
+func patternByte(i, seed int) byte {
+	if !randomData {
+		return byte(i*7 + seed)
+	}
+	// splitmix64's finalizer: every bit of i and seed reaches every bit.
+	x := uint64(i)*0x9e3779b97f4a7c15 + uint64(seed)
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return byte(x ^ x>>31)
+}
+
 // fill writes the validation pattern of (size, seed) into b.
 func fill(b []byte, seed int) {
 	for i := range b {
-		b[i] = byte(i*7 + seed)
+		b[i] = patternByte(i, seed)
 	}
 }
 
 // check verifies the pattern.
 func check(b []byte, seed int) error {
 	for i := range b {
-		if b[i] != byte(i*7+seed) {
-			return fmt.Errorf("validation failed: byte %d of %d is %d, want %d", i, len(b), b[i], byte(i*7+seed))
+		if want := patternByte(i, seed); b[i] != want {
+			return fmt.Errorf("validation failed: byte %d of %d is %d, want %d", i, len(b), b[i], want)
 		}
 	}
 	return nil
