@@ -80,8 +80,10 @@ type engine struct {
 	cookies    map[uint64]*Request
 	nextCookie uint64
 	spares     [4]atomic.Pointer[Request] // see newRequest
+	sent       *Request                   // see sentLocked
 	slab       []Request                  // see requestSlab
 	freeOps    []*transport.SendOp        // see getOp
+	freeMsgs   []*message                 // see newMessageLocked
 	pool       bufPool
 	nextCtx    uint32 // next free context id, a multiple of ctxStride
 	sleeping   bool   // a goroutine sleeps on the bell
@@ -362,6 +364,17 @@ func (e *engine) sendrecv(c *Comm, sbuf []byte, dest, stag int, rbuf []byte, src
 }
 
 func (e *engine) isendLocked(c *Comm, buf []byte, dest int, tag int, ctx uint32, sync, internal bool) *Request {
+	if e.cause == nil && !sync {
+		// The fast path of small messages on this host: the frame goes
+		// straight into the peer's ring, and the send is complete.
+		rt := e.routeLocked(dest)
+		if rt.err == nil && rt.via == viaShm && len(buf) <= rt.eager {
+			h := transport.Header{Kind: kindEager, Context: ctx, Source: uint32(e.rank), Tag: int32(tag), Len: uint32(len(buf))}
+			if e.shm.TrySend(dest, &h, buf) {
+				return e.sentLocked(c, internal)
+			}
+		}
+	}
 	r := e.newRequest(c, internal)
 	r.dest, r.tag, r.ctx = int32(dest), int32(tag), ctx
 	if e.cause != nil {
@@ -405,6 +418,23 @@ func (e *engine) isendLocked(c *Comm, buf []byte, dest int, tag int, ctx uint32,
 	return r
 }
 
+// sentLocked returns the request of a send that completed as it started.
+// The program gets the engine's one completed send request: a finished
+// send has nothing of its own to report (its status is zero, it cannot be
+// cancelled, nothing in it changes again), so sharing it spares an
+// allocation per message, which at millions of messages a second would
+// keep the garbage collector running. Blocking calls get their spare
+// request, which finish recycles.
+func (e *engine) sentLocked(c *Comm, internal bool) *Request {
+	if !internal {
+		return e.sent
+	}
+	r := e.newRequest(c, true)
+	r.kind = reqSend
+	markDone(&r.done)
+	return r
+}
+
 func (e *engine) newCookieLocked(r *Request) uint64 {
 	e.nextCookie++
 	e.cookies[e.nextCookie] = r
@@ -421,11 +451,9 @@ func (e *engine) sendSelfLocked(r *Request, sync bool) {
 		e.completeLocked(r, nil)
 		return
 	}
-	m := &message{src: src, tag: r.tag, size: len(r.buf)}
+	m := e.newMessageLocked(src, r.tag, len(r.buf))
 	if !sync && len(r.buf) <= selfEagerLimit {
-		m.eager = true
-		m.data = e.pool.get(len(r.buf))
-		copy(m.data, r.buf)
+		e.holdPayloadLocked(m, r.buf)
 		e.completeLocked(r, nil)
 	} else {
 		m.selfReq = r
@@ -454,6 +482,7 @@ func (e *engine) irecvLocked(c *Comm, buf []byte, src, tag int, ctx uint32, inte
 	if m := q.findUnexpected(r.src, r.tag); m != nil {
 		q.removeUnexpected(m)
 		e.matchUnexpectedLocked(r, m)
+		e.freeMessageLocked(m)
 	} else {
 		q.post(r)
 	}
@@ -466,7 +495,6 @@ func (e *engine) matchUnexpectedLocked(r *Request, m *message) {
 	switch {
 	case m.eager:
 		e.finishRecvLocked(r, m.src, m.tag, m.data)
-		e.pool.put(m.data)
 	case m.selfReq != nil:
 		e.finishRecvLocked(r, m.src, m.tag, m.selfReq.buf)
 		e.completeLocked(m.selfReq, nil)
@@ -612,16 +640,59 @@ func (e *engine) deliverMessageLocked(h *transport.Header, payload []byte) {
 		}
 		return
 	}
-	m := &message{src: src, tag: h.Tag}
 	if h.Kind == kindEager {
-		m.eager, m.size = true, len(payload)
-		m.data = e.pool.get(len(payload))
-		copy(m.data, payload)
-	} else {
-		m.size, m.cookie, m.addr, m.singleCopy = int(h.Aux), h.Cookie, addr, single
+		m := e.newMessageLocked(src, h.Tag, len(payload))
+		e.holdPayloadLocked(m, payload)
+		q.addUnexpected(m)
+		return
 	}
+	m := e.newMessageLocked(src, h.Tag, int(h.Aux))
+	m.cookie, m.addr, m.singleCopy = h.Cookie, addr, single
 	q.addUnexpected(m)
 }
+
+// newMessageLocked returns an unexpected-message record from the engine's
+// free list. Records are the engine's own (matching never hands one to the
+// program), so they are reused: a stream of small messages that arrive
+// before their receives allocates nothing.
+func (e *engine) newMessageLocked(src, tag int32, size int) *message {
+	var m *message
+	if n := len(e.freeMsgs); n > 0 {
+		m = e.freeMsgs[n-1]
+		e.freeMsgs = e.freeMsgs[:n-1]
+	} else {
+		m = new(message)
+	}
+	m.src, m.tag, m.size = src, tag, size
+	m.eager, m.pooled, m.cookie, m.addr, m.singleCopy = false, false, 0, 0, false
+	return m
+}
+
+// holdPayloadLocked copies an eager payload into m: into m itself when it
+// is small, else into a buffer from the pool.
+func (e *engine) holdPayloadLocked(m *message, payload []byte) {
+	m.eager = true
+	if len(payload) <= len(m.inline) {
+		m.data = m.inline[:len(payload)]
+	} else {
+		m.data, m.pooled = e.pool.get(len(payload)), true
+	}
+	copy(m.data, payload)
+}
+
+// freeMessageLocked gives a matched message's record back, and its
+// payload buffer to the pool.
+func (e *engine) freeMessageLocked(m *message) {
+	if m.pooled {
+		e.pool.put(m.data)
+	}
+	m.data, m.selfReq = nil, nil
+	if len(e.freeMsgs) < maxFreeMsgs {
+		e.freeMsgs = append(e.freeMsgs, m)
+	}
+}
+
+const maxFreeMsgs = 256
 
 // sendDataLocked answers a clear-to-send: the payload goes out in direct
 // frames of at most the transport's frame size.

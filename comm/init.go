@@ -196,6 +196,8 @@ func Start(opts Options) (*Comm, error) {
 		log: log, queues: make(map[uint32]*matchQueue), routes: make([]route, opts.Size),
 		cookies: make(map[uint64]*Request), nextCtx: ctxStride, forceTCP: opts.ForceTCP,
 	}
+	e.sent = &Request{e: e, kind: reqSend}
+	markDone(&e.sent.done)
 	e.setWaitPolicy(opts.Oversubscribed)
 	e.noSingleCopy = debugInt("no_cma") == 1
 	e.bell = transport.NewBell(&e.bellWord)

@@ -14,8 +14,10 @@ type message struct {
 	tag  int32
 	size int // message bytes
 
-	eager bool
-	data  []byte // eager payload copy (len == size), from the engine's buffer pool
+	eager  bool
+	data   []byte // eager payload copy (len == size): inline, or from the engine's buffer pool
+	pooled bool   // data came from the pool
+	inline [64]byte
 
 	// Rendezvous: the sender's request cookie and, for single copy, the
 	// address of its buffer.

@@ -204,10 +204,28 @@ func (t *Transport) Send(rank int, op *transport.SendOp) {
 	}
 }
 
+// TrySend writes one frame into peer rank's ring at once, without an op,
+// when nothing is queued for the peer and its ring has room; it reports
+// whether it did (if not, the caller sends with Send). This is the path of
+// small eager messages: no op to take from a pool, complete and give back.
+func (t *Transport) TrySend(rank int, h *transport.Header, payload []byte) bool {
+	p := t.peers[rank]
+	if t.closed || p == nil || len(payload) > t.maxLen || !p.queue.empty() {
+		return false
+	}
+	return t.putFrame(p, h, payload)
+}
+
 // put writes op into p's ring if it has room, and reports whether it did.
 func (t *Transport) put(p *peer, op *transport.SendOp) bool {
+	return t.putFrame(p, &op.Header, op.Payload)
+}
+
+// putFrame writes a frame into p's ring if it has room, and reports
+// whether it did.
+func (t *Transport) putFrame(p *peer, hdr *transport.Header, payload []byte) bool {
 	r := p.tx
-	k := slotsFor(len(op.Payload))
+	k := slotsFor(len(payload))
 	h := p.head
 	i := h & r.mask
 	pad := uint64(0)
@@ -228,8 +246,8 @@ func (t *Transport) put(p *peer, op *transport.SendOp) bool {
 		i = 0
 	}
 	f := r.frame(i, k)
-	wire.PutHeader(f[frameHdrOff:], &op.Header)
-	copy(f[frameDataOff:], op.Payload)
+	wire.PutHeader(f[frameHdrOff:], hdr)
+	copy(f[frameDataOff:], payload)
 	r.publish(i, h+1)
 	p.head = h + k
 	bell := &p.seg.g.hdr.bell
