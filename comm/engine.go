@@ -80,10 +80,16 @@ type engine struct {
 	cookies    map[uint64]*Request
 	nextCookie uint64
 	spares     [4]atomic.Pointer[Request] // see newRequest
-	sent       *Request                   // see sentLocked
-	slab       []Request                  // see requestSlab
-	freeOps    []*transport.SendOp        // see getOp
-	freeMsgs   []*message                 // see newMessageLocked
+	// sent is the request of every program's send that completed as it
+	// started (its frame went straight into the peer's ring): a finished
+	// send has nothing of its own to report (its status is zero, it cannot
+	// be cancelled, nothing in it changes again), so sharing one spares an
+	// allocation per message, which at millions of messages a second would
+	// keep the garbage collector running.
+	sent       *Request
+	slab       []Request           // see requestSlab
+	freeOps    []*transport.SendOp // see getOp
+	freeMsgs   []*message          // see newMessageLocked
 	pool       bufPool
 	nextCtx    uint32 // next free context id, a multiple of ctxStride
 	sleeping   bool   // a goroutine sleeps on the bell
@@ -364,6 +370,13 @@ func (e *engine) sendrecv(c *Comm, sbuf []byte, dest, stag int, rbuf []byte, src
 }
 
 func (e *engine) isendLocked(c *Comm, buf []byte, dest int, tag int, ctx uint32, sync, internal bool) *Request {
+	var r *Request
+	if internal {
+		// Before the frame is written: taking a spare is an atomic swap,
+		// which after the write would wait for the frame's cache line to
+		// leave for the peer's core.
+		r = e.newRequest(c, true)
+	}
 	if e.cause == nil && !sync {
 		// The fast path of small messages on this host: the frame goes
 		// straight into the peer's ring, and the send is complete.
@@ -371,11 +384,18 @@ func (e *engine) isendLocked(c *Comm, buf []byte, dest int, tag int, ctx uint32,
 		if rt.err == nil && rt.via == viaShm && len(buf) <= rt.eager {
 			h := transport.Header{Kind: kindEager, Context: ctx, Source: uint32(e.rank), Tag: int32(tag), Len: uint32(len(buf))}
 			if e.shm.TrySend(dest, &h, buf) {
-				return e.sentLocked(c, internal)
+				if !internal {
+					return e.sent
+				}
+				r.kind = reqSend
+				markDone(&r.done)
+				return r
 			}
 		}
 	}
-	r := e.newRequest(c, internal)
+	if r == nil {
+		r = e.newRequest(c, false)
+	}
 	r.dest, r.tag, r.ctx = int32(dest), int32(tag), ctx
 	if e.cause != nil {
 		e.completeLocked(r, e.opError(r, "send", e.cause))
@@ -415,23 +435,6 @@ func (e *engine) isendLocked(c *Comm, buf []byte, dest int, tag int, ctx uint32,
 		h.Len = uint32(len(r.rv.rts))
 	}
 	e.sendFrameLocked(rt, dest, op)
-	return r
-}
-
-// sentLocked returns the request of a send that completed as it started.
-// The program gets the engine's one completed send request: a finished
-// send has nothing of its own to report (its status is zero, it cannot be
-// cancelled, nothing in it changes again), so sharing it spares an
-// allocation per message, which at millions of messages a second would
-// keep the garbage collector running. Blocking calls get their spare
-// request, which finish recycles.
-func (e *engine) sentLocked(c *Comm, internal bool) *Request {
-	if !internal {
-		return e.sent
-	}
-	r := e.newRequest(c, true)
-	r.kind = reqSend
-	markDone(&r.done)
 	return r
 }
 
@@ -808,7 +811,7 @@ func (e *engine) wait(r *Request) {
 		checkEvery = 0
 	}
 	for i := 1; ; i++ {
-		if e.mu.TryLock() {
+		if e.mayProgress(i) && e.mu.TryLock() {
 			if e.progressLocked() > 0 {
 				busy = true
 			}
@@ -850,6 +853,18 @@ func (e *engine) wait(r *Request) {
 	if !start.IsZero() {
 		e.blocked.clear()
 	}
+}
+
+// mayProgress reports whether poll i of a wait should take the lock and
+// poll the transports: when shared memory shows a frame (or frames wait
+// for room), when TCP is in use (a socket cannot be peeked at without a
+// system call), and every 16th poll regardless, which bounds what a
+// missed hint could cost.
+func (e *engine) mayProgress(i int) bool {
+	if i&15 == 0 || e.shm == nil || (e.tcp != nil && e.tcp.InUse()) {
+		return true
+	}
+	return e.shm.MayPoll()
 }
 
 // waitFor is wait for an arbitrary condition (Waitany, Probe, generic

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"sync/atomic"
 
 	"github.com/parley-hpc/parley/internal/linux"
 	"github.com/parley-hpc/parley/internal/wire"
@@ -61,7 +62,8 @@ type Transport struct {
 	next int      // where the next poll starts, for fairness
 
 	peers   map[int]*peer
-	waiting []*peer // peers with frames queued (their ring was full)
+	waiting []*peer     // peers with frames queued (their ring was full)
+	queued  atomic.Bool // len(waiting) > 0, for MayPoll
 	closed  bool
 	hd      transport.Header // scratch for Poll: a local would escape through the Handler
 	maxLen  int              // largest frame payload: a quarter of a ring
@@ -201,6 +203,7 @@ func (t *Transport) Send(rank int, op *transport.SendOp) {
 	default:
 		p.queue.push(op)
 		t.waiting = append(t.waiting, p)
+		t.queued.Store(true)
 	}
 }
 
@@ -280,6 +283,37 @@ func (t *Transport) Poll(h transport.Handler) (int, error) {
 		t.next++
 	}
 	return n, nil
+}
+
+// MayPoll reports, without the caller's lock and without writing anything,
+// whether Poll could find work: a frame at the tail of one of this rank's
+// rings, or frames queued for a full ring. A waiting rank calls it between
+// polls, so that looking for a message costs a few loads instead of a lock
+// (whose atomic read-modify-write would also wait for this rank's last
+// frame to reach its peer). It reads only what is shared or fixed at Open:
+// the active bitmap, and each ring's published tail and sequence words.
+func (t *Transport) MayPoll() bool {
+	if t.queued.Load() {
+		return true
+	}
+	g := t.own.g
+	for w := range g.bitmapWords() {
+		v := g.activeWord(w).Load()
+		for v != 0 {
+			b := bits.TrailingZeros64(v)
+			v &^= 1 << b
+			idx := w*64 + b
+			if idx >= len(t.rx) {
+				return true // Poll reports the corruption
+			}
+			r := t.rx[idx].r
+			tail := r.tail.Load()
+			if r.seq(tail&r.mask).Load() == tail+1 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // refreshLive rereads the active bitmap; it changes only when a peer
@@ -389,6 +423,7 @@ func (t *Transport) flush() int {
 		t.waiting[i] = nil
 	}
 	t.waiting = keep
+	t.queued.Store(len(keep) > 0)
 	return n
 }
 

@@ -79,6 +79,7 @@ type Transport struct {
 	state    map[int]uint8 // connection state per peer rank: stateDialing, stateConnected
 	arrivals []arrival     // connections made or failed since the last Poll
 	pending  atomic.Bool   // len(arrivals) > 0
+	used     atomic.Bool   // a send was asked for or a connection came up (see InUse)
 
 	watch   *watcher
 	closeCh chan struct{}
@@ -172,6 +173,7 @@ func (t *Transport) peer(rank int, addr string) *peer {
 // socket, or fails with an error that wraps transport.ErrPeerLost.
 func (t *Transport) Send(rank int, addr string, op *transport.SendOp) {
 	op.Reset()
+	t.used.Store(true)
 	if t.closed {
 		op.Complete(fmt.Errorf("tcp send to rank %d: %w", rank, transport.ErrClosed))
 		return
@@ -329,6 +331,7 @@ func (t *Transport) install() error {
 		}
 		p.c = c
 		t.active = append(t.active, c)
+		t.used.Store(true)
 		if err := t.watch.add(c.fd); err != nil {
 			t.log.Warn("cannot watch connection; a sleeping rank may wake late", zap.Int("peer", a.rank), zap.Error(err))
 		}
@@ -343,6 +346,12 @@ func (t *Transport) install() error {
 	}
 	return firstErr
 }
+
+// InUse reports, without the caller's lock, whether this transport has
+// ever carried anything or been asked to: until then Poll has nothing to
+// do but look for arrivals, which pending also tells. Waiting ranks use it
+// to skip polling a transport that no peer uses.
+func (t *Transport) InUse() bool { return t.used.Load() || t.pending.Load() }
 
 func (t *Transport) arrive(a arrival) {
 	t.mu.Lock()
