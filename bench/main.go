@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parley-hpc/parley/collectives"
 	"github.com/parley-hpc/parley/comm"
 )
 
@@ -173,6 +174,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	be := &bencher{world: world, o: o, b: b, out: stdout, progress: stderr, started: time.Now()}
+	if !o.smoke {
+		if err := warmProcess(world); err != nil {
+			fmt.Fprintf(stderr, "bench: rank %d: %v\n", world.Rank(), err)
+			world.Abort(1)
+		}
+	}
 	if err := b.run(be); err != nil {
 		fmt.Fprintf(stderr, "bench: rank %d: %v\n", world.Rank(), err)
 		world.Abort(1)
@@ -234,4 +241,35 @@ func parseOptions(b *benchmark, args []string, stderr io.Writer) (options, error
 		return o, fmt.Errorf("--format %q: osu or go", o.format)
 	}
 	return o, nil
+}
+
+// processWarmUp is how long every run spends in barriers before its first
+// size. A fresh process is slower for its first milliseconds (Go's runtime
+// checks on its threads every 20 us at first, backing off to every 10 ms;
+// pages and caches are cold), which would otherwise show in whichever size
+// comes first, and in all of a benchmark as short as barrier. bench/c/osu.c
+// does the same, so every implementation compare runs is measured warm.
+const processWarmUp = 50 * time.Millisecond
+
+// warmProcess runs barriers for processWarmUp; rank 0 decides when to stop,
+// every 256 barriers, and tells the others.
+func warmProcess(w *comm.Comm) error {
+	start := time.Now()
+	for {
+		for range 256 {
+			if err := collectives.Barrier(w); err != nil {
+				return err
+			}
+		}
+		more := []int32{0}
+		if w.Rank() == 0 && time.Since(start) < processWarmUp {
+			more[0] = 1
+		}
+		if err := collectives.Bcast(w, more, 0); err != nil {
+			return err
+		}
+		if more[0] == 0 {
+			return nil
+		}
+	}
 }

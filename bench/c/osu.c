@@ -239,6 +239,18 @@ static void write_json(const char *kind) {
     fclose(f);
 }
 
+/* 50 ms of barriers before the first size, as bench's warmProcess does:
+ * rank 0 decides every 256 barriers whether to go on. */
+static void warm_process(void) {
+    double t0 = MPI_Wtime();
+    int more = 1;
+    while (more) {
+        for (int i = 0; i < 256; i++) MPI_Barrier(MPI_COMM_WORLD);
+        more = MPI_Wtime() - t0 < 0.05;
+        MPI_Bcast(&more, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    }
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -261,6 +273,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--random")) ; /* payload content matters only to parley's --compress */
         else { if (!rank) fprintf(stderr, "osu: unknown option %s\n", a); MPI_Abort(MPI_COMM_WORLD, 2); }
     }
+    if (!o.smoke) warm_process();
     const char *kind = "latency";
     if (!strcmp(o.bench, "latency")) latency();
     else if (!strcmp(o.bench, "bw")) { kind = "bandwidth"; bw(0); }
