@@ -7,6 +7,7 @@ import (
 	"syscall"
 
 	"github.com/parley-hpc/parley/internal/linux"
+	"github.com/parley-hpc/parley/internal/topology"
 )
 
 // spawner starts rank processes from one OS thread that it keeps locked
@@ -56,7 +57,7 @@ func (s *spawner) start(req spawnReq, home []int, homeErr error) error {
 			return fmt.Errorf("cannot bind: %w", homeErr)
 		}
 		if err := linux.SetThreadAffinity(req.cpus); err != nil {
-			return fmt.Errorf("bind to cpus %s: %w", formatCPUs(req.cpus), err)
+			return fmt.Errorf("bind to cpus %s: %w", topology.FormatList(req.cpus), err)
 		}
 		defer linux.SetThreadAffinity(home)
 	}

@@ -170,3 +170,46 @@ func (b Bell) Ring() {
 		linux.FutexWake(b.w, 1)
 	}
 }
+
+// OpQueue is a FIFO of SendOps linked through SendOp.Next, for frames a
+// transport cannot write yet. The zero value is an empty queue.
+type OpQueue struct {
+	head, tail *SendOp
+	n          int
+}
+
+// Empty reports whether the queue holds no op.
+func (q *OpQueue) Empty() bool { return q.head == nil }
+
+// Len is the number of ops queued.
+func (q *OpQueue) Len() int { return q.n }
+
+// Head is the oldest op, or nil; it stays queued.
+func (q *OpQueue) Head() *SendOp { return q.head }
+
+// Push queues op last.
+func (q *OpQueue) Push(op *SendOp) {
+	op.Next = nil
+	if q.tail == nil {
+		q.head = op
+	} else {
+		q.tail.Next = op
+	}
+	q.tail = op
+	q.n++
+}
+
+// Pop removes and returns the oldest op, or nil.
+func (q *OpQueue) Pop() *SendOp {
+	op := q.head
+	if op == nil {
+		return nil
+	}
+	q.head = op.Next
+	if q.head == nil {
+		q.tail = nil
+	}
+	op.Next = nil
+	q.n--
+	return op
+}

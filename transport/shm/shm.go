@@ -84,7 +84,7 @@ type peer struct {
 	tx         *ring
 	head       uint64 // next position to write; private to the producer
 	cachedTail uint64
-	queue      opQueue
+	queue      transport.OpQueue
 }
 
 // RingSlots is the ring size for a host of localSize ranks: 1024 slots
@@ -196,12 +196,12 @@ func (t *Transport) Send(rank int, op *transport.SendOp) {
 		op.Complete(fmt.Errorf("shm send to rank %d: not attached", rank))
 	case len(op.Payload) > t.maxLen:
 		op.Complete(fmt.Errorf("shm send to rank %d: frame of %d bytes exceeds the ring's %d", rank, len(op.Payload), t.maxLen))
-	case !p.queue.empty():
-		p.queue.push(op)
+	case !p.queue.Empty():
+		p.queue.Push(op)
 	case t.put(p, op):
 		op.Complete(nil)
 	default:
-		p.queue.push(op)
+		p.queue.Push(op)
 		t.waiting = append(t.waiting, p)
 		t.queued.Store(true)
 	}
@@ -213,7 +213,7 @@ func (t *Transport) Send(rank int, op *transport.SendOp) {
 // small eager messages: no op to take from a pool, complete and give back.
 func (t *Transport) TrySend(rank int, h *transport.Header, payload []byte) bool {
 	p := t.peers[rank]
-	if t.closed || p == nil || len(payload) > t.maxLen || !p.queue.empty() {
+	if t.closed || p == nil || len(payload) > t.maxLen || !p.queue.Empty() {
 		return false
 	}
 	return t.putFrame(p, h, payload)
@@ -407,15 +407,15 @@ func (t *Transport) flush() int {
 	n := 0
 	keep := t.waiting[:0]
 	for _, p := range t.waiting {
-		for op := p.queue.head; op != nil; op = p.queue.head {
+		for op := p.queue.Head(); op != nil; op = p.queue.Head() {
 			if !t.put(p, op) {
 				break
 			}
-			p.queue.pop()
+			p.queue.Pop()
 			op.Complete(nil)
 			n++
 		}
-		if !p.queue.empty() {
+		if !p.queue.Empty() {
 			keep = append(keep, p)
 		}
 	}
@@ -439,7 +439,7 @@ func (t *Transport) Close() error {
 	t.closed = true
 	var errs []error
 	for _, p := range t.peers {
-		for op := p.queue.pop(); op != nil; op = p.queue.pop() {
+		for op := p.queue.Pop(); op != nil; op = p.queue.Pop() {
 			op.Complete(fmt.Errorf("shm send to rank %d: %w", p.rank, transport.ErrClosed))
 		}
 		errs = append(errs, p.seg.close())
@@ -448,34 +448,4 @@ func (t *Transport) Close() error {
 	t.waiting = nil
 	errs = append(errs, t.own.remove(), t.own.close())
 	return errors.Join(errs...)
-}
-
-// opQueue is a FIFO of SendOps linked through SendOp.Next.
-type opQueue struct {
-	head, tail *transport.SendOp
-}
-
-func (q *opQueue) empty() bool { return q.head == nil }
-
-func (q *opQueue) push(op *transport.SendOp) {
-	op.Next = nil
-	if q.tail == nil {
-		q.head = op
-	} else {
-		q.tail.Next = op
-	}
-	q.tail = op
-}
-
-func (q *opQueue) pop() *transport.SendOp {
-	op := q.head
-	if op == nil {
-		return nil
-	}
-	q.head = op.Next
-	if q.head == nil {
-		q.tail = nil
-	}
-	op.Next = nil
-	return op
 }

@@ -41,7 +41,7 @@ type conn struct {
 	discard  int  // payload bytes still to be dropped (Destination returned nil)
 
 	// Write side.
-	sendq    opQueue
+	sendq    transport.OpQueue
 	iov      iovecs
 	hdrs     [maxIov][wire.HeaderLen]byte
 	watchOut bool // the watcher also waits for this socket to be writable
@@ -260,9 +260,9 @@ func (c *conn) flush() error {
 // flushCount is flush, reporting whether any bytes were written.
 func (c *conn) flushCount() (bool, error) {
 	moved := false
-	for !c.sendq.empty() {
+	for !c.sendq.Empty() {
 		c.iov.reset()
-		for op := c.sendq.head; op != nil && c.iov.n < maxIov-1; op = op.Next {
+		for op := c.sendq.Head(); op != nil && c.iov.n < maxIov-1; op = op.Next {
 			c.prepare(op)
 			hd, payload := wireForm(op)
 			off := op.Off
@@ -290,7 +290,7 @@ func (c *conn) flushCount() (bool, error) {
 		}
 		moved = moved || k > 0
 		for k > 0 {
-			op := c.sendq.head
+			op := c.sendq.Head()
 			_, payload := wireForm(op)
 			left := wire.HeaderLen + len(payload) - op.Off
 			if k < left {
@@ -298,7 +298,7 @@ func (c *conn) flushCount() (bool, error) {
 				break
 			}
 			k -= left
-			c.sendq.pop()
+			c.sendq.Pop()
 			release(op)
 			op.Complete(nil)
 		}

@@ -97,7 +97,7 @@ type peer struct {
 	rank    int
 	addr    string
 	c       *conn
-	queue   opQueue // frames waiting for the connection
+	queue   transport.OpQueue // frames waiting for the connection
 	dialing bool
 	err     error // sticky: the link to this peer failed
 }
@@ -185,10 +185,10 @@ func (t *Transport) Send(rank int, addr string, op *transport.SendOp) {
 	case p.c != nil:
 		t.enqueue(p.c, op)
 	default:
-		if p.queue.empty() {
+		if p.queue.Empty() {
 			t.unconnected++
 		}
-		p.queue.push(op)
+		p.queue.Push(op)
 		if !p.dialing {
 			p.dialing = true
 			t.startDial(p)
@@ -197,14 +197,14 @@ func (t *Transport) Send(rank int, addr string, op *transport.SendOp) {
 }
 
 func (t *Transport) enqueue(c *conn, op *transport.SendOp) {
-	wasEmpty := c.sendq.empty()
-	c.sendq.push(op)
+	wasEmpty := c.sendq.Empty()
+	c.sendq.Push(op)
 	if wasEmpty {
 		if err := c.flush(); err != nil {
 			t.fail(c, err)
 			return
 		}
-		if !c.sendq.empty() {
+		if !c.sendq.Empty() {
 			t.writers = append(t.writers, c)
 		}
 	}
@@ -234,11 +234,11 @@ func (t *Transport) Poll(h transport.Handler) (int, error) {
 	}
 	for i := 0; i < len(t.writers); {
 		c := t.writers[i]
-		if c.dead != nil || c.sendq.empty() {
+		if c.dead != nil || c.sendq.Empty() {
 			t.writers = append(t.writers[:i], t.writers[i+1:]...)
 			continue
 		}
-		before := c.sendq.len
+		before := c.sendq.Len()
 		moved, err := c.flushCount()
 		if err != nil {
 			t.fail(c, err)
@@ -247,11 +247,11 @@ func (t *Transport) Poll(h transport.Handler) (int, error) {
 			}
 			continue
 		}
-		n += before - c.sendq.len
-		if moved && before == c.sendq.len {
+		n += before - c.sendq.Len()
+		if moved && before == c.sendq.Len() {
 			n++ // bytes went out, no frame completed yet: still progress
 		}
-		if c.sendq.empty() && c.watchOut {
+		if c.sendq.Empty() && c.watchOut {
 			c.watchOut = false
 			t.watch.modify(c.fd, false)
 		}
@@ -285,7 +285,7 @@ func (t *Transport) fail(c *conn, err error) {
 	}
 	t.watch.remove(c.fd)
 	c.nc.Close()
-	for op := c.sendq.pop(); op != nil; op = c.sendq.pop() {
+	for op := c.sendq.Pop(); op != nil; op = c.sendq.Pop() {
 		op.Complete(c.dead)
 	}
 	if p := t.peers[c.peer]; p != nil && p.c == c {
@@ -302,12 +302,12 @@ func (t *Transport) install() error {
 	var firstErr error
 	for _, a := range as {
 		p := t.peer(a.rank, "")
-		if !p.queue.empty() {
+		if !p.queue.Empty() {
 			t.unconnected--
 		}
 		if a.err != nil {
 			p.err = a.err
-			for op := p.queue.pop(); op != nil; op = p.queue.pop() {
+			for op := p.queue.Pop(); op != nil; op = p.queue.Pop() {
 				op.Complete(a.err)
 			}
 			if firstErr == nil {
@@ -337,10 +337,10 @@ func (t *Transport) install() error {
 		}
 		t.log.Debug("tcp connection up", zap.Int("rank", t.cfg.Rank), zap.Int("peer", a.rank),
 			zap.String("local", a.nc.LocalAddr().String()), zap.String("remote", a.nc.RemoteAddr().String()))
-		for op := p.queue.pop(); op != nil; op = p.queue.pop() {
-			c.sendq.push(op)
+		for op := p.queue.Pop(); op != nil; op = p.queue.Pop() {
+			c.sendq.Push(op)
 		}
-		if !c.sendq.empty() {
+		if !c.sendq.Empty() {
 			t.writers = append(t.writers, c)
 		}
 	}
@@ -564,11 +564,11 @@ func (t *Transport) Close() error {
 		if p.c != nil && p.c.dead == nil {
 			p.c.dead = closedErr
 			p.c.nc.Close()
-			for op := p.c.sendq.pop(); op != nil; op = p.c.sendq.pop() {
+			for op := p.c.sendq.Pop(); op != nil; op = p.c.sendq.Pop() {
 				op.Complete(closedErr)
 			}
 		}
-		for op := p.queue.pop(); op != nil; op = p.queue.pop() {
+		for op := p.queue.Pop(); op != nil; op = p.queue.Pop() {
 			op.Complete(closedErr)
 		}
 	}
@@ -579,39 +579,6 @@ func (t *Transport) Close() error {
 	return nil
 }
 
-// opQueue is a FIFO of SendOps linked through SendOp.Next.
-type opQueue struct {
-	head, tail *transport.SendOp
-	len        int
-}
-
-func (q *opQueue) empty() bool { return q.head == nil }
-
-func (q *opQueue) push(op *transport.SendOp) {
-	op.Next = nil
-	if q.tail == nil {
-		q.head = op
-	} else {
-		q.tail.Next = op
-	}
-	q.tail = op
-	q.len++
-}
-
-func (q *opQueue) pop() *transport.SendOp {
-	op := q.head
-	if op == nil {
-		return nil
-	}
-	q.head = op.Next
-	if q.head == nil {
-		q.tail = nil
-	}
-	op.Next = nil
-	q.len--
-	return op
-}
-
 // Pending reports whether frames wait to be written or for a connection.
 func (t *Transport) Pending() bool { return len(t.writers) > 0 || t.unconnected > 0 }
 
@@ -619,9 +586,9 @@ func (t *Transport) Pending() bool { return len(t.writers) > 0 || t.unconnected 
 func (t *Transport) DebugState() string {
 	s := fmt.Sprintf("writers=%d unconnected=%d", len(t.writers), t.unconnected)
 	for r, p := range t.peers {
-		s += fmt.Sprintf(" [peer %d conn=%v dialing=%v queued=%v err=%v", r, p.c != nil, p.dialing, !p.queue.empty(), p.err)
+		s += fmt.Sprintf(" [peer %d conn=%v dialing=%v queued=%v err=%v", r, p.c != nil, p.dialing, !p.queue.Empty(), p.err)
 		if p.c != nil {
-			s += fmt.Sprintf(" sendq=%d watchOut=%v", p.c.sendq.len, p.c.watchOut)
+			s += fmt.Sprintf(" sendq=%d watchOut=%v", p.c.sendq.Len(), p.c.watchOut)
 		}
 		s += "]"
 	}
