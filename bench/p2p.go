@@ -222,16 +222,22 @@ func runBiBW(be *bencher) error {
 	return collectives.Barrier(w)
 }
 
+// pairOf pairs rank i < n/2 with rank i+n/2, as the OSU multi-pair
+// benchmarks do; first reports whether this rank is the lower of its pair.
+func pairOf(w *comm.Comm) (peer int, first bool) {
+	pairs := w.Size() / 2
+	if w.Rank() < pairs {
+		return w.Rank() + pairs, true
+	}
+	return w.Rank() - pairs, false
+}
+
 // runMBWMR is osu_mbw_mr: rank i < n/2 streams to rank i+n/2, all pairs at
 // once; reports aggregate bandwidth and message rate.
 func runMBWMR(be *bencher) error {
 	w := be.world
 	pairs := w.Size() / 2
-	sender := w.Rank() < pairs
-	peer := w.Rank() + pairs
-	if !sender {
-		peer = w.Rank() - pairs
-	}
+	peer, sender := pairOf(w)
 	for _, size := range be.sizes() {
 		iters, warmup := be.counts(size)
 		if err := collectives.Barrier(w); err != nil {
@@ -256,12 +262,7 @@ func runMBWMR(be *bencher) error {
 // latency is the mean over pairs.
 func runMultiLat(be *bencher) error {
 	w := be.world
-	pairs := w.Size() / 2
-	lead := w.Rank() < pairs
-	peer := w.Rank() + pairs
-	if !lead {
-		peer = w.Rank() - pairs
-	}
+	peer, lead := pairOf(w)
 	for _, size := range be.sizes() {
 		iters, warmup := be.counts(size)
 		if err := collectives.Barrier(w); err != nil {
