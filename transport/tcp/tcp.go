@@ -118,6 +118,12 @@ func Listen(cfg Config) (*Transport, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
+	// A plain listener, not go-reuseport's: each rank listens on a port of
+	// its own that the kernel picks (advertised in its card), and accepts
+	// at most one connection per peer, so SO_REUSEPORT's load spreading
+	// over several listeners of one port has nothing to spread, and a
+	// fixed shared port would let a stale listener of an earlier job take
+	// this job's connections.
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("tcp transport: listen on %q: %w", cfg.Listen, err)
