@@ -121,6 +121,11 @@ func window(w *comm.Comm, buf []byte, peer int, send bool, n int, reqs []*comm.R
 		}
 	}
 	_, err := comm.Waitall(reqs[:n]...)
+	// MPI_Waitall frees the requests it completes; Release is how a
+	// parley program does the same, so the next window reuses them.
+	for _, r := range reqs[:n] {
+		r.Release()
+	}
 	return err
 }
 

@@ -83,9 +83,13 @@ func (k *call) checkRoot(root int) error {
 	return nil
 }
 
-// waitAll waits for reqs and reports the first failure.
+// waitAll waits for reqs, gives them back to the runtime, and reports the
+// first failure.
 func (k *call) waitAll(reqs []*comm.Request) error {
 	_, err := comm.Waitall(reqs...)
+	for _, r := range reqs {
+		r.Release() // the collective's own: reused by the next one
+	}
 	return k.fail(err)
 }
 

@@ -26,6 +26,12 @@
 // no goroutine of the rank is inside the runtime, except what the kernel
 // buffers for TCP.
 //
+// Requests: Isend and Irecv return a *Request that stays valid after Wait
+// (Wait and Test may be called again). A loop that starts many small
+// operations can hand completed requests back with Release, as MPI_Waitall
+// frees them, and the runtime reuses them instead of allocating; a
+// released request must not be used again.
+//
 // Transports: ranks on one host (same PARLEY_NODE_ID) use shared memory;
 // others use TCP. Connections are made on first use.
 //

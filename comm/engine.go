@@ -90,6 +90,7 @@ type engine struct {
 	slab       []Request           // see requestSlab
 	freeOps    []*transport.SendOp // see getOp
 	freeMsgs   []*message          // see newMessageLocked
+	released   []*Request          // given back by the program (Request.Release)
 	pool       bufPool
 	nextCtx    uint32 // next free context id, a multiple of ctxStride
 	sleeping   bool   // a goroutine sleeps on the bell
@@ -237,7 +238,7 @@ func (e *engine) startFlusherLocked() {
 // newRequest returns a request for an operation on c. Blocking calls
 // (internal) reuse the engine's spare request, so that a Send or Recv that
 // completes at once allocates nothing; requests handed to the program are
-// never reused.
+// reused only when the program gives them back (Request.Release).
 func (e *engine) newRequest(c *Comm, internal bool) *Request {
 	if internal {
 		for i := range e.spares {
@@ -246,6 +247,11 @@ func (e *engine) newRequest(c *Comm, internal bool) *Request {
 				return r
 			}
 		}
+	} else if n := len(e.released); n > 0 {
+		r := e.released[n-1]
+		e.released = e.released[:n-1]
+		r.e, r.c = e, c
+		return r
 	}
 	if len(e.slab) == 0 {
 		e.slab = make([]Request, requestSlab)
@@ -285,8 +291,9 @@ const maxFreeOps = 256
 func (e *engine) SendDone(op *transport.SendOp, err error) { e.putOp(op) }
 
 // requestSlab is how many requests the engine allocates at once. Requests
-// are never reused (a program may hold one after Wait); carving them from
-// a slab only spares the allocator a call per request. Guarded by mu.
+// are reused only when the program releases them (a program may hold one
+// after Wait); carving them from a slab only spares the allocator a call
+// per request. Guarded by mu.
 const requestSlab = 32
 
 // finish waits for a blocking call's request and recycles it. A request
