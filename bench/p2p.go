@@ -120,7 +120,7 @@ func window(w *comm.Comm, buf []byte, peer int, send bool, n int, reqs []*comm.R
 			reqs[k] = w.Irecv(buf, peer, tagData)
 		}
 	}
-	_, err := comm.Waitall(reqs[:n]...)
+	err := comm.WaitallNoStatus(reqs[:n]...)
 	// MPI_Waitall frees the requests it completes; Release is how a
 	// parley program does the same, so the next window reuses them.
 	for _, r := range reqs[:n] {
@@ -211,7 +211,11 @@ func runBiBW(be *bencher) error {
 				for k := 0; k < be.o.window; k++ {
 					reqs[be.o.window+k] = w.Isend(sbuf, peer, tagData)
 				}
-				if _, err := comm.Waitall(reqs...); err != nil {
+				err := comm.WaitallNoStatus(reqs...)
+				for _, r := range reqs {
+					r.Release()
+				}
+				if err != nil {
 					return err
 				}
 				if be.o.validate {

@@ -86,7 +86,7 @@ func (k *call) checkRoot(root int) error {
 // waitAll waits for reqs, gives them back to the runtime, and reports the
 // first failure.
 func (k *call) waitAll(reqs []*comm.Request) error {
-	_, err := comm.Waitall(reqs...)
+	err := comm.WaitallNoStatus(reqs...)
 	for _, r := range reqs {
 		r.Release() // the collective's own: reused by the next one
 	}

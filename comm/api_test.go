@@ -557,3 +557,26 @@ func TestRelease(t *testing.T) {
 		t.Errorf("%.2f allocations per 64 receives with Release", allocs)
 	}
 }
+
+// TestWaitallNoStatus: it waits for every request and reports the first
+// error, like Waitall, without allocating.
+func TestWaitallNoStatus(t *testing.T) {
+	ws := commtest.Worlds(t, 2, commtest.Shm)
+	a, b := make([]byte, 4), make([]byte, 4)
+	reqs := []*comm.Request{ws[1].Irecv(a, 0, 1), ws[1].Irecv(b, 0, 2)}
+	ws[0].Send([]byte("two!"), 1, 2)
+	ws[0].Send([]byte("one!"), 1, 1)
+	if err := comm.WaitallNoStatus(reqs...); err != nil || string(a) != "one!" || string(b) != "two!" {
+		t.Fatalf("WaitallNoStatus = %v; got %q %q", err, a, b)
+	}
+	bad := ws[1].Irecv(a, 7, 1) // no rank 7
+	if err := comm.WaitallNoStatus(reqs[0], bad, nil); err == nil {
+		t.Fatalf("WaitallNoStatus with a failed request = %v", err)
+	}
+	if raceEnabled {
+		return
+	}
+	if n := testing.AllocsPerRun(100, func() { comm.WaitallNoStatus(reqs...) }); n > 0 {
+		t.Errorf("%.1f allocations per call", n)
+	}
+}

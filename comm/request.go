@@ -181,6 +181,20 @@ func Waitall(reqs ...*Request) ([]Status, error) {
 	return sts, first
 }
 
+// WaitallNoStatus waits for every request, as Waitall does, but keeps no
+// statuses (MPI_STATUSES_IGNORE), so it allocates nothing: for loops over
+// windows of small messages, where a slice of statuses per call would
+// keep the garbage collector busy. It returns the first error.
+func WaitallNoStatus(reqs ...*Request) error {
+	var first error
+	for _, r := range reqs {
+		if _, err := r.Wait(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
 // Waitany waits until one of the requests completes and returns its index
 // and status. Requests already reported by an earlier Waitany should be
 // set to nil by the caller; if all are nil, Waitany returns -1.
