@@ -30,7 +30,8 @@
 // (Wait and Test may be called again). A loop that starts many small
 // operations can hand completed requests back with Release, as MPI_Waitall
 // frees them, and the runtime reuses them instead of allocating; a
-// released request must not be used again.
+// released request must not be used again. WaitallNoStatus waits without
+// collecting statuses (MPI_STATUSES_IGNORE), which allocates nothing.
 //
 // Transports: ranks on one host (same PARLEY_NODE_ID) use shared memory;
 // others use TCP. Connections are made on first use.
