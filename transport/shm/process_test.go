@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -157,5 +158,63 @@ func TestSweep(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, keep)); err != nil {
 			t.Errorf("%s was removed", keep)
 		}
+	}
+}
+
+// TestMayPollAcrossClose: MayPoll sees a frame without taking anything,
+// and goroutines calling it while the transport closes neither fault nor
+// race: after Close it says true (the caller then finds Poll closed), and
+// a call in the middle reads the zero pages that replaced the segment.
+func TestMayPollAcrossClose(t *testing.T) {
+	dir := t.TempDir()
+	own, err := Open(Config{JobID: "m", Rank: 0, LocalRank: 0, LocalSize: 2, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerT, err := Open(Config{JobID: "m", Rank: 1, LocalRank: 1, LocalSize: 2, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peerT.Close()
+	if own.MayPoll() {
+		t.Fatal("MayPoll with nothing sent")
+	}
+	if err := peerT.Attach(0, SegmentName("m", 0), os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	if !peerT.TrySend(0, &transport.Header{Len: 3}, []byte("abc")) {
+		t.Fatal("TrySend into an empty ring failed")
+	}
+	if !own.MayPoll() {
+		t.Fatal("MayPoll missed a frame")
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					own.MayPoll()
+				}
+			}
+		}()
+	}
+	time.Sleep(10 * time.Millisecond)
+	if err := own.Close(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if !own.MayPoll() {
+		t.Error("MayPoll after Close = false, want true")
+	}
+	if n, err := own.Poll(nil); n != 0 || err != nil {
+		t.Errorf("Poll after Close = %d, %v", n, err)
 	}
 }

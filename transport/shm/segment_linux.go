@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -86,6 +88,26 @@ func (s *segment) close() error {
 	err := unix.Munmap(s.mem)
 	s.mem, s.g = nil, nil
 	return err
+}
+
+// retire unmaps this rank's own segment in a way that is safe for readers
+// that hold no lock (Transport.MayPoll, called by waiting goroutines): the
+// range is replaced, in one mmap call, by private read-only zero pages, so
+// a late reader sees empty rings instead of faulting; the range itself is
+// released once the segment is unreachable, when no reader can be left.
+func (s *segment) retire() error {
+	if s.mem == nil {
+		return nil
+	}
+	_, err := unix.MmapPtr(-1, 0, unsafe.Pointer(&s.mem[0]), uintptr(len(s.mem)),
+		unix.PROT_READ, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED)
+	if err != nil {
+		// Refused (it never is on Linux for a range this process
+		// mapped): unmap plainly, and a racing reader could fault.
+		return s.close()
+	}
+	runtime.AddCleanup(s, func(mem []byte) { unix.Munmap(mem) }, s.mem)
+	return nil
 }
 
 func (s *segment) remove() error {

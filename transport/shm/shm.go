@@ -64,6 +64,8 @@ type Transport struct {
 	peers   map[int]*peer
 	waiting []*peer     // peers with frames queued (their ring was full)
 	queued  atomic.Bool // len(waiting) > 0, for MayPoll
+	retired atomic.Bool // closed, for MayPoll (see segment.retire)
+	g       *region     // the own segment's region, fixed at Open, for MayPoll
 	closed  bool
 	hd      transport.Header // scratch for Poll: a local would escape through the Handler
 	maxLen  int              // largest frame payload: a quarter of a ring
@@ -134,6 +136,7 @@ func Open(cfg Config) (*Transport, error) {
 	for i := range t.rx {
 		t.rx[i].r = seg.g.ring(i)
 	}
+	t.g = seg.g
 	return t, nil
 }
 
@@ -263,6 +266,9 @@ func (t *Transport) putFrame(p *peer, hdr *transport.Header, payload []byte) boo
 // Poll hands the frames waiting in this rank's rings to h and retries
 // frames queued for full rings. It returns the number of frames handled.
 func (t *Transport) Poll(h transport.Handler) (int, error) {
+	if t.closed {
+		return 0, nil
+	}
 	n := 0
 	if len(t.waiting) > 0 {
 		n += t.flush()
@@ -292,11 +298,15 @@ func (t *Transport) Poll(h transport.Handler) (int, error) {
 // (whose atomic read-modify-write would also wait for this rank's last
 // frame to reach its peer). It reads only what is shared or fixed at Open:
 // the active bitmap, and each ring's published tail and sequence words.
+//
+// After Close it reports true, so that the caller takes the lock and finds
+// the transport closed; a call that raced with Close reads the zero pages
+// that replaced the segment (segment.retire).
 func (t *Transport) MayPoll() bool {
-	if t.queued.Load() {
+	if t.queued.Load() || t.retired.Load() {
 		return true
 	}
-	g := t.own.g
+	g := t.g
 	for w := range g.bitmapWords() {
 		v := g.activeWord(w).Load()
 		for v != 0 {
@@ -446,6 +456,7 @@ func (t *Transport) Close() error {
 	}
 	t.peers = nil
 	t.waiting = nil
-	errs = append(errs, t.own.remove(), t.own.close())
+	t.retired.Store(true)
+	errs = append(errs, t.own.remove(), t.own.retire())
 	return errors.Join(errs...)
 }
