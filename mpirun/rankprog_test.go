@@ -45,8 +45,8 @@ func rankprog() int {
 	}
 	rank, size := world.Rank(), world.Size()
 	if p := os.Getenv("PARLEY_TEST_PIDDIR"); p != "" {
-		os.WriteFile(fmt.Sprintf("%s/job", p), []byte(os.Getenv(bootstrap.EnvJob)), 0o644)
-		os.WriteFile(fmt.Sprintf("%s/rank%d.pid", p, rank), []byte(strconv.Itoa(os.Getpid())), 0o644)
+		writeWhole(fmt.Sprintf("%s/job", p), os.Getenv(bootstrap.EnvJob), rank)
+		writeWhole(fmt.Sprintf("%s/rank%d.pid", p, rank), strconv.Itoa(os.Getpid()), rank)
 	}
 	blockForever := func() {
 		// Wait for a message nobody sends (the job is stopped from outside).
@@ -153,5 +153,14 @@ func knock(addr string) {
 	}
 	if c, err := net.Dial(network, a); err == nil {
 		c.Close()
+	}
+}
+
+// writeWhole writes a file that a test polls for, in one rename, so that
+// the test never reads it empty or half written (every rank writes "job").
+func writeWhole(path, content string, rank int) {
+	tmp := fmt.Sprintf("%s.tmp%d", path, rank)
+	if os.WriteFile(tmp, []byte(content), 0o644) == nil {
+		os.Rename(tmp, path)
 	}
 }

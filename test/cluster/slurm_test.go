@@ -183,7 +183,7 @@ func TestScancel(t *testing.T) {
 	}
 	job := strings.TrimSpace(string(id))
 	if !proctest.Eventually(30*time.Second, func() bool {
-		m, _ := filepath.Glob(filepath.Join(dir, "rank*"))
+		m, _ := filepath.Glob(filepath.Join(dir, "rank[0-9]"))
 		return len(m) == 4
 	}) {
 		exec.Command("scancel", job).Run()
@@ -228,7 +228,7 @@ func TestSlurmAgentLost(t *testing.T) {
 	script := fmt.Sprintf(`%s/mpirun -x TESTPROG_DIR=%s %s/testprog block`, bin, dir, bin)
 	j := submit(t, []string{"-N2", "-n4"}, script)
 	if !proctest.Eventually(30*time.Second, func() bool {
-		m, _ := filepath.Glob(filepath.Join(dir, "rank*"))
+		m, _ := filepath.Glob(filepath.Join(dir, "rank[0-9]"))
 		return len(m) == 4
 	}) {
 		t.Fatal("ranks did not start")

@@ -22,8 +22,12 @@ func main() {
 	}
 	host, _ := os.Hostname()
 	if dir := os.Getenv("TESTPROG_DIR"); dir != "" {
-		os.WriteFile(filepath.Join(dir, fmt.Sprintf("rank%d", world.Rank())),
-			[]byte(host+" "+strconv.Itoa(os.Getpid())), 0o644)
+		// Written whole, by a rename: the test polls for the file and
+		// must not read it empty.
+		path := filepath.Join(dir, fmt.Sprintf("rank%d", world.Rank()))
+		if os.WriteFile(path+".tmp", []byte(host+" "+strconv.Itoa(os.Getpid())), 0o644) == nil {
+			os.Rename(path+".tmp", path)
+		}
 	}
 	fmt.Printf("rank %d of %d on %s\n", world.Rank(), world.Size(), host)
 	if len(os.Args) > 1 && os.Args[1] == "block" {
