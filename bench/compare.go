@@ -160,9 +160,16 @@ func splitList(s string) []string {
 	return out
 }
 
-// slotsPerHost is how many ranks each host gets when np ranks are spread
-// over the hosts.
-func (c implConfig) slotsPerHost() int { return (c.np + len(c.hosts) - 1) / len(c.hosts) }
+// hostSlots is the -H list that gives each host its share of the np
+// ranks ("h1:1,h2:1"), in the syntax both mpiruns take.
+func (c implConfig) hostSlots() string {
+	per := (c.np + len(c.hosts) - 1) / len(c.hosts)
+	list := make([]string, len(c.hosts))
+	for i, h := range c.hosts {
+		list[i] = fmt.Sprintf("%s:%d", h, per)
+	}
+	return strings.Join(list, ",")
+}
 
 // newImpl prepares one implementation: parley's mpirun and bench, or the C
 // reference built with an MPI's mpicc.
@@ -186,8 +193,7 @@ func newImpl(name string, c implConfig) (impl, error) {
 			if len(c.hosts) > 0 {
 				// Ranks alternate between the hosts, so ranks 0 and 1 of a
 				// point-to-point benchmark are on different ones.
-				a = append(a, "-H", strings.Join(c.hosts, fmt.Sprintf(":%d,", c.slotsPerHost()))+fmt.Sprintf(":%d", c.slotsPerHost()),
-					"--map-by", "node", "--bind-to", "none")
+				a = append(a, "-H", c.hostSlots(), "--map-by", "node", "--bind-to", "none")
 			}
 			a = append(a, c.parleyFlags...)
 			a = append(a, self, bench)
@@ -208,8 +214,8 @@ func newImpl(name string, c implConfig) (impl, error) {
 			a := []string{"--allow-run-as-root", "-np", fmt.Sprint(np)}
 			switch {
 			case len(c.hosts) > 0:
-				a = append(a, "-H", strings.Join(c.hosts, fmt.Sprintf(":%d,", c.slotsPerHost()))+fmt.Sprintf(":%d", c.slotsPerHost()),
-					"--map-by", "node", "--bind-to", "none", "--mca", "pml", "ob1", "--mca", "btl", "tcp,self")
+				a = append(a, "-H", c.hostSlots(), "--map-by", "node", "--bind-to", "none",
+					"--mca", "pml", "ob1", "--mca", "btl", "tcp,self")
 			case oversub:
 				a = append(a, "--oversubscribe", "--bind-to", "none")
 			default:
