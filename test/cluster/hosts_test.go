@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 		defer os.RemoveAll(dir)
 		bin = dir
 		os.Chmod(dir, 0o755)
-		for _, p := range []string{"../../mpirun", "./testprog", "../../examples/hello", "../../examples/ring"} {
+		for _, p := range []string{"../../mpirun", "./testprog", "../../examples/hello", "../../examples/ring", "../../bench"} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, filepath.Base(p)), p)
 			cmd.Stderr = os.Stderr
 			if err := cmd.Run(); err != nil {
@@ -335,5 +335,28 @@ func TestTreeLaunch(t *testing.T) {
 		if !strings.Contains(r.stdout, "on "+h) {
 			t.Errorf("no rank on %s:\n%s", h, r.stdout)
 		}
+	}
+}
+
+// TestBenchAcrossHosts: bench compare -hosts runs its ranks on two hosts
+// (rank 0 on host1, rank 1 on host2), over TCP, and against Open MPI on
+// the same hosts when it is installed (the way bench/hosts.sh measures).
+func TestBenchAcrossHosts(t *testing.T) {
+	needHosts(t)
+	impls := "parley"
+	if _, err := exec.LookPath("mpicc.openmpi"); err == nil {
+		impls += ",openmpi"
+	}
+	dir := t.TempDir()
+	out, err := exec.Command(filepath.Join(bin, "bench"), "compare", "-np", "2", "-reps", "1", "-impl", impls,
+		"-hosts", hosts[0]+","+hosts[1], "-json", filepath.Join(dir, "c.json"), "latency", "--smoke", "-m", "0:64").CombinedOutput()
+	if err != nil {
+		t.Fatalf("bench compare -hosts: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "transport tcp") {
+		t.Errorf("compare across hosts did not run over TCP:\n%s", out)
+	}
+	if strings.Contains(impls, "openmpi") && !strings.Contains(string(out), "parley/openmpi") {
+		t.Errorf("no Open MPI column:\n%s", out)
 	}
 }
