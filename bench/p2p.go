@@ -120,10 +120,15 @@ func window(w *comm.Comm, buf []byte, peer int, send bool, n int, reqs []*comm.R
 			reqs[k] = w.Irecv(buf, peer, tagData)
 		}
 	}
-	err := comm.WaitallNoStatus(reqs[:n]...)
-	// MPI_Waitall frees the requests it completes; Release is how a
-	// parley program does the same, so the next window reuses them.
-	for _, r := range reqs[:n] {
+	return waitAndRelease(reqs[:n])
+}
+
+// waitAndRelease waits for reqs and gives them back for reuse: MPI_Waitall
+// frees the requests it completes, and Release is how a parley program
+// does the same, so the next window allocates none.
+func waitAndRelease(reqs []*comm.Request) error {
+	err := comm.WaitallNoStatus(reqs...)
+	for _, r := range reqs {
 		r.Release()
 	}
 	return err
@@ -211,11 +216,7 @@ func runBiBW(be *bencher) error {
 				for k := 0; k < be.o.window; k++ {
 					reqs[be.o.window+k] = w.Isend(sbuf, peer, tagData)
 				}
-				err := comm.WaitallNoStatus(reqs...)
-				for _, r := range reqs {
-					r.Release()
-				}
-				if err != nil {
+				if err := waitAndRelease(reqs); err != nil {
 					return err
 				}
 				if be.o.validate {

@@ -87,10 +87,10 @@ type engine struct {
 	// allocation per message, which at millions of messages a second would
 	// keep the garbage collector running.
 	sent       *Request
-	slab       []Request           // see requestSlab
-	freeOps    []*transport.SendOp // see getOp
-	freeMsgs   []*message          // see newMessageLocked
-	released   []*Request          // given back by the program (Request.Release)
+	slab       []Request                  // see requestSlab
+	freeOps    freeList[transport.SendOp] // see getOp
+	freeMsgs   freeList[message]          // see newMessageLocked
+	released   freeList[Request]          // given back by the program (Request.Release)
 	pool       bufPool
 	nextCtx    uint32 // next free context id, a multiple of ctxStride
 	sleeping   bool   // a goroutine sleeps on the bell
@@ -247,9 +247,7 @@ func (e *engine) newRequest(c *Comm, internal bool) *Request {
 				return r
 			}
 		}
-	} else if n := len(e.released); n > 0 {
-		r := e.released[n-1]
-		e.released = e.released[:n-1]
+	} else if r := e.released.get(); r != nil {
 		r.e, r.c = e, c
 		return r
 	}
@@ -265,11 +263,8 @@ func (e *engine) newRequest(c *Comm, internal bool) *Request {
 // getOp returns a frame op owned by o, from the engine's pool. Ops are
 // internal (a program never holds one), so they are reused.
 func (e *engine) getOp(o transport.Completer) *transport.SendOp {
-	var op *transport.SendOp
-	if n := len(e.freeOps); n > 0 {
-		op = e.freeOps[n-1]
-		e.freeOps = e.freeOps[:n-1]
-	} else {
+	op := e.freeOps.get()
+	if op == nil {
 		op = new(transport.SendOp)
 	}
 	op.Owner = o
@@ -278,14 +273,34 @@ func (e *engine) getOp(o transport.Completer) *transport.SendOp {
 
 // putOp gives a finished op back to the pool, dropping its references.
 func (e *engine) putOp(op *transport.SendOp) {
-	if len(e.freeOps) >= maxFreeOps {
-		return
-	}
 	*op = transport.SendOp{}
-	e.freeOps = append(e.freeOps, op)
+	e.freeOps.put(op)
 }
 
-const maxFreeOps = 256
+// freeList keeps up to freeListMax finished objects of the engine's own
+// (frame ops, unexpected-message records, released requests) for reuse.
+// Guarded by mu.
+type freeList[T any] struct{ items []*T }
+
+const freeListMax = 256
+
+// get returns a kept object, or nil.
+func (l *freeList[T]) get() *T {
+	n := len(l.items)
+	if n == 0 {
+		return nil
+	}
+	x := l.items[n-1]
+	l.items = l.items[:n-1]
+	return x
+}
+
+// put keeps x, unless the list is full.
+func (l *freeList[T]) put(x *T) {
+	if len(l.items) < freeListMax {
+		l.items = append(l.items, x)
+	}
+}
 
 // SendDone recycles the engine's own control frames (FIN, CTS).
 func (e *engine) SendDone(op *transport.SendOp, err error) { e.putOp(op) }
@@ -384,11 +399,13 @@ func (e *engine) isendLocked(c *Comm, buf []byte, dest int, tag int, ctx uint32,
 		// leave for the peer's core.
 		r = e.newRequest(c, true)
 	}
-	if e.cause == nil && !sync {
-		// The fast path of small messages on this host: the frame goes
-		// straight into the peer's ring, and the send is complete.
-		rt := e.routeLocked(dest)
-		if rt.err == nil && rt.via == viaShm && len(buf) <= rt.eager {
+	var rt *route
+	if e.cause == nil {
+		rt = e.routeLocked(dest)
+		if rt.err == nil && rt.via == viaShm && !sync && len(buf) <= rt.eager {
+			// The fast path of small messages on this host: the frame
+			// goes straight into the peer's ring, and the send is
+			// complete.
 			h := transport.Header{Kind: kindEager, Context: ctx, Source: uint32(e.rank), Tag: int32(tag), Len: uint32(len(buf))}
 			if e.shm.TrySend(dest, &h, buf) {
 				if !internal {
@@ -408,7 +425,6 @@ func (e *engine) isendLocked(c *Comm, buf []byte, dest int, tag int, ctx uint32,
 		e.completeLocked(r, e.opError(r, "send", e.cause))
 		return r
 	}
-	rt := e.routeLocked(dest)
 	if rt.err != nil {
 		e.completeLocked(r, e.opError(r, "send", rt.err))
 		return r
@@ -666,11 +682,8 @@ func (e *engine) deliverMessageLocked(h *transport.Header, payload []byte) {
 // program), so they are reused: a stream of small messages that arrive
 // before their receives allocates nothing.
 func (e *engine) newMessageLocked(src, tag int32, size int) *message {
-	var m *message
-	if n := len(e.freeMsgs); n > 0 {
-		m = e.freeMsgs[n-1]
-		e.freeMsgs = e.freeMsgs[:n-1]
-	} else {
+	m := e.freeMsgs.get()
+	if m == nil {
 		m = new(message)
 	}
 	m.src, m.tag, m.size = src, tag, size
@@ -697,12 +710,8 @@ func (e *engine) freeMessageLocked(m *message) {
 		e.pool.put(m.data)
 	}
 	m.data, m.selfReq = nil, nil
-	if len(e.freeMsgs) < maxFreeMsgs {
-		e.freeMsgs = append(e.freeMsgs, m)
-	}
+	e.freeMsgs.put(m)
 }
-
-const maxFreeMsgs = 256
 
 // sendDataLocked answers a clear-to-send: the payload goes out in direct
 // frames of at most the transport's frame size.

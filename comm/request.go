@@ -106,15 +106,10 @@ func (r *Request) Release() {
 	}
 	e := r.e
 	e.mu.Lock()
-	if len(e.released) < maxReleased {
-		*r = Request{}
-		e.released = append(e.released, r)
-	}
+	*r = Request{}
+	e.released.put(r)
 	e.mu.Unlock()
 }
-
-// maxReleased bounds the requests the engine keeps for reuse.
-const maxReleased = 1024
 
 // Wait blocks until the request completes and returns its status. A
 // receive's status names the sender and tag; a send's is zero.

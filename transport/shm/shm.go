@@ -62,11 +62,10 @@ type Transport struct {
 	next int      // where the next poll starts, for fairness
 
 	peers   map[int]*peer
-	waiting []*peer     // peers with frames queued (their ring was full)
-	queued  atomic.Bool // len(waiting) > 0, for MayPoll
-	retired atomic.Bool // closed, for MayPoll (see segment.retire)
-	g       *region     // the own segment's region, fixed at Open, for MayPoll
-	closed  bool
+	waiting []*peer          // peers with frames queued (their ring was full)
+	queued  atomic.Bool      // len(waiting) > 0, for MayPoll
+	g       *region          // the own segment's region, fixed at Open, for MayPoll
+	closed  atomic.Bool      // read by MayPoll without the lock (see segment.retire)
 	hd      transport.Header // scratch for Poll: a local would escape through the Handler
 	maxLen  int              // largest frame payload: a quarter of a ring
 }
@@ -193,7 +192,7 @@ func (t *Transport) Send(rank int, op *transport.SendOp) {
 	op.Reset()
 	p := t.peers[rank]
 	switch {
-	case t.closed:
+	case t.closed.Load():
 		op.Complete(fmt.Errorf("shm send to rank %d: %w", rank, transport.ErrClosed))
 	case p == nil:
 		op.Complete(fmt.Errorf("shm send to rank %d: not attached", rank))
@@ -216,7 +215,7 @@ func (t *Transport) Send(rank int, op *transport.SendOp) {
 // small eager messages: no op to take from a pool, complete and give back.
 func (t *Transport) TrySend(rank int, h *transport.Header, payload []byte) bool {
 	p := t.peers[rank]
-	if t.closed || p == nil || len(payload) > t.maxLen || !p.queue.Empty() {
+	if t.closed.Load() || p == nil || len(payload) > t.maxLen || !p.queue.Empty() {
 		return false
 	}
 	return t.putFrame(p, h, payload)
@@ -266,7 +265,7 @@ func (t *Transport) putFrame(p *peer, hdr *transport.Header, payload []byte) boo
 // Poll hands the frames waiting in this rank's rings to h and retries
 // frames queued for full rings. It returns the number of frames handled.
 func (t *Transport) Poll(h transport.Handler) (int, error) {
-	if t.closed {
+	if t.closed.Load() {
 		return 0, nil
 	}
 	n := 0
@@ -303,7 +302,7 @@ func (t *Transport) Poll(h transport.Handler) (int, error) {
 // the transport closed; a call that raced with Close reads the zero pages
 // that replaced the segment (segment.retire).
 func (t *Transport) MayPoll() bool {
-	if t.queued.Load() || t.retired.Load() {
+	if t.queued.Load() || t.closed.Load() {
 		return true
 	}
 	g := t.g
@@ -443,10 +442,9 @@ func (t *Transport) Pending() bool { return len(t.waiting) > 0 }
 // Close unmaps every segment and removes this rank's own file. Queued
 // frames fail with transport.ErrClosed. It is safe to call twice.
 func (t *Transport) Close() error {
-	if t.closed {
+	if t.closed.Swap(true) {
 		return nil
 	}
-	t.closed = true
 	var errs []error
 	for _, p := range t.peers {
 		for op := p.queue.Pop(); op != nil; op = p.queue.Pop() {
@@ -456,7 +454,6 @@ func (t *Transport) Close() error {
 	}
 	t.peers = nil
 	t.waiting = nil
-	t.retired.Store(true)
 	errs = append(errs, t.own.remove(), t.own.retire())
 	return errors.Join(errs...)
 }
