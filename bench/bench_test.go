@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/parley-hpc/parley/internal/proctest"
 )
 
 var bin string // the built mpirun and bench
@@ -156,7 +158,7 @@ func TestCompareSmoke(t *testing.T) {
 		}
 	}
 	if len(impls) == 0 {
-		t.Skip("no mpicc.openmpi or mpicc.mpich: install openmpi-bin libopenmpi-dev mpich libmpich-dev")
+		proctest.Unavailable(t, "no mpicc.openmpi or mpicc.mpich: install openmpi-bin libopenmpi-dev mpich libmpich-dev")
 	}
 	for _, b := range []string{"latency", "allreduce"} {
 		t.Run(b, func(t *testing.T) {
@@ -184,7 +186,7 @@ func TestCompareSmoke(t *testing.T) {
 // directory names the missing reference.
 func TestCompareWithPrebuiltReference(t *testing.T) {
 	if _, err := exec.LookPath("mpicc.openmpi"); err != nil {
-		t.Skip("no mpicc.openmpi: install openmpi-bin libopenmpi-dev")
+		proctest.Unavailable(t, "no mpicc.openmpi: install openmpi-bin libopenmpi-dev")
 	}
 	refs := t.TempDir()
 	out, err := exec.Command(filepath.Join(bin, "bench"), "reference", refs).CombinedOutput()

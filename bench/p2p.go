@@ -111,27 +111,34 @@ func runLatency(be *bencher) error {
 	return collectives.Barrier(w)
 }
 
-// window sends (or receives) a window of messages and waits for them.
-func window(w *comm.Comm, buf []byte, peer int, send bool, n int, reqs []*comm.Request) error {
-	for k := 0; k < n; k++ {
+// windowOf makes the persistent requests of a window of n sends (or
+// receives) of buf with peer. The OSU benchmarks post a window with
+// MPI_Isend or MPI_Irecv and MPI_Waitall, which frees each request for
+// the library to reuse; a parley request is the program's as long as it
+// holds it, so the way to repeat operations without allocating is a
+// persistent request, started once per window.
+func windowOf(w *comm.Comm, buf []byte, peer int, send bool, n int) ([]*comm.Request, error) {
+	reqs := make([]*comm.Request, n)
+	for k := range reqs {
+		var err error
 		if send {
-			reqs[k] = w.Isend(buf, peer, tagData)
+			reqs[k], err = w.SendInit(buf, peer, tagData)
 		} else {
-			reqs[k] = w.Irecv(buf, peer, tagData)
+			reqs[k], err = w.RecvInit(buf, peer, tagData)
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
-	return waitAndRelease(reqs[:n])
+	return reqs, nil
 }
 
-// waitAndRelease waits for reqs and gives them back for reuse: MPI_Waitall
-// frees the requests it completes, and Release is how a parley program
-// does the same, so the next window allocates none.
-func waitAndRelease(reqs []*comm.Request) error {
-	err := comm.WaitallNoStatus(reqs...)
-	for _, r := range reqs {
-		r.Release()
+// window starts a window of persistent requests and waits for them.
+func window(reqs []*comm.Request) error {
+	if err := comm.Startall(reqs...); err != nil {
+		return err
 	}
-	return err
+	return comm.WaitallNoStatus(reqs...)
 }
 
 // streamTime times iters windows from sender to peer with an ack after
@@ -141,21 +148,24 @@ func streamTime(be *bencher, peer int, sender bool, size, iters, warmup int) (fl
 	buf := make([]byte, size)
 	ack := make([]byte, 4)
 	fill(buf, size)
-	reqs := make([]*comm.Request, be.o.window)
+	reqs, err := windowOf(w, buf, peer, sender, be.o.window)
+	if err != nil {
+		return 0, err
+	}
 	var t0 float64
 	for i := 0; i < iters+warmup; i++ {
 		if i == warmup {
 			t0 = now()
 		}
 		if sender {
-			if err := window(w, buf, peer, true, be.o.window, reqs); err != nil {
+			if err := window(reqs); err != nil {
 				return 0, err
 			}
 			if _, err := w.Recv(ack, peer, tagAck); err != nil {
 				return 0, err
 			}
 		} else {
-			if err := window(w, buf, peer, false, be.o.window, reqs); err != nil {
+			if err := window(reqs); err != nil {
 				return 0, err
 			}
 			if be.o.validate {
@@ -204,19 +214,21 @@ func runBiBW(be *bencher) error {
 			peer := 1 - w.Rank()
 			sbuf, rbuf := make([]byte, size), make([]byte, size)
 			fill(sbuf, size)
-			reqs := make([]*comm.Request, 2*be.o.window)
+			recvs, err := windowOf(w, rbuf, peer, false, be.o.window)
+			if err != nil {
+				return err
+			}
+			sends, err := windowOf(w, sbuf, peer, true, be.o.window)
+			if err != nil {
+				return err
+			}
+			reqs := append(recvs, sends...)
 			var t0 float64
 			for i := 0; i < iters+warmup; i++ {
 				if i == warmup {
 					t0 = now()
 				}
-				for k := 0; k < be.o.window; k++ {
-					reqs[k] = w.Irecv(rbuf, peer, tagData)
-				}
-				for k := 0; k < be.o.window; k++ {
-					reqs[be.o.window+k] = w.Isend(sbuf, peer, tagData)
-				}
-				if err := waitAndRelease(reqs); err != nil {
+				if err := window(reqs); err != nil {
 					return err
 				}
 				if be.o.validate {

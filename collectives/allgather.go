@@ -1,6 +1,9 @@
 package collectives
 
-import "github.com/parley-hpc/parley/comm"
+import (
+	"github.com/parley-hpc/parley/comm"
+	"github.com/parley-hpc/parley/internal/coll"
+)
 
 // allgatherRingMin is the size of one rank's block (bytes) from which
 // Allgather uses the ring: n-1 steps that each move one block per rank,
@@ -16,7 +19,10 @@ var allgatherRingMin = 32 << 10
 // communications in multiport message-passing systems" (1997), for short
 // blocks, any rank count; a ring for long ones.
 func Allgather[T Elem](c *comm.Comm, send, recv []T) error {
-	kv := begin(c, "allgather")
+	kv, err := begin(c, coll.Allgather, args[T](0, "", len(send)))
+	if err != nil {
+		return err
+	}
 	k := &kv
 	blk := len(send)
 	if len(recv) != blk*k.size {
@@ -72,7 +78,10 @@ func allgatherBruck[T Elem](k *call, recv []T, blk int) error {
 //
 // Algorithm: a ring, each step forwarding the block received last.
 func Allgatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int) error {
-	kv := begin(c, "allgatherv")
+	kv, err := begin(c, coll.Allgatherv, args[T](0, "", 0))
+	if err != nil {
+		return err
+	}
 	k := &kv
 	if err := k.checkV("allgatherv", counts, displs, len(recv)); err != nil {
 		return err

@@ -2,6 +2,7 @@ package collectives
 
 import (
 	"github.com/parley-hpc/parley/comm"
+	"github.com/parley-hpc/parley/internal/coll"
 )
 
 // allreduceLargeMin is the vector size in bytes from which Allreduce uses
@@ -24,7 +25,10 @@ var allreduceLargeMin = 32 << 10
 // the largest power of two into their neighbours first, so any rank count
 // works. A non-commutative op uses an ordered Reduce and a Bcast.
 func Allreduce[T Elem](c *comm.Comm, in, out []T, op Op) error {
-	kv := begin(c, "allreduce")
+	kv, err := begin(c, coll.Allreduce, args[T](0, op.name, len(in)))
+	if err != nil {
+		return err
+	}
 	k := &kv
 	if err := checkOp[T](op); err != nil {
 		return k.fail(err)

@@ -1,6 +1,9 @@
 package collectives
 
-import "github.com/parley-hpc/parley/comm"
+import (
+	"github.com/parley-hpc/parley/comm"
+	"github.com/parley-hpc/parley/internal/coll"
+)
 
 // Alltoall sends block r of every rank's send to rank r, which stores it
 // as block (sender) of its recv; send and recv hold Size() blocks of equal
@@ -10,7 +13,10 @@ import "github.com/parley-hpc/parley/comm"
 // step s each rank exchanges with one partner (rank XOR s for a power of
 // two, else rank+s and rank-s), so no rank is flooded.
 func Alltoall[T Elem](c *comm.Comm, send, recv []T) error {
-	kv := begin(c, "alltoall")
+	kv, err := begin(c, coll.Alltoall, args[T](0, "", len(send)))
+	if err != nil {
+		return err
+	}
 	k := &kv
 	if len(send) != len(recv) || len(send)%k.size != 0 {
 		return k.errorf("%w: send (%d) and recv (%d) must hold %d equal blocks", comm.ErrInvalidArg, len(send), len(recv), k.size)
@@ -41,7 +47,10 @@ func Alltoall[T Elem](c *comm.Comm, send, recv []T) error {
 // r, and receives recvCounts[r] elements from rank r at recvDispls[r] of
 // recv. Nil displacements pack the blocks in rank order.
 func Alltoallv[T Elem](c *comm.Comm, send []T, sendCounts, sendDispls []int, recv []T, recvCounts, recvDispls []int) error {
-	kv := begin(c, "alltoallv")
+	kv, err := begin(c, coll.Alltoallv, args[T](0, "", 0))
+	if err != nil {
+		return err
+	}
 	k := &kv
 	if err := k.checkV("alltoallv send", sendCounts, sendDispls, len(send)); err != nil {
 		return err

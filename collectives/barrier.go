@@ -1,6 +1,9 @@
 package collectives
 
-import "github.com/parley-hpc/parley/comm"
+import (
+	"github.com/parley-hpc/parley/comm"
+	"github.com/parley-hpc/parley/internal/coll"
+)
 
 // Barrier returns once every rank of c has entered it.
 //
@@ -9,7 +12,10 @@ import "github.com/parley-hpc/parley/comm"
 // +2^k and waits for rank -2^k; after ceil(log2 n) rounds every rank has
 // heard, directly or not, from every other. Correct for any n.
 func Barrier(c *comm.Comm) error {
-	kv := begin(c, "barrier")
+	kv, err := begin(c, coll.Barrier, coll.Args{})
+	if err != nil {
+		return err
+	}
 	k := &kv
 	var none [0]byte
 	for d := 1; d < k.size; d *= 2 {

@@ -1,6 +1,9 @@
 package collectives
 
-import "github.com/parley-hpc/parley/comm"
+import (
+	"github.com/parley-hpc/parley/comm"
+	"github.com/parley-hpc/parley/internal/coll"
+)
 
 // bcastScatterMin is the size from which Bcast switches from the binomial
 // tree to scatter + allgather, when there are more than two ranks. Chosen
@@ -17,7 +20,10 @@ var bcastScatterMin = 256 << 10
 // allgather (van de Geijn; Thakur, Rabenseifner and Gropp, "Optimization of
 // collective communication operations in MPICH", 2005).
 func Bcast[T Elem](c *comm.Comm, xs []T, root int) error {
-	kv := begin(c, "bcast")
+	kv, err := begin(c, coll.Bcast, args[T](root, "", len(xs)))
+	if err != nil {
+		return err
+	}
 	k := &kv
 	if err := k.checkRoot(root); err != nil {
 		return err

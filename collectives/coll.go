@@ -1,27 +1,40 @@
 package collectives
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/parley-hpc/parley/comm"
+	"github.com/parley-hpc/parley/internal/coll"
 )
 
-// call is one collective operation in progress on a communicator: the
-// collective view it sends on, and the tag that keeps its messages apart
-// from those of other (nonblocking) collectives on the same communicator.
+// call is one collective operation in progress on a communicator: its
+// rank and size, and the bridge's call (internal/coll), which carries the
+// collective view it sends on, the tag that keeps its messages apart from
+// those of other (nonblocking) collectives on the same communicator, and
+// the check word that lets the receivers catch ranks that called another
+// collective or gave other arguments.
 type call struct {
 	name string
-	c    *comm.Comm // the collective view
+	k    coll.Call
 	rank int
 	size int
-	tag  int
 }
 
-// begin returns the call by value, so that it can live on the caller's
-// stack (a collective on a short vector should not allocate).
-func begin(c *comm.Comm, name string) call {
-	cv := c.CollectiveView()
-	return call{name: name, c: cv, rank: cv.Rank(), size: cv.Size(), tag: int(c.NextCollective() % (comm.MaxTag + 1))}
+// begin starts a collective of kind on c. The call is returned by value,
+// so that it can live on the caller's stack (a collective on a short
+// vector should not allocate).
+func begin(c *comm.Comm, kind coll.Kind, a coll.Args) (call, error) {
+	k, err := coll.Bridge.Begin(c, kind, a)
+	if err != nil {
+		return call{}, err
+	}
+	return call{name: kind.String(), k: k, rank: k.Rank, size: k.Size}, nil
+}
+
+// args builds the check arguments of a call on vectors of T.
+func args[T Elem](root int, op string, count int) coll.Args {
+	return coll.Args{Root: root, Op: op, ElemSize: elemSize[T](), Count: count}
 }
 
 // fail wraps an error with the collective's name.
@@ -29,27 +42,33 @@ func (k *call) fail(err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%s on %s: %w", k.name, k.c, err)
+	return fmt.Errorf("%s: %w", k.name, err)
 }
 
 func (k *call) errorf(format string, args ...any) error {
-	return fmt.Errorf("%s on %s (rank %d): %w", k.name, k.c, k.rank, fmt.Errorf(format, args...))
+	return fmt.Errorf("%s (rank %d of %d): %w", k.name, k.rank, k.size, fmt.Errorf(format, args...))
 }
 
-func (k *call) send(buf []byte, peer int) error { return k.c.Send(buf, peer, k.tag) }
+func (k *call) send(buf []byte, peer int) error { return coll.Bridge.Send(&k.k, buf, peer) }
 
-func (k *call) recv(buf []byte, peer int) (comm.Status, error) { return k.c.Recv(buf, peer, k.tag) }
+func (k *call) isend(buf []byte, peer int) *comm.Request {
+	return coll.Bridge.Isend(&k.k, buf, peer).(*comm.Request)
+}
+
+func (k *call) irecv(buf []byte, peer int) *comm.Request {
+	return coll.Bridge.Irecv(&k.k, buf, peer).(*comm.Request)
+}
 
 // recvExact receives exactly len(buf) bytes from peer; a message of
 // another length means the ranks called the collective with different
 // arguments.
 func (k *call) recvExact(buf []byte, peer int) error {
-	st, err := k.c.Recv(buf, peer, k.tag)
+	n, err := coll.Bridge.Recv(&k.k, buf, peer)
 	if err != nil {
 		return k.mismatch(err, peer)
 	}
-	if st.Count != len(buf) {
-		return k.errorf("rank %d sent %d bytes where %d were expected: ranks disagree on the counts", peer, st.Count, len(buf))
+	if n != len(buf) {
+		return k.errorf("%w: rank %d sent %d bytes where %d were expected: ranks disagree on the counts", comm.ErrMismatch, peer, n, len(buf))
 	}
 	return nil
 }
@@ -57,12 +76,12 @@ func (k *call) recvExact(buf []byte, peer int) error {
 // exchange sends to one peer and receives exactly len(recv) bytes from
 // another at once.
 func (k *call) exchange(send []byte, to int, recv []byte, from int) error {
-	st, err := k.c.Sendrecv(send, to, k.tag, recv, from, k.tag)
+	n, err := coll.Bridge.Sendrecv(&k.k, send, to, recv, from)
 	if err != nil {
 		return k.mismatch(err, from)
 	}
-	if st.Count != len(recv) {
-		return k.errorf("rank %d sent %d bytes where %d were expected: ranks disagree on the counts", from, st.Count, len(recv))
+	if n != len(recv) {
+		return k.errorf("%w: rank %d sent %d bytes where %d were expected: ranks disagree on the counts", comm.ErrMismatch, from, n, len(recv))
 	}
 	return nil
 }
@@ -70,8 +89,8 @@ func (k *call) exchange(send []byte, to int, recv []byte, from int) error {
 // mismatch turns a truncation into the error it means in a collective.
 func (k *call) mismatch(err error, peer int) error {
 	var te *comm.TruncatedError
-	if asTruncated(err, &te) {
-		return k.errorf("rank %d sent %d bytes where %d were expected: ranks disagree on the counts (%w)", peer, te.Message, te.Buffer, err)
+	if errors.As(err, &te) {
+		return k.errorf("%w: rank %d sent %d bytes where %d were expected: ranks disagree on the counts (%w)", comm.ErrMismatch, peer, te.Message, te.Buffer, err)
 	}
 	return k.fail(err)
 }
@@ -83,14 +102,34 @@ func (k *call) checkRoot(root int) error {
 	return nil
 }
 
-// waitAll waits for reqs, gives them back to the runtime, and reports the
-// first failure.
+// waitAll waits for the call's own requests, gives them back to the
+// runtime, and reports the first failure.
 func (k *call) waitAll(reqs []*comm.Request) error {
 	err := comm.WaitallNoStatus(reqs...)
 	for _, r := range reqs {
-		r.Release() // the collective's own: reused by the next one
+		coll.Bridge.Free(r)
 	}
 	return k.fail(err)
+}
+
+// waitRecvs waits for receives that must each bring exactly want bytes
+// (want < 0: any count), gives the requests back, and reports the first
+// failure.
+func (k *call) waitRecvs(reqs []*comm.Request, want int) error {
+	var first error
+	for _, r := range reqs {
+		st, err := r.Wait()
+		switch {
+		case err != nil:
+			if first == nil {
+				first = k.mismatch(err, st.Source)
+			}
+		case want >= 0 && st.Count != want && first == nil:
+			first = k.errorf("%w: rank %d sent %d bytes where %d were expected: ranks disagree on the counts", comm.ErrMismatch, st.Source, st.Count, want)
+		}
+		coll.Bridge.Free(r)
+	}
+	return first
 }
 
 // floorPow2 returns the largest power of two <= n (n >= 1).

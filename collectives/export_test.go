@@ -1,5 +1,7 @@
 package collectives
 
+import "math"
+
 // Algorithm selects one algorithm of each collective, for the matrix
 // tests: the size thresholds that choose between algorithms are set so
 // that one side always wins.
@@ -13,8 +15,8 @@ func thresholds(small bool) func() {
 	old := [4]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin}
 	if small {
 		// Always the short-message algorithms.
-		bcastScatterMin, allreduceLargeMin, allgatherRingMin = 1<<62, 1<<62, 1<<62
-		gatherBinomialMax = 1 << 62
+		bcastScatterMin, allreduceLargeMin, allgatherRingMin = math.MaxInt, math.MaxInt, math.MaxInt
+		gatherBinomialMax = math.MaxInt
 	} else {
 		// Always the long-message algorithms.
 		bcastScatterMin, allreduceLargeMin, allgatherRingMin = 0, 0, 0

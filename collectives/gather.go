@@ -2,6 +2,7 @@ package collectives
 
 import (
 	"github.com/parley-hpc/parley/comm"
+	"github.com/parley-hpc/parley/internal/coll"
 )
 
 // gatherBinomialMax is the total size (all ranks' blocks, in bytes) up to
@@ -19,7 +20,10 @@ var gatherBinomialMax = 64 << 10
 // collective communication library (InterCom)", 1994), direct sends to the
 // root for long ones.
 func Gather[T Elem](c *comm.Comm, send, recv []T, root int) error {
-	kv := begin(c, "gather")
+	kv, err := begin(c, coll.Gather, args[T](root, "", len(send)))
+	if err != nil {
+		return err
+	}
 	k := &kv
 	if err := k.checkRoot(root); err != nil {
 		return err
@@ -48,28 +52,10 @@ func gatherLinear[T Elem](k *call, send, recv []T, root int) error {
 		if r == root {
 			continue
 		}
-		reqs = append(reqs, k.c.Irecv(asBytes(recv[r*blk:(r+1)*blk]), r, k.tag))
+		reqs = append(reqs, k.irecv(asBytes(recv[r*blk:(r+1)*blk]), r))
 	}
 	copy(recv[root*blk:(root+1)*blk], send)
 	return k.waitRecvs(reqs, blk*elemSize[T]())
-}
-
-// waitRecvs waits for receives that must each bring exactly want bytes.
-func (k *call) waitRecvs(reqs []*comm.Request, want int) error {
-	var first error
-	for _, r := range reqs {
-		st, err := r.Wait()
-		if err != nil {
-			if first == nil {
-				first = k.mismatch(err, st.Source)
-			}
-			continue
-		}
-		if st.Count != want && first == nil {
-			first = k.errorf("rank %d sent %d bytes where %d were expected: ranks disagree on the counts", st.Source, st.Count, want)
-		}
-	}
-	return first
 }
 
 func gatherBinomial[T Elem](k *call, send, recv []T, root int) error {
@@ -113,7 +99,10 @@ func gatherBinomial[T Elem](k *call, send, recv []T, root int) error {
 // Algorithm: binomial tree for short blocks, direct sends for long ones
 // (the mirror of Gather).
 func Scatter[T Elem](c *comm.Comm, send, recv []T, root int) error {
-	kv := begin(c, "scatter")
+	kv, err := begin(c, coll.Scatter, args[T](root, "", len(recv)))
+	if err != nil {
+		return err
+	}
 	k := &kv
 	if err := k.checkRoot(root); err != nil {
 		return err
@@ -133,7 +122,7 @@ func Scatter[T Elem](c *comm.Comm, send, recv []T, root int) error {
 		reqs := make([]*comm.Request, 0, k.size-1)
 		for r := 0; r < k.size; r++ {
 			if r != root {
-				reqs = append(reqs, k.c.Isend(asBytes(send[r*blk:(r+1)*blk]), r, k.tag))
+				reqs = append(reqs, k.isend(asBytes(send[r*blk:(r+1)*blk]), r))
 			}
 		}
 		copy(recv, send[root*blk:(root+1)*blk])
@@ -212,7 +201,10 @@ func vOffset(counts, displs []int, i int) int {
 // (counts[r] elements). counts and displs matter at the root only; nil
 // displs packs the blocks in rank order.
 func Gatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int, root int) error {
-	kv := begin(c, "gatherv")
+	kv, err := begin(c, coll.Gatherv, args[T](root, "", 0))
+	if err != nil {
+		return err
+	}
 	k := &kv
 	if err := k.checkRoot(root); err != nil {
 		return err
@@ -234,7 +226,7 @@ func Gatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int, root in
 			copy(recv[off:off+counts[r]], send)
 			continue
 		}
-		reqs = append(reqs, k.c.Irecv(asBytes(recv[off:off+counts[r]]), r, k.tag))
+		reqs = append(reqs, k.irecv(asBytes(recv[off:off+counts[r]]), r))
 		sizes = append(sizes, counts[r]*elemSize[T]())
 	}
 	return k.waitRecvsSized(reqs, sizes)
@@ -244,15 +236,15 @@ func (k *call) waitRecvsSized(reqs []*comm.Request, sizes []int) error {
 	var first error
 	for i, r := range reqs {
 		st, err := r.Wait()
-		if err != nil {
+		switch {
+		case err != nil:
 			if first == nil {
 				first = k.mismatch(err, st.Source)
 			}
-			continue
+		case st.Count != sizes[i] && first == nil:
+			first = k.errorf("%w: rank %d sent %d bytes where %d were expected: ranks disagree on the counts", comm.ErrMismatch, st.Source, st.Count, sizes[i])
 		}
-		if st.Count != sizes[i] && first == nil {
-			first = k.errorf("rank %d sent %d bytes where %d were expected: ranks disagree on the counts", st.Source, st.Count, sizes[i])
-		}
+		coll.Bridge.Free(r)
 	}
 	return first
 }
@@ -260,18 +252,21 @@ func (k *call) waitRecvsSized(reqs []*comm.Request, sizes []int) error {
 // Scatterv sends counts[r] elements at displs[r] of root's send to rank
 // r's recv (which must hold them). counts and displs matter at the root.
 func Scatterv[T Elem](c *comm.Comm, send []T, counts, displs []int, recv []T, root int) error {
-	kv := begin(c, "scatterv")
+	kv, err := begin(c, coll.Scatterv, args[T](root, "", 0))
+	if err != nil {
+		return err
+	}
 	k := &kv
 	if err := k.checkRoot(root); err != nil {
 		return err
 	}
 	if k.rank != root {
-		st, err := k.recv(asBytes(recv), root)
+		n, err := coll.Bridge.Recv(&k.k, asBytes(recv), root)
 		if err != nil {
 			return k.mismatch(err, root)
 		}
-		if st.Count%elemSize[T]() != 0 {
-			return k.errorf("root sent %d bytes, not a whole number of elements", st.Count)
+		if n%elemSize[T]() != 0 {
+			return k.errorf("%w: the root sent %d bytes, not a whole number of elements", comm.ErrMismatch, n)
 		}
 		return nil
 	}
@@ -288,7 +283,7 @@ func Scatterv[T Elem](c *comm.Comm, send []T, counts, displs []int, recv []T, ro
 			copy(recv, send[off:off+counts[r]])
 			continue
 		}
-		reqs = append(reqs, k.c.Isend(asBytes(send[off:off+counts[r]]), r, k.tag))
+		reqs = append(reqs, k.isend(asBytes(send[off:off+counts[r]]), r))
 	}
 	return k.waitAll(reqs)
 }

@@ -1,6 +1,9 @@
 package collectives
 
-import "github.com/parley-hpc/parley/comm"
+import (
+	"github.com/parley-hpc/parley/comm"
+	"github.com/parley-hpc/parley/internal/coll"
+)
 
 // A schedule is a collective algorithm written as rounds: each round posts
 // its receives and sends, and once they complete runs its local step (a
@@ -33,11 +36,11 @@ func (s *schedule) poll() (bool, error) {
 		if !s.posted {
 			s.reqs, s.sizes = s.reqs[:0], s.sizes[:0]
 			for _, x := range r.recvs {
-				s.reqs = append(s.reqs, s.k.c.Irecv(x.buf, x.peer, s.k.tag))
+				s.reqs = append(s.reqs, s.k.irecv(x.buf, x.peer))
 				s.sizes = append(s.sizes, len(x.buf))
 			}
 			for _, x := range r.sends {
-				s.reqs = append(s.reqs, s.k.c.Isend(x.buf, x.peer, s.k.tag))
+				s.reqs = append(s.reqs, s.k.isend(x.buf, x.peer))
 				s.sizes = append(s.sizes, -1)
 			}
 			s.posted = true
@@ -49,13 +52,15 @@ func (s *schedule) poll() (bool, error) {
 		if !done {
 			return false, nil
 		}
+		var bad error
 		for i, q := range s.reqs {
-			if s.sizes[i] < 0 {
-				continue
+			if st, _ := q.Wait(); s.sizes[i] >= 0 && st.Count != s.sizes[i] && bad == nil {
+				bad = s.k.errorf("%w: rank %d sent %d bytes where %d were expected: ranks disagree on the counts", comm.ErrMismatch, st.Source, st.Count, s.sizes[i])
 			}
-			if st, _ := q.Wait(); st.Count != s.sizes[i] {
-				return true, s.k.errorf("rank %d sent %d bytes where %d were expected: ranks disagree on the counts", st.Source, st.Count, s.sizes[i])
-			}
+			coll.Bridge.Free(q)
+		}
+		if bad != nil {
+			return true, bad
 		}
 		if r.then != nil {
 			if err := r.then(); err != nil {
@@ -69,13 +74,16 @@ func (s *schedule) poll() (bool, error) {
 }
 
 func (s *schedule) request(c *comm.Comm) *comm.Request {
-	return c.NewRequest(s.poll)
+	return coll.Bridge.Generic(&s.k.k, s.poll).(*comm.Request)
 }
 
 // Ibarrier starts a barrier and returns its request (dissemination, as
 // Barrier).
 func Ibarrier(c *comm.Comm) *comm.Request {
-	kv := begin(c, "ibarrier")
+	kv, err := begin(c, coll.Barrier|coll.Nonblocking, coll.Args{})
+	if err != nil {
+		return failedRequest(err)
+	}
 	k := &kv
 	s := &schedule{k: k}
 	for d := 1; d < k.size; d *= 2 {
@@ -90,10 +98,13 @@ func Ibarrier(c *comm.Comm) *comm.Request {
 // Ibcast starts a broadcast of root's xs (binomial tree) and returns its
 // request; xs belongs to the request until it completes.
 func Ibcast[T Elem](c *comm.Comm, xs []T, root int) *comm.Request {
-	kv := begin(c, "ibcast")
+	kv, err := begin(c, coll.Bcast|coll.Nonblocking, args[T](root, "", len(xs)))
+	if err != nil {
+		return failedRequest(err)
+	}
 	k := &kv
 	if err := k.checkRoot(root); err != nil {
-		return failedRequest(c, err)
+		return failedRequest(err)
 	}
 	s := &schedule{k: k}
 	n := k.size
@@ -123,13 +134,16 @@ func Ibcast[T Elem](c *comm.Comm, xs []T, root int) *comm.Request {
 // short vectors; a non-commutative op combines in rank order) and returns
 // its request; in and out belong to the request until it completes.
 func Iallreduce[T Elem](c *comm.Comm, in, out []T, op Op) *comm.Request {
-	kv := begin(c, "iallreduce")
+	kv, err := begin(c, coll.Allreduce|coll.Nonblocking, args[T](0, op.name, len(in)))
+	if err != nil {
+		return failedRequest(err)
+	}
 	k := &kv
 	if err := checkOp[T](op); err != nil {
-		return failedRequest(c, k.fail(err))
+		return failedRequest(k.fail(err))
 	}
 	if len(out) != len(in) {
-		return failedRequest(c, k.errorf("%w: out holds %d elements, in %d", comm.ErrInvalidArg, len(out), len(in)))
+		return failedRequest(k.errorf("%w: out holds %d elements, in %d", comm.ErrInvalidArg, len(out), len(in)))
 	}
 	if !sameVector(in, out) {
 		copy(out, in)
@@ -216,6 +230,6 @@ func iallreduceOrdered[T Elem](c *comm.Comm, k *call, s *schedule, out []T, op O
 	return s.request(c)
 }
 
-func failedRequest(c *comm.Comm, err error) *comm.Request {
-	return c.NewRequest(func() (bool, error) { return true, err })
+func failedRequest(err error) *comm.Request {
+	return coll.Bridge.Failed(err).(*comm.Request)
 }

@@ -2,6 +2,7 @@ package collectives
 
 import (
 	"github.com/parley-hpc/parley/comm"
+	"github.com/parley-hpc/parley/internal/coll"
 )
 
 // Reduce combines the in vectors of all ranks element by element with op
@@ -15,7 +16,10 @@ import (
 // non-commutative op is reduced with root 0 (so relative and absolute
 // ranks agree) and sent to the root after.
 func Reduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) error {
-	kv := begin(c, "reduce")
+	kv, err := begin(c, coll.Reduce, args[T](root, op.name, len(in)))
+	if err != nil {
+		return err
+	}
 	k := &kv
 	if err := checkOp[T](op); err != nil {
 		return k.fail(err)

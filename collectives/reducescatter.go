@@ -1,6 +1,9 @@
 package collectives
 
-import "github.com/parley-hpc/parley/comm"
+import (
+	"github.com/parley-hpc/parley/comm"
+	"github.com/parley-hpc/parley/internal/coll"
+)
 
 // ReduceScatter combines the in vectors of all ranks with op and leaves
 // block r of the result (counts[r] elements, blocks in rank order) in rank
@@ -12,7 +15,10 @@ import "github.com/parley-hpc/parley/comm"
 // up every rank's contribution, so each rank sends and combines about one
 // vector in all. A non-commutative op uses an ordered Reduce and Scatterv.
 func ReduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) error {
-	kv := begin(c, "reduce_scatter")
+	kv, err := begin(c, coll.ReduceScatter, args[T](0, op.name, len(in)))
+	if err != nil {
+		return err
+	}
 	k := &kv
 	if err := checkOp[T](op); err != nil {
 		return k.fail(err)

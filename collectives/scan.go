@@ -1,6 +1,9 @@
 package collectives
 
-import "github.com/parley-hpc/parley/comm"
+import (
+	"github.com/parley-hpc/parley/comm"
+	"github.com/parley-hpc/parley/internal/coll"
+)
 
 // Scan is the inclusive prefix reduction: rank r's out is in(0) op in(1)
 // op ... op in(r), combined in rank order (so non-commutative operators
@@ -10,17 +13,20 @@ import "github.com/parley-hpc/parley/comm"
 // MPIR_Scan_generic): in step 2^j a rank exchanges its partial result
 // with rank XOR 2^j and folds in what comes from below.
 func Scan[T Elem](c *comm.Comm, in, out []T, op Op) error {
-	return scan(c, "scan", in, out, op, false)
+	return scan(c, coll.Scan, in, out, op, false)
 }
 
 // Exscan is the exclusive prefix reduction: rank r's out is in(0) op ...
 // op in(r-1); rank 0's out is left unchanged.
 func Exscan[T Elem](c *comm.Comm, in, out []T, op Op) error {
-	return scan(c, "exscan", in, out, op, true)
+	return scan(c, coll.Exscan, in, out, op, true)
 }
 
-func scan[T Elem](c *comm.Comm, name string, in, out []T, op Op, exclusive bool) error {
-	kv := begin(c, name)
+func scan[T Elem](c *comm.Comm, kind coll.Kind, in, out []T, op Op, exclusive bool) error {
+	kv, err := begin(c, kind, args[T](0, op.name, len(in)))
+	if err != nil {
+		return err
+	}
 	k := &kv
 	if err := checkOp[T](op); err != nil {
 		return k.fail(err)

@@ -93,30 +93,39 @@ func (c *Comm) commRank(w int) int {
 // WorldRank returns the world rank of rank r of this communicator.
 func (c *Comm) WorldRank(r int) int { return c.worldRank(r) }
 
-// CollectiveView returns a communicator with the same group on a context
-// reserved for collective operations. It is what package collectives sends
-// on, so that collective traffic never matches user messages. Programs
-// should not need it.
-func (c *Comm) CollectiveView() *Comm { return c.coll }
-
-// NextCollective returns a sequence number, equal on every rank for the
-// n-th collective operation on this communicator, which collective
-// algorithms use to keep the tags of overlapping operations apart.
-func (c *Comm) NextCollective() uint64 {
+// nextCollective returns a sequence number, equal on every rank for the
+// n-th collective operation on this communicator: the tag of its
+// messages on the collective context, which keeps those of overlapping
+// (nonblocking) collectives apart.
+func (c *Comm) nextCollective() uint64 {
 	if c.parent != nil {
 		return c.parent.collSeq.Add(1)
 	}
 	return c.collSeq.Add(1)
 }
 
+// usable reports why c cannot be used, or nil.
+func (c *Comm) usable(op string) error {
+	if c == nil {
+		return &OpError{Op: op, Comm: "nil", Rank: -1, Peer: noPeer, Tag: noPeer, Err: ErrCommNull}
+	}
+	if c.freed.Load() {
+		return &OpError{Op: op, Comm: c.name(), Rank: c.rank, Peer: noPeer, Tag: noPeer, Err: ErrFreed}
+	}
+	if c.e.finalized() {
+		return &OpError{Op: op, Comm: c.name(), Rank: c.rank, Peer: noPeer, Tag: noPeer, Err: ErrFinalized}
+	}
+	return nil
+}
+
 func (c *Comm) check(op string, peer, tag int, anyOK bool, n int) error {
+	if err := c.usable(op); err != nil {
+		return err
+	}
 	fail := func(err error) error {
 		return &OpError{Op: op, Comm: c.name(), Rank: c.rank, Peer: peer, Tag: tag, Err: err}
 	}
-	if c.freed.Load() || c.e.finalized() {
-		return fail(ErrFinalized)
-	}
-	if peer >= c.size || peer < 0 && !(anyOK && peer == AnySource) {
+	if peer >= c.size || peer < 0 && !(anyOK && peer == AnySource) && peer != ProcNull {
 		return fail(fmt.Errorf("%w: rank %d is outside 0..%d", ErrInvalidArg, peer, c.size-1))
 	}
 	if tag > MaxTag || tag < 0 && !(anyOK && tag == AnyTag) {
@@ -128,21 +137,27 @@ func (c *Comm) check(op string, peer, tag int, anyOK bool, n int) error {
 	return nil
 }
 
-func failed(err error) *Request {
-	r := &Request{err: err}
+// procNullRequest is the request of an operation with ProcNull: complete
+// at once, with the status MPI gives (source ProcNull, tag AnyTag, count
+// 0).
+func (c *Comm) procNullRequest() *Request {
+	r := &Request{e: c.e, c: c, status: Status{Source: ProcNull, Tag: AnyTag}}
 	r.done.Store(true)
 	return r
 }
 
 // Send sends buf to rank dest with tag and returns when buf may be reused:
 // small messages are copied out at once; large ones wait until the
-// receiver has taken them.
+// receiver has taken them. A send to ProcNull does nothing.
 func (c *Comm) Send(buf []byte, dest, tag int) error {
 	if err := c.check("send", dest, tag, false, len(buf)); err != nil {
 		return err
 	}
-	r := c.e.isend(c, buf, c.worldRank(dest), tag, c.ctx, false, true)
-	_, err := c.e.finish(r)
+	if dest == ProcNull {
+		return nil
+	}
+	r := c.e.isend(c, buf, c.worldRank(dest), tag, c.ctx, false, true, 0)
+	_, err := c.e.finish(r, inSend)
 	return err
 }
 
@@ -152,20 +167,27 @@ func (c *Comm) Ssend(buf []byte, dest, tag int) error {
 	if err := c.check("ssend", dest, tag, false, len(buf)); err != nil {
 		return err
 	}
-	r := c.e.isend(c, buf, c.worldRank(dest), tag, c.ctx, true, true)
-	_, err := c.e.finish(r)
+	if dest == ProcNull {
+		return nil
+	}
+	r := c.e.isend(c, buf, c.worldRank(dest), tag, c.ctx, true, true, 0)
+	_, err := c.e.finish(r, inSend)
 	return err
 }
 
 // Recv receives a message from src (or AnySource) with tag (or AnyTag)
 // into buf. A message longer than buf fails with ErrTruncated and leaves
-// buf unspecified.
+// buf unspecified. A receive from ProcNull returns at once with
+// Status{Source: ProcNull, Tag: AnyTag}.
 func (c *Comm) Recv(buf []byte, src, tag int) (Status, error) {
 	if err := c.check("recv", src, tag, true, len(buf)); err != nil {
 		return Status{}, err
 	}
-	r := c.e.irecv(c, buf, c.worldRank(src), tag, c.ctx, true)
-	return c.e.finish(r)
+	if src == ProcNull {
+		return Status{Source: ProcNull, Tag: AnyTag}, nil
+	}
+	r := c.e.irecv(c, buf, c.worldRank(src), tag, c.ctx, true, 0)
+	return c.e.finish(r, inRecv)
 }
 
 // Isend starts a send and returns its request; buf belongs to the request
@@ -174,7 +196,10 @@ func (c *Comm) Isend(buf []byte, dest, tag int) *Request {
 	if err := c.check("isend", dest, tag, false, len(buf)); err != nil {
 		return failed(err)
 	}
-	return c.e.isend(c, buf, c.worldRank(dest), tag, c.ctx, false, false)
+	if dest == ProcNull {
+		return c.procNullRequest()
+	}
+	return c.e.isend(c, buf, c.worldRank(dest), tag, c.ctx, false, false, 0)
 }
 
 // Issend starts a synchronous send: its request completes once the
@@ -183,7 +208,10 @@ func (c *Comm) Issend(buf []byte, dest, tag int) *Request {
 	if err := c.check("issend", dest, tag, false, len(buf)); err != nil {
 		return failed(err)
 	}
-	return c.e.isend(c, buf, c.worldRank(dest), tag, c.ctx, true, false)
+	if dest == ProcNull {
+		return c.procNullRequest()
+	}
+	return c.e.isend(c, buf, c.worldRank(dest), tag, c.ctx, true, false, 0)
 }
 
 // Irecv starts a receive and returns its request; buf belongs to the
@@ -192,7 +220,40 @@ func (c *Comm) Irecv(buf []byte, src, tag int) *Request {
 	if err := c.check("irecv", src, tag, true, len(buf)); err != nil {
 		return failed(err)
 	}
-	return c.e.irecv(c, buf, c.worldRank(src), tag, c.ctx, false)
+	if src == ProcNull {
+		return c.procNullRequest()
+	}
+	return c.e.irecv(c, buf, c.worldRank(src), tag, c.ctx, false, 0)
+}
+
+// SendInit makes a persistent send request: each Start sends buf to dest
+// with tag, as Isend would, without allocating. buf belongs to the request
+// while it is active.
+func (c *Comm) SendInit(buf []byte, dest, tag int) (*Request, error) {
+	return c.persistent("send_init", true, false, buf, dest, tag)
+}
+
+// SsendInit makes a persistent synchronous send request (see SendInit).
+func (c *Comm) SsendInit(buf []byte, dest, tag int) (*Request, error) {
+	return c.persistent("ssend_init", true, true, buf, dest, tag)
+}
+
+// RecvInit makes a persistent receive request: each Start receives into
+// buf from src with tag, as Irecv would, without allocating.
+func (c *Comm) RecvInit(buf []byte, src, tag int) (*Request, error) {
+	return c.persistent("recv_init", false, false, buf, src, tag)
+}
+
+func (c *Comm) persistent(op string, send, sync bool, buf []byte, peer, tag int) (*Request, error) {
+	if err := c.check(op, peer, tag, !send, len(buf)); err != nil {
+		return nil, err
+	}
+	if peer == ProcNull {
+		r := c.procNullRequest()
+		return r, nil
+	}
+	p := &persistent{send: send, sync: sync, buf: buf, peer: c.worldRank(peer), tag: tag, ctx: c.ctx}
+	return &Request{e: c.e, c: c, pers: p}, nil
 }
 
 // Sendrecv sends sendBuf to dest and receives into recvBuf from src at the
@@ -204,9 +265,18 @@ func (c *Comm) Sendrecv(sendBuf []byte, dest, sendTag int, recvBuf []byte, src, 
 	if err := c.check("sendrecv", src, recvTag, true, len(recvBuf)); err != nil {
 		return Status{}, err
 	}
-	sr, rr := c.e.sendrecv(c, sendBuf, c.worldRank(dest), sendTag, recvBuf, c.worldRank(src), recvTag, c.ctx)
-	_, serr := c.e.finish(sr)
-	st, rerr := c.e.finish(rr)
+	if dest == ProcNull || src == ProcNull {
+		sr, rr := c.Isend(sendBuf, dest, sendTag), c.Irecv(recvBuf, src, recvTag)
+		_, serr := sr.Wait()
+		st, rerr := rr.Wait()
+		if rerr != nil {
+			return st, rerr
+		}
+		return st, serr
+	}
+	sr, rr := c.e.sendrecv(c, sendBuf, c.worldRank(dest), sendTag, recvBuf, c.worldRank(src), recvTag, c.ctx, 0)
+	_, serr := c.e.finish(sr, inSend)
+	st, rerr := c.e.finish(rr, inRecv)
 	if rerr != nil {
 		return st, rerr
 	}
@@ -226,22 +296,31 @@ func (c *Comm) Iprobe(src, tag int) (bool, Status, error) {
 	if err := c.check("iprobe", src, tag, true, 0); err != nil {
 		return false, Status{}, err
 	}
+	if src == ProcNull {
+		return true, Status{Source: ProcNull, Tag: AnyTag}, nil
+	}
 	st, ok, err := c.e.probe(c, c.worldRank(src), tag, c.ctx)
 	return ok, st, err
 }
 
 // Probe blocks until a message from src with tag is waiting, and returns
-// its status without receiving it.
+// its status without receiving it. With several goroutines receiving from
+// the same source, another may take the message between Probe and Recv:
+// use Mprobe there.
 func (c *Comm) Probe(src, tag int) (Status, error) {
 	if err := c.check("probe", src, tag, true, 0); err != nil {
 		return Status{}, err
 	}
+	if src == ProcNull {
+		return Status{Source: ProcNull, Tag: AnyTag}, nil
+	}
 	var st Status
 	var err error
+	w := c.worldRank(src)
 	c.e.waitFor(func() bool {
 		var ok bool
-		st, ok, err = c.e.probe(c, c.worldRank(src), tag, c.ctx)
+		st, ok, err = c.e.probe(c, w, tag, c.ctx)
 		return ok || err != nil
-	})
+	}, waitRecord{what: inProbe, peer: w, tag: tag, ctx: c.ctx})
 	return st, err
 }

@@ -1,6 +1,7 @@
 package comm
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -22,14 +23,13 @@ const (
 // own. It is collective: every rank of c must call it, in the same order
 // relative to other collective calls on c.
 func (c *Comm) Dup() (*Comm, error) {
-	if err := c.check("dup", 0, 0, false, 0); err != nil {
+	if err := c.usable("dup"); err != nil {
 		return nil, err
 	}
-	rows, err := c.exchange("dup", []int64{int64(c.e.reserveCtx())})
+	base, _, err := c.agreeContext("dup", nil)
 	if err != nil {
 		return nil, err
 	}
-	base := c.e.agreeCtx(rows)
 	return newComm(c.e, base, c.rank, c.groupCopy(), c.childName()), nil
 }
 
@@ -37,33 +37,33 @@ func (c *Comm) Dup() (*Comm, error) {
 // communicator, ranked by key and then by their rank in c. A rank that
 // gives Undefined gets nil. It is collective over c.
 func (c *Comm) Split(color, key int) (*Comm, error) {
-	if err := c.check("split", 0, 0, false, 0); err != nil {
+	if err := c.usable("split"); err != nil {
 		return nil, err
 	}
 	if color < 0 && color != Undefined {
 		return nil, &OpError{Op: "split", Comm: c.name(), Rank: c.rank, Peer: noPeer, Tag: noPeer,
 			Err: fmt.Errorf("%w: color %d is negative (use comm.Undefined to opt out)", ErrInvalidArg, color)}
 	}
-	rows, err := c.exchange("split", []int64{int64(c.e.reserveCtx()), int64(color), int64(key)})
+	base, rows, err := c.agreeContext("split", []int64{int64(color), int64(key)})
 	if err != nil {
 		return nil, err
 	}
-	base := c.e.agreeCtx(rows)
 	if color == Undefined {
+		c.e.releaseCtx(base) // this rank is in no part
 		return nil, nil
 	}
 	type member struct{ key, rank int }
 	var ms []member
 	for r, row := range rows {
-		if int(row[1]) == color {
-			ms = append(ms, member{int(row[2]), r})
+		if int(row[0]) == color {
+			ms = append(ms, member{int(row[1]), r})
 		}
 	}
 	slices.SortStableFunc(ms, func(a, b member) int {
 		if a.key != b.key {
-			return a.key - b.key
+			return cmp.Compare(a.key, b.key) // not a.key-b.key: that overflows for extreme keys
 		}
-		return a.rank - b.rank
+		return cmp.Compare(a.rank, b.rank)
 	})
 	group := make([]int32, len(ms))
 	me := -1
@@ -76,9 +76,13 @@ func (c *Comm) Split(color, key int) (*Comm, error) {
 	return newComm(c.e, base, me, group, c.childName()), nil
 }
 
-// Free releases the communicator; later calls on it fail with
-// ErrFinalized. Pending operations on it must be complete.
+// Free releases the communicator: later calls on it fail with ErrFreed,
+// and so does a second Free. Operations on it must be complete. The world
+// cannot be freed.
 func (c *Comm) Free() error {
+	if c == nil {
+		return &OpError{Op: "free", Comm: "nil", Rank: -1, Peer: noPeer, Tag: noPeer, Err: ErrCommNull}
+	}
 	if c.parent != nil {
 		return c.parent.Free()
 	}
@@ -87,20 +91,30 @@ func (c *Comm) Free() error {
 			Err: fmt.Errorf("%w: the world communicator cannot be freed", ErrInvalidArg)}
 	}
 	if c.freed.Swap(true) {
-		return nil
+		return &OpError{Op: "free", Comm: c.name(), Rank: c.rank, Peer: noPeer, Tag: noPeer, Err: ErrFreed}
 	}
 	c.coll.freed.Store(true)
 	e := c.e
 	e.mu.Lock()
+	empty := true
 	for k := uint32(0); k < ctxStride; k++ {
-		if q := e.queues[c.base+k]; q != nil && q.postedHead == nil && q.unexpHead == nil {
+		if q := e.queues[c.base+k]; q != nil {
+			if q.postedHead != nil || q.unexpHead != nil {
+				empty = false
+				continue
+			}
 			delete(e.queues, c.base+k)
 			if e.lastQ == q {
 				e.lastQ = nil
 			}
 		}
 	}
-	e.mu.Unlock()
+	if empty {
+		// Reusable: no message of the old communicator waits under its
+		// context (one that still does keeps the id claimed for good).
+		delete(e.ctxClaimed, c.base)
+	}
+	e.unlock()
 	return nil
 }
 
@@ -148,25 +162,90 @@ func (c *Comm) childName() string {
 	return fmt.Sprintf("%s.%d", c.label, n)
 }
 
-// reserveCtx returns the lowest context id this rank has not used.
-func (e *engine) reserveCtx() uint32 {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.nextCtx
+// agreeContext agrees with the other ranks of c on a context id that no
+// member uses, and claims it on this rank. It also gathers extra, a row of
+// numbers from each rank (Split's color and key), and returns the rows.
+//
+// Each round, every rank proposes the lowest id at or above a floor that
+// it has not claimed, and the largest proposal wins. That id may have been
+// claimed meanwhile by another communicator made concurrently on this
+// rank (Dup of two communicators in two goroutines, legal under
+// THREAD_MULTIPLE), so each rank then tries to claim it, atomically, and
+// the ranks exchange the outcome: if every rank claimed it, it is theirs;
+// if not, those that did release it and all try again above it. It is
+// MPICH's mask-and-retry agreement in a simpler form: two exchanges in the
+// common case, over c's internal context.
+func (c *Comm) agreeContext(op string, extra []int64) (uint32, [][]int64, error) {
+	e := c.e
+	floor := uint32(ctxStride)
+	for {
+		row := append([]int64{int64(e.proposeCtx(floor))}, extra...)
+		rows, err := c.exchange(op, row)
+		if err != nil {
+			return 0, nil, err
+		}
+		var base uint32
+		for _, r := range rows {
+			base = max(base, uint32(r[0]))
+		}
+		claimed := e.claimCtx(base)
+		flag := int64(0)
+		if claimed {
+			flag = 1
+		}
+		flags, err := c.exchange(op, []int64{flag})
+		if err != nil {
+			if claimed {
+				e.releaseCtx(base)
+			}
+			return 0, nil, err
+		}
+		all := true
+		for _, f := range flags {
+			all = all && f[0] == 1
+		}
+		if all {
+			for i := range rows {
+				rows[i] = rows[i][1:]
+			}
+			return base, rows, nil
+		}
+		if claimed {
+			e.releaseCtx(base)
+		}
+		floor = base + ctxStride
+	}
 }
 
-// agreeCtx takes the largest proposal (row[0] of each rank) as the new
-// communicator's context, free on every member, and moves this rank's next
-// free context past it. Every member computes the same answer.
-func (e *engine) agreeCtx(rows [][]int64) uint32 {
-	var base uint32
-	for _, row := range rows {
-		base = max(base, uint32(row[0]))
-	}
+// proposeCtx returns the lowest context id at or above floor that this
+// rank has not claimed.
+func (e *engine) proposeCtx(floor uint32) uint32 {
 	e.mu.Lock()
-	e.nextCtx = max(e.nextCtx, base+ctxStride)
-	e.mu.Unlock()
-	return base
+	defer e.unlock()
+	id := floor
+	for e.ctxClaimed[id] {
+		id += ctxStride
+	}
+	return id
+}
+
+// claimCtx claims id for a new communicator if nothing on this rank has
+// it, and reports whether it did.
+func (e *engine) claimCtx(id uint32) bool {
+	e.mu.Lock()
+	defer e.unlock()
+	if e.ctxClaimed[id] {
+		return false
+	}
+	e.ctxClaimed[id] = true
+	return true
+}
+
+// releaseCtx gives a claimed context id back.
+func (e *engine) releaseCtx(id uint32) {
+	e.mu.Lock()
+	delete(e.ctxClaimed, id)
+	e.unlock()
 }
 
 // exchange gathers every rank's row of numbers (all rows the same length)
@@ -189,23 +268,23 @@ func (c *Comm) exchange(op string, row []int64) ([][]int64, error) {
 	if c.rank == 0 {
 		reqs := make([]*Request, 0, c.size)
 		for r := 1; r < c.size; r++ {
-			reqs = append(reqs, e.irecv(c, all[r*rowBytes:(r+1)*rowBytes], c.worldRank(r), tagGather, ctx, false))
+			reqs = append(reqs, e.irecv(c, all[r*rowBytes:(r+1)*rowBytes], c.worldRank(r), tagGather, ctx, false, 0))
 		}
-		if _, err := Waitall(reqs...); err != nil {
+		if err := e.waitCreate(reqs); err != nil {
 			return nil, wrap(err)
 		}
 		reqs = reqs[:0]
 		for r := 1; r < c.size; r++ {
-			reqs = append(reqs, e.isend(c, all, c.worldRank(r), tagBcast, ctx, false, false))
+			reqs = append(reqs, e.isend(c, all, c.worldRank(r), tagBcast, ctx, false, false, 0))
 		}
-		if _, err := Waitall(reqs...); err != nil {
+		if err := e.waitCreate(reqs); err != nil {
 			return nil, wrap(err)
 		}
 	} else {
-		if _, err := e.finish(e.isend(c, all[c.rank*rowBytes:(c.rank+1)*rowBytes], c.worldRank(0), tagGather, ctx, false, true)); err != nil {
+		if _, err := e.finish(e.isend(c, all[c.rank*rowBytes:(c.rank+1)*rowBytes], c.worldRank(0), tagGather, ctx, false, true, 0), inCreate); err != nil {
 			return nil, wrap(err)
 		}
-		st, err := e.finish(e.irecv(c, all, c.worldRank(0), tagBcast, ctx, true))
+		st, err := e.finish(e.irecv(c, all, c.worldRank(0), tagBcast, ctx, true, 0), inCreate)
 		if err != nil {
 			return nil, wrap(err)
 		}
@@ -221,4 +300,16 @@ func (c *Comm) exchange(op string, row []int64) ([][]int64, error) {
 		}
 	}
 	return rows, nil
+}
+
+// waitCreate waits for the requests of a communicator's creation.
+func (e *engine) waitCreate(reqs []*Request) error {
+	var first error
+	for _, r := range reqs {
+		e.wait(r, inCreate)
+		if r.err != nil && first == nil {
+			first = r.err
+		}
+	}
+	return first
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/parley-hpc/parley/internal/coll"
 	"github.com/parley-hpc/parley/transport"
 )
 
@@ -20,14 +21,26 @@ var (
 	ErrNotSupported = transport.ErrNotSupported
 	// ErrAuth: a peer could not prove it belongs to the job.
 	ErrAuth = transport.ErrAuth
-	// ErrFinalized: the runtime was finalized, or the communicator freed.
-	ErrFinalized = errors.New("communicator finalized or freed")
+	// ErrFinalized: the runtime was finalized.
+	ErrFinalized = errors.New("runtime finalized")
+	// ErrFreed: the communicator was freed (Free).
+	ErrFreed = errors.New("communicator freed")
+	// ErrCommNull: a nil communicator (the result of Split for a rank that
+	// gave Undefined) was used.
+	ErrCommNull = errors.New("nil communicator (Split with Undefined gives none)")
 	// ErrInvalidArg: a rank, tag, count or other argument is out of range.
 	ErrInvalidArg = errors.New("invalid argument")
 	// ErrCancelled: the request was cancelled before it matched.
 	ErrCancelled = errors.New("request cancelled")
 	// ErrAborted: the job is ending because a rank called Abort.
 	ErrAborted = errors.New("job aborted")
+	// ErrReleased: a request was used after Release.
+	ErrReleased = errors.New("request used after Release")
+	// ErrMismatch: ranks called different collectives, or the same one
+	// with arguments that must agree (root, operator, count) but differ.
+	ErrMismatch = errors.New("collective mismatch")
+	// ErrProtocol: a peer sent a frame that breaks the protocol.
+	ErrProtocol = transport.ErrProtocol
 )
 
 // OpError describes a failed operation: what, on which communicator and
@@ -36,13 +49,13 @@ type OpError struct {
 	Op   string // "send", "recv", "split", ...
 	Comm string // communicator name, "world" or "comm#<context>"
 	Rank int    // the calling rank in Comm
-	Peer int    // the peer rank in Comm, or AnySource, or -2 for none
+	Peer int    // the peer rank in Comm, or AnySource, or -3 for none
 	Tag  int
 	Err  error
 }
 
 // noPeer marks an OpError that involves no peer.
-const noPeer = -2
+const noPeer = -3
 
 func (e *OpError) Error() string {
 	s := fmt.Sprintf("%s on %s (rank %d", e.Op, e.Comm, e.Rank)
@@ -77,3 +90,15 @@ func (e *TruncatedError) Error() string {
 }
 
 func (e *TruncatedError) Is(target error) bool { return target == ErrTruncated }
+
+// MismatchError is the cause inside an OpError for ErrMismatch: a
+// collective's message came from a rank that called another collective,
+// or the same one with other arguments.
+type MismatchError struct {
+	Peer      int    // the other rank, in the communicator
+	Got, Want uint32 // the check words: the peer's, and this rank's
+}
+
+func (e *MismatchError) Error() string { return coll.Mismatch(e.Peer, e.Got, e.Want) }
+
+func (e *MismatchError) Is(target error) bool { return target == ErrMismatch }

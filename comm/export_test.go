@@ -9,7 +9,7 @@ func DebugRequest(r *Request) string {
 	}
 	r.e.mu.Lock()
 	defer r.e.mu.Unlock()
-	s := fmt.Sprintf("kind=%d done=%v dest=%d tag=%d len=%d op=%v", r.kind, r.done.Load(), r.dest, r.tag, len(r.buf), r.op != nil)
+	s := fmt.Sprintf("kind=%d done=%v peer=%d tag=%d len=%d op=%v", r.kind, r.done.Load(), r.peer, r.tag, len(r.buf), r.op != nil)
 	if r.rv != nil {
 		_, inCookies := r.e.cookies[r.rv.cookie]
 		s += fmt.Sprintf(" cookie=%d registered=%v opsLeft=%d", r.rv.cookie, inCookies, r.rv.opsLeft)
@@ -29,7 +29,9 @@ func DebugEngine(c *Comm) string {
 	if e.tcp != nil {
 		s += " tcp: " + e.tcp.DebugState()
 	}
-	s += "\n  blocked: " + e.blocked.describe()
+	for _, rec := range e.waits.snapshot() {
+		s += "\n  " + e.describeWait(rec)
+	}
 	for ctx, q := range e.queues {
 		for r := q.postedHead; r != nil; r = r.qnext {
 			s += fmt.Sprintf("\n  ctx %d posted recv src=%d tag=%d len=%d", ctx, r.src, r.tag, len(r.buf))
@@ -39,7 +41,7 @@ func DebugEngine(c *Comm) string {
 		}
 	}
 	for k, r := range e.cookies {
-		s += fmt.Sprintf("\n  cookie %d: kind=%d dest=%d src=%d tag=%d count=%d", k, r.kind, r.dest, r.src, r.tag, r.status.Count)
+		s += fmt.Sprintf("\n  cookie %d: kind=%d peer=%d src=%d tag=%d count=%d", k, r.kind, r.peer, r.src, r.tag, r.status.Count)
 	}
 	return s
 }

@@ -194,12 +194,10 @@ func Start(opts Options) (*Comm, error) {
 	e := &engine{
 		rank: opts.Rank, size: opts.Size, node: opts.Node, jobID: opts.JobID, secret: opts.Secret,
 		log: log, queues: make(map[uint32]*matchQueue), routes: make([]route, opts.Size),
-		cookies: make(map[uint64]*Request), nextCtx: ctxStride, forceTCP: opts.ForceTCP,
+		cookies: make(map[uint64]*Request), ctxClaimed: map[uint32]bool{worldCtx: true}, forceTCP: opts.ForceTCP,
 	}
-	e.sent = &Request{e: e, kind: reqSend}
-	markDone(&e.sent.done)
 	e.setWaitPolicy(opts.Oversubscribed)
-	e.noSingleCopy = debugInt("no_cma") == 1
+	e.noRemoteRead = debugInt("no_cma") == 1
 	e.bell = transport.NewBell(&e.bellWord)
 	switch {
 	case opts.agent != nil:
@@ -215,7 +213,7 @@ func Start(opts Options) (*Comm, error) {
 	}
 	if a := opts.agent; a != nil {
 		a.onLost = e.cancel
-		a.describe = e.blocked.report
+		a.describe = e.report
 		a.start()
 	}
 	card := &bootstrap.Card{Rank: opts.Rank, Node: opts.Node, Hostname: host, Pid: os.Getpid()}
@@ -264,14 +262,15 @@ func (e *engine) setWaitPolicy(oversubscribed bool) {
 
 func (e *engine) startTransports(opts *Options, card *bootstrap.Card) error {
 	if !opts.NoShm && !opts.ForceTCP && opts.LocalSize > 1 {
-		t, err := shm.Open(shm.Config{JobID: opts.JobID, Rank: opts.Rank, LocalRank: opts.LocalRank,
+		t, err := shm.Open(shm.Config{JobID: opts.JobID, Rank: opts.Rank, Size: opts.Size, LocalRank: opts.LocalRank,
 			LocalSize: opts.LocalSize, EagerLimit: debugInt("shm_eager")})
 		if err != nil {
 			e.log.Info("no shared memory; ranks on this host use TCP", zap.Error(err))
 		} else {
 			e.shm = t
 			e.bell = t.Bell()
-			card.Shm = t.Name()
+			card.Shm = t.Addr()
+			e.addTransport(t)
 		}
 	}
 	if e.shm != nil && opts.LocalSize == opts.Size {
@@ -299,6 +298,7 @@ func (e *engine) startTransports(opts *Options, card *bootstrap.Card) error {
 	}
 	e.tcp = t
 	card.TCP = t.Addr()
+	e.addTransport(t)
 	return nil
 }
 
@@ -364,18 +364,17 @@ func (e *engine) closeTransports() error {
 	var errs []error
 	e.mu.Lock()
 	e.stopFlush = true
-	e.mu.Unlock()
+	e.unlock()
 	e.flushWG.Wait()
 	e.mu.Lock()
-	if e.tcp != nil {
-		errs = append(errs, e.tcp.Close())
-	}
 	if e.shm != nil {
 		// The bell lives in the segment about to be unmapped.
 		e.bell = transport.NewBell(&e.bellWord)
-		errs = append(errs, e.shm.Close())
 	}
-	e.mu.Unlock()
+	for _, t := range e.transports {
+		errs = append(errs, t.Close())
+	}
+	e.unlock()
 	return errors.Join(errs...)
 }
 
@@ -394,8 +393,12 @@ func (e *engine) finalize() error {
 	}
 	e.mu.Lock()
 	e.finalizing = true
-	e.mu.Unlock()
+	leftover := e.leftoverCollectiveLocked()
+	e.unlock()
 	var errs []error
+	if leftover != nil {
+		errs = append(errs, leftover)
+	}
 	if e.size > 1 {
 		if err := e.kv.Fence(); err != nil {
 			errs = append(errs, fmt.Errorf("finalize: %w", err))
@@ -410,8 +413,8 @@ func (e *engine) finalize() error {
 
 func (e *engine) pendingSends() bool {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	return (e.tcp != nil && e.tcp.Pending()) || (e.shm != nil && e.shm.Pending())
+	defer e.unlock()
+	return e.pendingLocked()
 }
 
 // Abort ends the whole job: mpirun stops every rank and exits with code.

@@ -55,8 +55,8 @@ type agentKV struct {
 	fenceDone chan *bootstrap.Fence
 	readDone  chan struct{}
 	closing   chan struct{}
-	onLost    func(error)          // the agent went away unexpectedly
-	describe  func() (string, int) // what the rank is blocked in and on whom, for a Query
+	onLost    func(error)                    // the agent went away unexpectedly
+	describe  func() (string, []int, uint64) // what the rank is blocked in, on whom, and its progress, for a Query
 	closeOnce sync.Once
 }
 
@@ -102,11 +102,11 @@ func (a *agentKV) read() {
 			}
 			a.fenceDone <- f
 		case bootstrap.TQuery:
-			text, peer := "unknown", -1
+			m := &bootstrap.Report{Rank: a.rank, Text: "unknown"}
 			if a.describe != nil {
-				text, peer = a.describe()
+				m.Text, m.WaitsOn, m.Progress = a.describe()
 			}
-			a.conn.SendMsg(&bootstrap.Report{Rank: a.rank, WaitsOn: peer, Text: text})
+			a.conn.SendMsg(m)
 		}
 	}
 }

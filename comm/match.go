@@ -10,20 +10,22 @@ package comm
 
 // message is an arrival no receive was waiting for.
 type message struct {
-	src  int32 // world rank of the sender
-	tag  int32
-	size int // message bytes
+	src   int32 // world rank of the sender
+	tag   int32
+	check uint32 // the collective check word of the message
+	size  int    // message bytes
 
 	eager  bool
 	data   []byte // eager payload copy (len == size): inline, or from the engine's buffer pool
 	pooled bool   // data came from the pool
 	inline [64]byte
 
-	// Rendezvous: the sender's request cookie and, for single copy, the
-	// address of its buffer.
-	cookie     uint64
-	addr       uint64
-	singleCopy bool
+	// Rendezvous: the sender's request cookie and, for a single-copy read,
+	// the descriptor of its buffer.
+	cookie uint64
+	desc   [32]byte
+	ndesc  int
+	remote bool
 
 	// A send to self larger than the eager limit waits here, uncopied,
 	// until a receive matches it.
@@ -36,6 +38,10 @@ type matchQueue struct {
 	postedHead, postedTail *Request
 	unexpHead, unexpTail   *message
 	unexpLen               int
+	// nbActive, on a collective context, holds the tags of nonblocking
+	// collectives started and not completed: their messages may wait here
+	// legitimately while later collectives run (see staleLocked).
+	nbActive map[int32]int
 }
 
 func accepts(wantSrc, wantTag, src, tag int32) bool {

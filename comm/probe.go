@@ -4,7 +4,7 @@ package comm
 // rank src (or AnySource) with tag on ctx.
 func (e *engine) probe(c *Comm, src, tag int, ctx uint32) (Status, bool, error) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	e.progressLocked()
 	if e.cause != nil {
 		return Status{}, false, &OpError{Op: "probe", Comm: c.name(), Rank: c.rank, Peer: c.commRank(src), Tag: tag, Err: e.cause}

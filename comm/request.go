@@ -1,6 +1,7 @@
 package comm
 
 import (
+	"fmt"
 	"sync/atomic"
 
 	"github.com/parley-hpc/parley/transport"
@@ -15,12 +16,17 @@ const (
 )
 
 // A Request is a nonblocking operation in flight, returned by Isend,
-// Irecv and the nonblocking collectives.
+// Irecv, the persistent SendInit and RecvInit, and the nonblocking
+// collectives.
 //
 // The buffer given to the operation belongs to the request until it
 // completes: the program must not read (for a receive) or modify (for a
 // send) it before Wait or Test reports completion. A Request may be waited
 // for by one goroutine at a time; Test may be called from any.
+//
+// A request is the program's for as long as it holds it: the runtime
+// never gives it to another operation. Wait and Test may be called again
+// after completion and report the same status.
 type Request struct {
 	e    *engine
 	c    *Comm
@@ -32,102 +38,126 @@ type Request struct {
 	// ch, guarded by e.mu, is made when a goroutine blocks on the request
 	// and closed when it completes.
 	ch chan struct{}
-	// internal marks requests of blocking calls, recycled by the engine.
+	// internal marks requests the program never sees (blocking calls, the
+	// collectives' own), which the engine recycles.
 	internal bool
+	released atomic.Bool
 
-	// Receive side.
-	buf          []byte
-	src          int32 // receive: world rank or AnySource
-	tag          int32 // the tag received with, or sent with
-	ctx          uint32
+	buf   []byte
+	src   int32 // receive: the world rank asked for, or AnySource
+	peer  int32 // world rank at the other end: the destination, or the sender matched
+	tag   int32 // the tag received with, or sent with
+	check uint32
+	ctx   uint32
+
 	qnext, qprev *Request // posted queue links
 	posted       bool
 
 	// Send side. The frame op comes from the engine's pool and goes back
 	// when the transport is done with it.
-	op   *transport.SendOp
-	dest int32 // world rank
+	op *transport.SendOp
 
 	// rv is the state of a rendezvous (large message), made when needed.
 	rv *rendezvous
 
-	// Generic requests (nonblocking collectives) complete through poll.
-	poll func() (bool, error)
+	// pers holds what Start repeats, for persistent requests.
+	pers *persistent
+
+	// Generic requests (nonblocking collectives) complete through poll;
+	// label names the operation for the hang report.
+	poll  func() (bool, error)
+	label string
 }
 
 // rendezvous is what a request needs only when its message moves by
 // rendezvous.
 type rendezvous struct {
-	cookie  uint64
-	rts     [8]byte // the RTS payload: the send buffer's address
-	got     int     // receive: payload bytes placed so far
+	cookie     uint64 // this rank's cookie for the request
+	peerCookie uint64 // receive: the sender's cookie, for CTS and FIN
+	// desc is the descriptor of the sender's buffer: sent in the RTS by
+	// the sender, read from it by the receiver.
+	desc    [32]byte
+	ndesc   int
+	reader  transport.RemoteReader // set while the buffer is exposed, or the read is queued
+	got     int                    // receive: payload bytes placed so far
 	dataOps []transport.SendOp
 	opsLeft int
 }
 
-// SendDone is called by a transport, under the engine lock, when one of the
-// request's frames is out.
-func (r *Request) SendDone(op *transport.SendOp, err error) {
-	e := r.e
-	if op == r.op {
-		// The eager frame, or a rendezvous's announcement, is out.
-		r.op = nil
-		e.putOp(op)
-		if err != nil {
-			e.completeLocked(r, e.opError(r, "send", err))
-		} else if r.kind == reqSend {
-			e.completeLocked(r, nil)
-		}
-		return
-	}
-	// A data frame of a rendezvous.
-	if err != nil {
-		e.completeLocked(r, e.opError(r, "send", err))
-		return
-	}
-	r.rv.opsLeft--
-	if r.rv.opsLeft == 0 {
-		e.completeLocked(r, nil)
-	}
+// persistent is the operation a persistent request starts each time.
+type persistent struct {
+	send, sync bool
+	buf        []byte
+	peer       int // world rank, or AnySource
+	tag        int
+	ctx        uint32
+	active     bool // started and not yet completed by Wait or Test
 }
 
-// Release gives a completed request back to the runtime, which reuses it
-// for a later Isend or Irecv, as MPI frees a request when MPI_Wait
-// completes it. After Release the request must not be used at all (not
-// even Wait or Test): it may already stand for another operation. It is
-// for loops that start many small operations, where allocating a request
-// each time costs more than the message (bench does this, as the OSU
-// benchmarks' MPI_Waitall does). Releasing nil, a request that has not
-// completed or that failed, or one of a nonblocking collective does
-// nothing.
+func failed(err error) *Request {
+	r := &Request{err: err}
+	r.done.Store(true)
+	return r
+}
+
+// released reports the use of a released request.
+func (r *Request) usedAfterRelease(op string) error {
+	name, rank := "world", 0
+	if r.c != nil {
+		name, rank = r.c.name(), r.c.rank
+	}
+	return &OpError{Op: op, Comm: name, Rank: rank, Peer: noPeer, Tag: noPeer, Err: ErrReleased}
+}
+
+// Release tells the runtime that the program is done with the request, as
+// MPI_Request_free does: an operation still in flight runs to its end, but
+// nothing can be learnt of it any more. Every later call on the request
+// fails with ErrReleased (Wait, Test, Start) or does nothing (Cancel).
+// Releasing nil does nothing.
+//
+// A loop that repeats the same operations should use persistent requests
+// (SendInit, RecvInit, Start), which allocate nothing per iteration.
 func (r *Request) Release() {
-	if r == nil || r.e == nil || r.poll != nil || r.internal || r == r.e.sent || !r.done.Load() || r.err != nil {
+	if r == nil {
 		return
 	}
-	e := r.e
-	e.mu.Lock()
-	*r = Request{}
-	e.released.put(r)
-	e.mu.Unlock()
+	r.released.Store(true)
 }
 
 // Wait blocks until the request completes and returns its status. A
-// receive's status names the sender and tag; a send's is zero.
+// receive's status names the sender and tag; a send's is zero. Waiting for
+// nil, or for a persistent request that is not started, returns at once
+// with a zero status.
 func (r *Request) Wait() (Status, error) {
 	if r == nil {
+		return Status{}, nil
+	}
+	if r.released.Load() {
+		return Status{}, r.usedAfterRelease("wait")
+	}
+	if r.pers != nil && !r.pers.active && !r.done.Load() {
 		return Status{}, nil
 	}
 	if r.poll != nil {
 		return r.waitGeneric()
 	}
-	r.e.wait(r)
+	r.e.wait(r, inWait)
+	if r.pers != nil {
+		r.pers.active = false
+	}
 	return r.status, r.err
 }
 
 // Test reports whether the request has completed, without blocking (it
-// makes progress once).
+// makes progress once), and its status if so.
 func (r *Request) Test() (bool, Status, error) {
 	if r == nil {
+		return true, Status{}, nil
+	}
+	if r.released.Load() {
+		return true, Status{}, r.usedAfterRelease("test")
+	}
+	if r.pers != nil && !r.pers.active && !r.done.Load() {
 		return true, Status{}, nil
 	}
 	if r.poll != nil {
@@ -140,6 +170,9 @@ func (r *Request) Test() (bool, Status, error) {
 			return false, Status{}, nil
 		}
 	}
+	if r.pers != nil {
+		r.pers.active = false
+	}
 	return true, r.status, r.err
 }
 
@@ -147,18 +180,71 @@ func (r *Request) Test() (bool, Status, error) {
 // it did. A cancelled request completes with ErrCancelled. Sends cannot be
 // cancelled (they may have reached the peer) and Cancel returns false.
 func (r *Request) Cancel() bool {
-	if r == nil || r.kind != reqRecv || r.poll != nil {
+	if r == nil || r.kind != reqRecv || r.poll != nil || r.e == nil || r.released.Load() {
 		return false
 	}
 	e := r.e
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	if r.done.Load() || !r.posted {
 		return false
 	}
 	e.queue(r.ctx).removePosted(r)
 	e.completeLocked(r, e.opError(r, "recv", ErrCancelled))
 	return true
+}
+
+// Start starts a persistent request (SendInit, RecvInit) once more. The
+// request must not be active: the previous start must have been completed
+// by Wait or Test. A request that is not persistent cannot be started.
+func (r *Request) Start() error {
+	if r == nil {
+		return &OpError{Op: "start", Comm: "?", Peer: noPeer, Tag: noPeer, Err: fmt.Errorf("%w: nil request", ErrInvalidArg)}
+	}
+	if r.released.Load() {
+		return r.usedAfterRelease("start")
+	}
+	p := r.pers
+	if p == nil {
+		return r.startError(fmt.Errorf("%w: only persistent requests (SendInit, RecvInit) can be started", ErrInvalidArg))
+	}
+	if p.active {
+		return r.startError(fmt.Errorf("%w: the request is active: Wait or Test must complete it before it starts again", ErrInvalidArg))
+	}
+	if err := r.c.usable("start"); err != nil {
+		return err
+	}
+	e := r.e
+	*r = Request{e: e, c: r.c, pers: p}
+	p.active = true
+	e.mu.Lock()
+	if p.send {
+		e.startSendLocked(r, p.buf, p.peer, p.tag, p.ctx, p.sync, 0)
+	} else {
+		e.startRecvLocked(r, p.buf, p.peer, p.tag, p.ctx, 0)
+	}
+	e.unlock()
+	return nil
+}
+
+func (r *Request) startError(err error) error {
+	name, rank := "world", 0
+	if r.c != nil {
+		name, rank = r.c.name(), r.c.rank
+	}
+	return &OpError{Op: "start", Comm: name, Rank: rank, Peer: noPeer, Tag: noPeer, Err: err}
+}
+
+// Startall starts every persistent request in reqs, and returns the first
+// error (the others are still started).
+func Startall(reqs ...*Request) error {
+	var first error
+	for _, r := range reqs {
+		if err := r.Start(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // Waitall waits for every request and returns their statuses, and the
@@ -177,9 +263,8 @@ func Waitall(reqs ...*Request) ([]Status, error) {
 }
 
 // WaitallNoStatus waits for every request, as Waitall does, but keeps no
-// statuses (MPI_STATUSES_IGNORE), so it allocates nothing: for loops over
-// windows of small messages, where a slice of statuses per call would
-// keep the garbage collector busy. It returns the first error.
+// statuses (MPI_STATUSES_IGNORE), so it allocates nothing. It returns the
+// first error.
 func WaitallNoStatus(reqs ...*Request) error {
 	var first error
 	for _, r := range reqs {
@@ -190,52 +275,95 @@ func WaitallNoStatus(reqs ...*Request) error {
 	return first
 }
 
+// pendingIn reports whether r is one Waitany and Waitsome wait for: not
+// nil, and not a persistent request that is not started.
+func (r *Request) pendingIn() bool {
+	return r != nil && (r.pers == nil || r.pers.active || r.done.Load())
+}
+
+// firstPending returns the first request Waitany would wait for, or nil.
+func firstPending(reqs []*Request) *Request {
+	for _, r := range reqs {
+		if r.pendingIn() {
+			return r
+		}
+	}
+	return nil
+}
+
 // Waitany waits until one of the requests completes and returns its index
-// and status. Requests already reported by an earlier Waitany should be
-// set to nil by the caller; if all are nil, Waitany returns -1.
+// and status. As MPI_Waitany does, it sets that entry of reqs to nil (a
+// persistent request stays, inactive), so that a loop calling Waitany
+// again gets the next one; nil entries and inactive persistent requests
+// are skipped, and with none left Waitany returns -1.
 func Waitany(reqs ...*Request) (int, Status, error) {
 	e := anyEngine(reqs)
 	if e == nil {
 		return -1, Status{}, nil
 	}
 	idx := -1
+	first := firstPending(reqs)
+	if first == nil {
+		return -1, Status{}, nil
+	}
+	rec := recordFor(first, inWaitany)
+	rec.n = len(reqs)
 	e.waitFor(func() bool {
 		for i, r := range reqs {
-			if r != nil && r.isDone() {
+			if r.pendingIn() && r.isDone() {
 				idx = i
 				return true
 			}
 		}
 		return false
-	})
+	}, rec)
 	st, err := reqs[idx].Wait()
+	if reqs[idx].pers == nil {
+		reqs[idx] = nil
+	}
 	return idx, st, err
 }
 
 // Waitsome waits until at least one request completes and returns the
-// indices of all that have. Nil requests are skipped; with none left it
-// returns nil.
+// indices of all that have, setting their entries of reqs to nil as
+// Waitany does. With no request left it returns nil.
 func Waitsome(reqs ...*Request) ([]int, error) {
 	e := anyEngine(reqs)
 	if e == nil {
 		return nil, nil
 	}
+	first := firstPending(reqs)
+	if first == nil {
+		return nil, nil
+	}
+	rec := recordFor(first, inWaitsome)
+	rec.n = len(reqs)
 	var idx []int
-	var first error
 	e.waitFor(func() bool {
+		idx = idx[:0]
 		for i, r := range reqs {
-			if r != nil && r.isDone() {
+			if r.pendingIn() && r.isDone() {
 				idx = append(idx, i)
 			}
 		}
 		return len(idx) > 0
-	})
+	}, rec)
+	return idx, collect(reqs, idx)
+}
+
+// collect completes the requests at idx (Wait on a done request does not
+// block), nils the non-persistent ones, and returns the first error.
+func collect(reqs []*Request, idx []int) error {
+	var first error
 	for _, i := range idx {
 		if _, err := reqs[i].Wait(); err != nil && first == nil {
 			first = err
 		}
+		if reqs[i].pers == nil {
+			reqs[i] = nil
+		}
 	}
-	return idx, first
+	return first
 }
 
 // Testall reports whether all requests have completed (making progress
@@ -246,7 +374,7 @@ func Testall(reqs ...*Request) (bool, error) {
 	}
 	var first error
 	for _, r := range reqs {
-		if r == nil {
+		if !r.pendingIn() {
 			continue
 		}
 		if !r.isDone() {
@@ -259,7 +387,48 @@ func Testall(reqs ...*Request) (bool, error) {
 	return true, first
 }
 
+// Testany makes progress once and reports whether one of the requests has
+// completed: its index and status, with that entry set to nil as Waitany
+// does. It returns -1 when none has (or none is left).
+func Testany(reqs ...*Request) (int, Status, error) {
+	e := anyEngine(reqs)
+	if e == nil {
+		return -1, Status{}, nil
+	}
+	e.progressOnce()
+	for i, r := range reqs {
+		if r.pendingIn() && r.isDone() {
+			st, err := r.Wait()
+			if r.pers == nil {
+				reqs[i] = nil
+			}
+			return i, st, err
+		}
+	}
+	return -1, Status{}, nil
+}
+
+// Testsome makes progress once and returns the indices of the requests
+// that have completed, setting their entries to nil as Waitsome does.
+func Testsome(reqs ...*Request) ([]int, error) {
+	e := anyEngine(reqs)
+	if e == nil {
+		return nil, nil
+	}
+	e.progressOnce()
+	var idx []int
+	for i, r := range reqs {
+		if r.pendingIn() && r.isDone() {
+			idx = append(idx, i)
+		}
+	}
+	return idx, collect(reqs, idx)
+}
+
 func (r *Request) isDone() bool {
+	if r.released.Load() {
+		return true
+	}
 	if r.poll != nil {
 		done, _ := r.testGeneric()
 		return done
@@ -269,20 +438,20 @@ func (r *Request) isDone() bool {
 
 func anyEngine(reqs []*Request) *engine {
 	for _, r := range reqs {
-		if r != nil {
+		if r != nil && r.e != nil {
 			return r.e
 		}
 	}
 	return nil
 }
 
-// NewRequest returns a request that completes when poll reports done.
+// newGeneric returns a request that completes when poll reports done.
 // poll is called with no lock held, by whichever goroutine waits or tests,
 // one call at a time; it makes progress on its own operation (typically by
 // testing the requests of the next step) and must not block. It is how
 // nonblocking collectives are built over point-to-point requests.
-func (c *Comm) NewRequest(poll func() (done bool, err error)) *Request {
-	return &Request{e: c.e, c: c, poll: poll}
+func (c *Comm) newGeneric(label string, ctx uint32, tag int, check uint32, poll func() (done bool, err error)) *Request {
+	return &Request{e: c.e, c: c, poll: poll, label: label, ctx: ctx, tag: int32(tag), check: check, peer: noPeer}
 }
 
 func (r *Request) testGeneric() (bool, error) {
@@ -307,6 +476,6 @@ func (r *Request) waitGeneric() (Status, error) {
 	r.e.waitFor(func() bool {
 		done, _ := r.testGeneric()
 		return done
-	})
+	}, recordFor(r, inWait))
 	return Status{}, r.err
 }

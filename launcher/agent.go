@@ -148,7 +148,7 @@ func (a *agent) handle(t bootstrap.Type, body []byte) error {
 				if r.finalized {
 					text = "finalized, exiting"
 				}
-				a.up.SendMsg(&bootstrap.Report{Rank: r.spec.Rank, WaitsOn: -1, Text: text})
+				a.up.SendMsg(&bootstrap.Report{Rank: r.spec.Rank, Text: text})
 			}
 		}
 		a.mu.Unlock()

@@ -51,10 +51,9 @@ type job struct {
 	stopping   bool
 	interrupts int
 	killTimer  *time.Timer
-	reports    map[int]*bootstrap.Report
-	reportWait *time.Timer
-	timedOut   bool
-	fromSlurm  bool // the hosts are a Slurm allocation's
+	hang       *hangReport // the hang report being gathered, or nil
+	started    time.Time   // when the ranks were launched
+	fromSlurm  bool        // the hosts are a Slurm allocation's
 
 	stdinAck chan struct{}
 	done     chan struct{} // closed when the loop ends
@@ -141,7 +140,6 @@ func Run(cfg Config) (int, error) {
 		out:      &printer{stdout: cfg.Stdout, stderr: cfg.Stderr, tag: cfg.TagOutput, timestamp: cfg.TimestampOutput},
 		events:   make(chan event, 256),
 		fenced:   map[int]bool{},
-		reports:  map[int]*bootstrap.Report{},
 		stdinAck: make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
@@ -439,6 +437,7 @@ func (j *job) makePlan(hosts []HostSpec) error {
 
 // launch sends each agent its ranks.
 func (j *job) launch() {
+	j.started = time.Now()
 	env := []string{
 		bootstrap.EnvJob + "=" + j.id,
 		bootstrap.EnvSize + "=" + strconv.Itoa(len(j.plan.Ranks)),
@@ -548,8 +547,8 @@ func (j *job) loop() int {
 		if j.killTimer != nil {
 			killC = j.killTimer.C
 		}
-		if j.reportWait != nil {
-			reportC = j.reportWait.C
+		if j.hang != nil {
+			reportC = j.hang.timer.C
 		}
 		select {
 		case ev := <-j.events:
@@ -559,14 +558,13 @@ func (j *job) loop() int {
 		case <-timeout:
 			j.onTimeout()
 		case <-reportC:
-			j.reportWait = nil
-			j.finishHangReport()
+			j.stepHangReport()
 		case <-killC:
 			j.killTimer = nil
 			j.signalAll(syscall.SIGKILL)
 		}
 	}
-	if j.reportWait != nil {
+	if j.hang != nil {
 		j.finishHangReport()
 	}
 	if j.failure != nil {
@@ -628,12 +626,7 @@ func (j *job) handle(ev event) {
 		}
 	case bootstrap.TReport:
 		if m, err := bootstrap.ParseReport(ev.body); err == nil && j.validRank(m.Rank) {
-			j.reports[m.Rank] = m
-			if j.reportWait != nil && len(j.reports) >= j.alive {
-				j.reportWait.Stop()
-				j.reportWait = nil
-				j.finishHangReport()
-			}
+			j.gotReport(m)
 		}
 	case bootstrap.TStdinAck:
 		select {
@@ -743,86 +736,20 @@ func (j *job) onSignal(sig os.Signal) {
 		j.signalAll(syscall.SIGKILL)
 		return
 	}
+	if s == syscall.SIGINT && time.Since(j.started) >= interruptReportAfter && !j.stopping {
+		// A job interrupted after running a while may be hung: say what
+		// each rank was doing before stopping it.
+		j.startHangReport(fmt.Sprintf("interrupted after %v", time.Since(j.started).Round(time.Second)),
+			128+int(s), fmt.Sprintf("received %v", sig))
+		return
+	}
 	j.fail(128+int(s), fmt.Sprintf("received %v", sig))
 }
 
-// onTimeout asks every rank what it is doing; the hang report is printed
-// when all answered, or after a second.
+// onTimeout starts the hang report of --timeout.
 func (j *job) onTimeout() {
-	if j.stopping {
-		return
-	}
-	j.timedOut = true
-	for _, l := range j.agents {
-		if !l.gone && l.conn != nil {
-			l.conn.Send(bootstrap.TQuery, nil)
-		}
-	}
-	j.reportWait = time.NewTimer(time.Second)
-}
-
-func (j *job) finishHangReport() {
-	var b strings.Builder
-	fmt.Fprintf(&b, "the job ran longer than --timeout %v; what each rank was doing:\n", j.cfg.Timeout)
-	for r := range j.ranks {
-		if j.ranks[r].exited {
-			fmt.Fprintf(&b, "  %s: exited\n", j.describeRank(r))
-			continue
-		}
-		text := "no answer"
-		if m := j.reports[r]; m != nil {
-			text = m.Text
-		}
-		fmt.Fprintf(&b, "  %s: %s\n", j.describeRank(r), text)
-	}
-	for _, c := range waitCycles(j.reports) {
-		parts := make([]string, len(c))
-		for i, r := range c {
-			parts[i] = strconv.Itoa(r)
-		}
-		fmt.Fprintf(&b, "ranks waiting on each other in a cycle: %s -> %s\n", strings.Join(parts, " -> "), parts[0])
-	}
-	j.out.notice("%s", strings.TrimRight(b.String(), "\n"))
-	j.fail(ExitTimeout, fmt.Sprintf("job stopped after --timeout %v", j.cfg.Timeout))
-}
-
-// waitCycles finds the cycles of the waits-on graph of the reports.
-func waitCycles(reports map[int]*bootstrap.Report) [][]int {
-	var cycles [][]int
-	seen := map[int]bool{}
-	ranks := make([]int, 0, len(reports))
-	for r := range reports {
-		ranks = append(ranks, r)
-	}
-	slices.Sort(ranks)
-	for _, start := range ranks {
-		if seen[start] {
-			continue
-		}
-		pos := map[int]int{}
-		var path []int
-		r := start
-		for {
-			if i, ok := pos[r]; ok {
-				cycles = append(cycles, slices.Clone(path[i:]))
-				break
-			}
-			if seen[r] {
-				break
-			}
-			m := reports[r]
-			if m == nil || m.WaitsOn < 0 {
-				break
-			}
-			pos[r] = len(path)
-			path = append(path, r)
-			r = m.WaitsOn
-		}
-		for _, p := range path {
-			seen[p] = true
-		}
-	}
-	return cycles
+	j.startHangReport(fmt.Sprintf("the job ran longer than --timeout %v", j.cfg.Timeout),
+		ExitTimeout, fmt.Sprintf("job stopped after --timeout %v", j.cfg.Timeout))
 }
 
 // cleanup closes the agent links, waits for in-process agents and the

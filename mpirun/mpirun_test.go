@@ -76,7 +76,7 @@ func TestFailures(t *testing.T) {
 		{"missing program", []string{"-np", "2", "/nonexistent/prog"}, 127,
 			[]string{"/nonexistent/prog does not exist"}},
 		{"timeout with cycle", []string{"-np", "3", "--timeout", "2s", "rankprog", "cycle"}, 124,
-			[]string{"blocked in recv from rank 1, tag 7", "in a cycle: 0 -> 1 -> 2 -> 0"}},
+			[]string{"blocked in recv from rank 1, tag 7", "in a cycle (no progress in 500ms): 0 -> 1 -> 2 -> 0"}},
 		{"one rank skips init", []string{"-np", "2", "--oversubscribe", "sh", "-c", `if [ "$PARLEY_RANK" = 1 ]; then exit 0; fi; exec rankprog hello`}, 1,
 			[]string{"rank 1 exited (status 0) while other ranks wait"}},
 	}
@@ -263,7 +263,7 @@ func runtimeCPUs() int {
 func TestBinding(t *testing.T) {
 	cpus := runtimeCPUs()
 	if cpus < 2 {
-		t.Skip("needs two cpus")
+		proctest.Unavailable(t, "needs two cpus, this machine has %d", cpus)
 	}
 	allowed := func(out string, rank int) string {
 		for _, l := range strings.Split(out, "\n") {

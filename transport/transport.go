@@ -29,6 +29,7 @@ var (
 	ErrNotSupported = linux.ErrNotSupported
 	ErrAuth         = wire.ErrAuth
 	ErrProtocol     = errors.New("protocol violation")
+	ErrNoRoute      = errors.New("no transport reaches the rank")
 )
 
 // PeerError reports a failure of the link to one peer rank.
@@ -54,7 +55,8 @@ func (e *PeerError) Unwrap() error { return e.Err }
 func (e *PeerError) Is(target error) bool { return target == ErrPeerLost }
 
 // Caps describe what a transport does, so that comm can choose protocols.
-// They must match what is implemented: comm relies on them.
+// They must match what is implemented: comm relies on them, and the
+// conformance suite (transporttest) checks them.
 type Caps struct {
 	Name string
 	// EagerLimit is the largest payload comm should send eagerly (in one
@@ -63,20 +65,101 @@ type Caps struct {
 	EagerLimit int
 	// MaxFrame is the largest payload one frame may carry.
 	MaxFrame int
-	// SingleCopy says the receiver can read a large payload straight from
-	// the sender's memory (see the shm transport's ReadRemote).
-	SingleCopy bool
+	// RemoteRead says the transport is a RemoteReader: a receiver can read
+	// a large payload straight out of the sender's memory.
+	RemoteRead bool
+	// Woken says the transport rings the rank's Bell by itself when a frame
+	// arrives (shared memory: the sender rings it); otherwise it is an
+	// Armer and must be armed before the rank sleeps.
+	Woken bool
 }
 
-// A Handler receives the frames a transport's Poll finds.
+// A Transport moves frames between this rank and its peers, one link per
+// peer. comm's engine is its only user: it calls every method with its
+// engine lock held, one call at a time, except where a method says
+// otherwise.
+type Transport interface {
+	// Caps reports what the transport does.
+	Caps() Caps
+	// Addr is the address peers reach this rank at, published in the
+	// rank's card.
+	Addr() string
+	// Reach prepares the link to peer (a world rank) from the address it
+	// published and its process id. comm calls it once, before the first
+	// Send to peer; an error means peer cannot be reached this way.
+	Reach(peer int, addr string, pid int) error
+	// Send queues op for peer, which Reach accepted. The transport owns
+	// op.Payload until op completes (Complete), at once or in a later
+	// Poll; a failed link completes it with an error wrapping ErrPeerLost.
+	Send(peer int, op *SendOp)
+	// Poll hands arrived frames to h and pushes queued frames forward. It
+	// returns the number of events handled (frames, completed writes, or
+	// bytes moved of a large frame), and the first link failure (a
+	// *PeerError naming the peer); other links keep working.
+	Poll(h Handler) (int, error)
+	// Pending reports whether frames wait to go out (a full ring, a full
+	// socket, a link not up yet).
+	Pending() bool
+	// Close releases the transport: queued frames fail with ErrClosed.
+	// It is safe to call twice.
+	Close() error
+}
+
+// Optional abilities, each a small interface of its own, so that
+// Transport stays narrow (as wireguard-go's conn.Bind does).
+
+// A DirectSender writes a small frame at once when it can, without a
+// SendOp: the fast path of small messages.
+type DirectSender interface {
+	// TrySend writes the frame to peer at once and reports whether it did;
+	// if not (no room, frames queued before it), the caller uses Send.
+	TrySend(peer int, h *Header, payload []byte) bool
+}
+
+// A Peeker tells cheaply whether Poll could find work.
+type Peeker interface {
+	// MayPoll reports, without the engine lock and writing nothing, whether
+	// Poll could find work; true when unsure. It may be called at any time,
+	// concurrently with every other method, Close included.
+	MayPoll() bool
+}
+
+// An Armer must be told when the rank is about to sleep, so that an
+// arrival rings the Bell (transports whose Caps are not Woken).
+type Armer interface {
+	Arm()
+}
+
+// A RemoteReader lets a receiver read a large payload straight out of the
+// sender's memory (Caps.RemoteRead): the sender publishes a descriptor of
+// its buffer in the rendezvous request, the receiver reads, then tells the
+// sender it is done.
+type RemoteReader interface {
+	// Expose appends to dst the descriptor of buf that a peer needs to
+	// read it. buf stays exposed until Unexpose.
+	Expose(dst, buf []byte) ([]byte, error)
+	// Unexpose ends the exposure of the buffer desc describes.
+	Unexpose(desc []byte)
+	// Read copies len(dst) bytes of peer's buffer that desc describes into
+	// dst. It blocks for the copy, so comm calls it without its engine
+	// lock, concurrently with the other methods; it wraps ErrNotSupported
+	// when the kernel refuses (comm then falls back to data frames).
+	Read(peer int, dst, desc []byte) error
+}
+
+// A Handler receives the frames a transport's Poll finds. from is the
+// world rank at the other end of the link the frame came on, which the
+// transport knows independently of what the frame claims (its Source).
 type Handler interface {
 	// Deliver is called for each arrived frame. payload is valid only for
-	// the duration of the call (it may point into a shared ring).
-	Deliver(h *Header, payload []byte)
+	// the duration of the call (it may point into a shared ring). For a
+	// FlagDirect frame, payload is the buffer Destination named, or nil if
+	// it named none (the payload was discarded).
+	Deliver(from int, h *Header, payload []byte)
 	// Destination is called for a frame with FlagDirect before its payload
 	// is placed; it returns a buffer of exactly h.Len bytes, or nil to
-	// discard the payload. Deliver follows with that buffer as payload.
-	Destination(h *Header) []byte
+	// discard the payload.
+	Destination(from int, h *Header) []byte
 }
 
 // A SendOp is one frame queued on a transport. The transport owns Payload

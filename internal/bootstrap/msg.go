@@ -287,22 +287,38 @@ func ParseSignal(b []byte) (*Signal, error) {
 
 // Report is a rank's answer to a Query: what it is doing or blocked in.
 type Report struct {
-	Rank    int
-	WaitsOn int // the world rank it waits for, or -1 (not blocked, or any rank)
-	Text    string
+	Rank     int
+	Progress uint64 // events the rank has handled so far: unchanged between two reports means no progress
+	WaitsOn  []int  // the world ranks its blocked goroutines wait for (none: not blocked, or any rank)
+	Text     string // one line per blocked goroutine, and the messages no receive matches
 }
+
+// maxReportPeers bounds WaitsOn in a decoded report.
+const maxReportPeers = 1 << 16
 
 func (Report) Type() Type { return TReport }
 func (m *Report) Append(b []byte) []byte {
 	b = wire.AppendVarint(b, int64(m.Rank))
-	b = wire.AppendVarint(b, int64(m.WaitsOn))
+	b = wire.AppendUvarint(b, m.Progress)
+	b = wire.AppendUvarint(b, uint64(len(m.WaitsOn)))
+	for _, w := range m.WaitsOn {
+		b = wire.AppendVarint(b, int64(w))
+	}
 	return wire.AppendString(b, m.Text)
 }
 
 // ParseReport decodes a Report body.
 func ParseReport(b []byte) (*Report, error) {
 	r := wire.NewReader(b)
-	m := &Report{Rank: r.Int(), WaitsOn: r.Int(), Text: r.String()}
+	m := &Report{Rank: r.Int(), Progress: r.Uvarint()}
+	n := r.Uvarint()
+	if n > maxReportPeers {
+		return nil, fmt.Errorf("%v message: %d peers waited on is implausible", TReport, n)
+	}
+	for i := uint64(0); i < n && r.Err() == nil; i++ {
+		m.WaitsOn = append(m.WaitsOn, r.Int())
+	}
+	m.Text = r.String()
 	return m, done(r, TReport)
 }
 

@@ -19,7 +19,7 @@ func samples() map[Type]Msg {
 		TFence:     &Fence{Pairs: []KV{{Key: "card/0", Value: []byte{1, 2, 3}}, {Key: "k", Value: []byte{}}}},
 		TAbort:     &Abort{Rank: 2, Code: 9, Message: "bye"},
 		TSignal:    &Signal{Signal: 15},
-		TReport:    &Report{Rank: 1, WaitsOn: 2, Text: "blocked"},
+		TReport:    &Report{Rank: 1, Progress: 77, WaitsOn: []int{2, 0}, Text: "blocked"},
 		TRankHello: &RankHello{Rank: 5, Pid: 99},
 	}
 }

@@ -1,14 +1,17 @@
 // Package proctest helps tests that run real processes: it finds the
-// processes of a job by a marker in their environment, and waits for
-// conditions with a deadline instead of sleeping.
+// processes of a job by a marker in their environment, waits for
+// conditions with a deadline instead of sleeping, and decides what a test
+// does when something it needs is missing (Unavailable).
 package proctest
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -66,3 +69,21 @@ func Eventually(d time.Duration, cond func() bool) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Unavailable reports that something a test needs (a harness, a tool, an
+// installed MPI) cannot be used here. Outside CI the test is skipped with
+// the reason; under CI=true, where .ci/run has installed everything the
+// suite needs, it fails: a tier of tests that silently did not run is not
+// a pass.
+func Unavailable(tb testing.TB, format string, args ...any) {
+	tb.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if InCI() {
+		tb.Fatalf("%s (CI=true: a test that cannot run fails the run)", msg)
+	}
+	tb.Skip(msg)
+}
+
+// InCI reports whether the tests run in CI (CI=true), where every tool
+// and harness must be present.
+func InCI() bool { return os.Getenv("CI") == "true" }

@@ -23,7 +23,7 @@ const HeaderLen = 40
 //	  8     4  Context
 //	 12     4  Source
 //	 16     4  Tag
-//	 20     4  (zero)
+//	 20     4  Check    a collective message's signature (0 otherwise)
 //	 24     8  Cookie
 //	 32     8  Aux
 type Header struct {
@@ -33,6 +33,7 @@ type Header struct {
 	Context uint32
 	Source  uint32
 	Tag     int32
+	Check   uint32
 	Cookie  uint64
 	Aux     uint64
 }
@@ -62,7 +63,7 @@ func PutHeader(b []byte, h *Header) {
 	binary.LittleEndian.PutUint32(b[8:], h.Context)
 	binary.LittleEndian.PutUint32(b[12:], h.Source)
 	binary.LittleEndian.PutUint32(b[16:], uint32(h.Tag))
-	binary.LittleEndian.PutUint32(b[20:], 0)
+	binary.LittleEndian.PutUint32(b[20:], h.Check)
 	binary.LittleEndian.PutUint64(b[24:], h.Cookie)
 	binary.LittleEndian.PutUint64(b[32:], h.Aux)
 }
@@ -74,7 +75,7 @@ func ParseHeader(b []byte, h *Header) (int, error) {
 	if len(b) < HeaderLen {
 		return 0, ErrShortHeader
 	}
-	if b[2] != 0 || b[3] != 0 || binary.LittleEndian.Uint32(b[20:]) != 0 {
+	if b[2] != 0 || b[3] != 0 {
 		return 0, fmt.Errorf("wire: frame header has non-zero reserved bytes (corrupt stream?)")
 	}
 	h.Kind = b[0]
@@ -83,6 +84,7 @@ func ParseHeader(b []byte, h *Header) (int, error) {
 	h.Context = binary.LittleEndian.Uint32(b[8:])
 	h.Source = binary.LittleEndian.Uint32(b[12:])
 	h.Tag = int32(binary.LittleEndian.Uint32(b[16:]))
+	h.Check = binary.LittleEndian.Uint32(b[20:])
 	h.Cookie = binary.LittleEndian.Uint64(b[24:])
 	h.Aux = binary.LittleEndian.Uint64(b[32:])
 	return HeaderLen, nil

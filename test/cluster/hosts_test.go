@@ -89,7 +89,7 @@ func hostsDown() {
 func needHosts(t *testing.T) {
 	t.Helper()
 	if skipWhy != "" {
-		t.Skip(skipWhy)
+		proctest.Unavailable(t, "%s", skipWhy)
 	}
 }
 
@@ -302,7 +302,7 @@ func TestLaunchTime(t *testing.T) {
 	needHosts(t)
 	ompi, err := exec.LookPath("mpirun.openmpi")
 	if err != nil {
-		t.Skip("no mpirun.openmpi")
+		proctest.Unavailable(t, "no mpirun.openmpi: apt-get install openmpi-bin")
 	}
 	hl := strings.Join(hosts, ":2,") + ":2"
 	var ours, theirs []time.Duration
@@ -315,7 +315,7 @@ func TestLaunchTime(t *testing.T) {
 		start := time.Now()
 		out, err := exec.Command(ompi, "--allow-run-as-root", "--bind-to", "none", "-H", hl, "hostname").CombinedOutput()
 		if err != nil {
-			t.Skipf("mpirun.openmpi failed on the emulated hosts: %v\n%s", err, out)
+			proctest.Unavailable(t, "mpirun.openmpi failed on the emulated hosts: %v\n%s", err, out)
 		}
 		theirs = append(theirs, time.Since(start))
 	}

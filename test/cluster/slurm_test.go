@@ -31,7 +31,7 @@ func needSlurm(t *testing.T) {
 		slurmWhy = startSlurm()
 	}
 	if slurmWhy != "" {
-		t.Skip(slurmWhy)
+		proctest.Unavailable(t, "%s", slurmWhy)
 	}
 }
 
@@ -209,7 +209,7 @@ func TestSlurmStartupTime(t *testing.T) {
 	needSlurm(t)
 	ompi, err := exec.LookPath("mpirun.openmpi")
 	if err != nil {
-		t.Skip("no mpirun.openmpi")
+		proctest.Unavailable(t, "no mpirun.openmpi: apt-get install openmpi-bin")
 	}
 	script := fmt.Sprintf(`for i in 1 2 3; do
   s=$(date +%%s%%N); %s/mpirun %s/hello >/dev/null; e=$(date +%%s%%N); echo "parley hello $(( (e - s) / 1000000 )) ms"

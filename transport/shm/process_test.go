@@ -28,13 +28,13 @@ const crossFrames = 30000
 func producer() int {
 	dir, job := os.Getenv("SHMTEST_DIR"), os.Getenv("SHMTEST_JOB")
 	pid, _ := strconv.Atoi(os.Getenv("SHMTEST_PID"))
-	t, err := Open(Config{JobID: job, Rank: 1, LocalRank: 1, LocalSize: 2, Dir: dir, Slots: 128})
+	t, err := Open(Config{JobID: job, Rank: 1, Size: 2, LocalRank: 1, LocalSize: 2, Dir: dir, Slots: 128})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer t.Close()
-	if err := t.Attach(0, SegmentName(job, 0), pid); err != nil {
+	if err := t.Reach(0, SegmentName(job, 0), pid); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -59,7 +59,7 @@ func producer() int {
 func TestCrossProcess(t *testing.T) {
 	dir := t.TempDir()
 	job := fmt.Sprintf("xp%d", time.Now().UnixNano())
-	cons, err := Open(Config{JobID: job, Rank: 0, LocalRank: 0, LocalSize: 2, Dir: dir, Slots: 128})
+	cons, err := Open(Config{JobID: job, Rank: 0, Size: 2, LocalRank: 0, LocalSize: 2, Dir: dir, Slots: 128})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,12 +92,12 @@ func TestCrossProcess(t *testing.T) {
 
 func TestAttachChecks(t *testing.T) {
 	dir := t.TempDir()
-	own, err := Open(Config{JobID: "a", Rank: 0, LocalRank: 0, LocalSize: 2, Dir: dir})
+	own, err := Open(Config{JobID: "a", Rank: 0, Size: 2, LocalRank: 0, LocalSize: 2, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer own.Close()
-	peerT, err := Open(Config{JobID: "a", Rank: 1, LocalRank: 1, LocalSize: 2, Dir: dir})
+	peerT, err := Open(Config{JobID: "a", Rank: 1, Size: 2, LocalRank: 1, LocalSize: 2, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,12 +116,12 @@ func TestAttachChecks(t *testing.T) {
 		{"path in name", "../x", os.Getpid()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := peerT.Attach(0, tc.seg, tc.pid); err == nil {
+			if err := peerT.Reach(0, tc.seg, tc.pid); err == nil {
 				t.Fatal("attached")
 			}
 		})
 	}
-	if err := peerT.Attach(0, SegmentName("a", 0), os.Getpid()); err != nil {
+	if err := peerT.Reach(0, SegmentName("a", 0), os.Getpid()); err != nil {
 		t.Fatal(err)
 	}
 	op := &transport.SendOp{Header: transport.Header{Len: 3}, Payload: []byte("abc")}
@@ -167,11 +167,11 @@ func TestSweep(t *testing.T) {
 // a call in the middle reads the zero pages that replaced the segment.
 func TestMayPollAcrossClose(t *testing.T) {
 	dir := t.TempDir()
-	own, err := Open(Config{JobID: "m", Rank: 0, LocalRank: 0, LocalSize: 2, Dir: dir})
+	own, err := Open(Config{JobID: "m", Rank: 0, Size: 2, LocalRank: 0, LocalSize: 2, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	peerT, err := Open(Config{JobID: "m", Rank: 1, LocalRank: 1, LocalSize: 2, Dir: dir})
+	peerT, err := Open(Config{JobID: "m", Rank: 1, Size: 2, LocalRank: 1, LocalSize: 2, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestMayPollAcrossClose(t *testing.T) {
 	if own.MayPoll() {
 		t.Fatal("MayPoll with nothing sent")
 	}
-	if err := peerT.Attach(0, SegmentName("m", 0), os.Getpid()); err != nil {
+	if err := peerT.Reach(0, SegmentName("m", 0), os.Getpid()); err != nil {
 		t.Fatal(err)
 	}
 	if !peerT.TrySend(0, &transport.Header{Len: 3}, []byte("abc")) {

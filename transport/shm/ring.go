@@ -104,7 +104,8 @@ func (g *region) bitmapWords() int { return (g.nrings + 63) / 64 }
 // ring is a view of one ring of a segment.
 type ring struct {
 	tail   *atomic.Uint64
-	slots  []byte // nslots*slotSize bytes
+	sender *atomic.Uint64 // the producer's world rank + 1, stored once when it attaches
+	slots  []byte         // nslots*slotSize bytes
 	nslots uint64
 	mask   uint64
 }
@@ -114,6 +115,7 @@ func (g *region) ring(i int) *ring {
 	off := ringsOff + i*g.ringBytes
 	return &ring{
 		tail:   (*atomic.Uint64)(unsafe.Pointer(&g.mem[off])),
+		sender: (*atomic.Uint64)(unsafe.Pointer(&g.mem[off+8])),
 		slots:  g.mem[off+cacheLine : off+g.ringBytes : off+g.ringBytes],
 		nslots: g.nslots,
 		mask:   g.nslots - 1,

@@ -49,13 +49,15 @@ func pair(t *testing.T, nrings, nslots, lr int) (cons, prod *Transport) {
 		t.Fatal(err)
 	}
 	seg := &segment{name: "heap", mem: mem, g: g}
-	cons = &Transport{cfg: Config{Slots: nslots, EagerLimit: EagerLimit}, own: seg, rx: make([]rxRing, nrings),
-		seen: make([]uint64, g.bitmapWords()), peers: map[int]*peer{}, maxLen: nslots*slotSize/4 - frameDataOff}
+	cons = &Transport{cfg: Config{Slots: nslots, EagerLimit: EagerLimit, Size: nrings}, own: seg, rx: make([]rxRing, nrings),
+		seen: make([]uint64, g.bitmapWords()), from: make([]int, nrings), peers: map[int]*peer{}, maxLen: nslots*slotSize/4 - frameDataOff}
 	for i := range cons.rx {
 		cons.rx[i].r = g.ring(i)
+		cons.from[i] = -1
 	}
-	prod = &Transport{cfg: Config{Slots: nslots, LocalRank: lr}, peers: map[int]*peer{}, maxLen: cons.maxLen}
+	prod = &Transport{cfg: Config{Slots: nslots, LocalRank: lr, Rank: lr}, peers: map[int]*peer{}, maxLen: cons.maxLen}
 	prod.peers[0] = &peer{rank: 0, seg: seg, tx: g.ring(lr)}
+	g.ring(lr).sender.Store(uint64(lr) + 1)
 	g.activeWord(lr / 64).Or(1 << (lr % 64))
 	return cons, prod
 }
@@ -68,12 +70,12 @@ type checker struct {
 	scratch []byte
 }
 
-func (c *checker) Destination(h *transport.Header) []byte {
+func (c *checker) Destination(from int, h *transport.Header) []byte {
 	c.scratch = make([]byte, h.Len)
 	return c.scratch
 }
 
-func (c *checker) Deliver(h *transport.Header, p []byte) {
+func (c *checker) Deliver(from int, h *transport.Header, p []byte) {
 	if c.err != nil {
 		return
 	}

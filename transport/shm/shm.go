@@ -1,10 +1,13 @@
 package shm
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/bits"
+	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/parley-hpc/parley/internal/linux"
 	"github.com/parley-hpc/parley/internal/wire"
@@ -38,7 +41,10 @@ var ErrCorrupt = errors.New("shared-memory segment corrupt")
 // Config configures a rank's shared-memory transport.
 type Config struct {
 	JobID string
-	Rank  int
+	Rank  int // world rank
+	// Size is the number of ranks in the world: a ring whose sender names
+	// a rank outside it is corrupt.
+	Size int
 	// LocalRank and LocalSize place the rank among the ranks of its host:
 	// the segment has one ring per local rank.
 	LocalRank, LocalSize int
@@ -51,13 +57,15 @@ type Config struct {
 // Transport is one rank's shared-memory endpoint: its own segment, whose
 // rings it polls, and the segments of the local peers it sends to.
 //
-// Send, Poll, Attach, Pending and Close are called by the owner's progress
-// loop one at a time (comm holds its engine lock).
+// Every method but MayPoll and Read is called by the owner's progress loop
+// one at a time (comm holds its engine lock); MayPoll and Read may be
+// called at any time.
 type Transport struct {
 	cfg  Config
 	own  *segment
 	rx   []rxRing // by sender local rank
 	live []int    // local ranks of the senders whose rings are active
+	from []int    // by sender local rank: the world rank it announced (-1: none yet)
 	seen []uint64 // the active bitmap as last read
 	next int      // where the next poll starts, for fairness
 
@@ -68,7 +76,19 @@ type Transport struct {
 	closed  atomic.Bool      // read by MayPoll without the lock (see segment.retire)
 	hd      transport.Header // scratch for Poll: a local would escape through the Handler
 	maxLen  int              // largest frame payload: a quarter of a ring
+
+	// pids of attached peers by world rank, for Read, which runs without
+	// the engine lock.
+	pidMu sync.Mutex
+	pids  map[int]int
 }
+
+var _ interface {
+	transport.Transport
+	transport.DirectSender
+	transport.Peeker
+	transport.RemoteReader
+} = (*Transport)(nil)
 
 // rxRing is the consumer's side of one ring.
 type rxRing struct {
@@ -122,6 +142,9 @@ func Open(cfg Config) (*Transport, error) {
 	if cfg.LocalSize < 1 || cfg.LocalRank < 0 || cfg.LocalRank >= cfg.LocalSize {
 		return nil, fmt.Errorf("shm transport: local rank %d of %d", cfg.LocalRank, cfg.LocalSize)
 	}
+	if cfg.Size < cfg.LocalSize || cfg.Rank < 0 || cfg.Rank >= cfg.Size {
+		return nil, fmt.Errorf("shm transport: rank %d of a world of %d with %d on this host", cfg.Rank, cfg.Size, cfg.LocalSize)
+	}
 	if cfg.LocalRank == 0 {
 		// The first rank of a host clears what dead jobs left behind.
 		Sweep(cfg.Dir)
@@ -131,16 +154,18 @@ func Open(cfg Config) (*Transport, error) {
 		return nil, fmt.Errorf("shm transport: %w", err)
 	}
 	t := &Transport{cfg: cfg, own: seg, rx: make([]rxRing, cfg.LocalSize), seen: make([]uint64, seg.g.bitmapWords()),
-		peers: make(map[int]*peer), maxLen: cfg.Slots*slotSize/4 - frameDataOff}
+		from: make([]int, cfg.LocalSize), peers: make(map[int]*peer), maxLen: cfg.Slots*slotSize/4 - frameDataOff,
+		pids: make(map[int]int)}
 	for i := range t.rx {
 		t.rx[i].r = seg.g.ring(i)
+		t.from[i] = -1
 	}
 	t.g = seg.g
 	return t, nil
 }
 
-// Name is the segment's file name, published in the rank's card.
-func (t *Transport) Name() string { return t.own.name }
+// Addr is the segment's file name, published in the rank's card.
+func (t *Transport) Addr() string { return t.own.name }
 
 // Bell is the futex word peers ring when they send to this rank; comm
 // sleeps on it, and other transports ring it too.
@@ -148,12 +173,14 @@ func (t *Transport) Bell() transport.Bell { return transport.NewBell(&t.own.g.hd
 
 // Caps reports what this transport does.
 func (t *Transport) Caps() transport.Caps {
-	return transport.Caps{Name: "shm", EagerLimit: t.cfg.EagerLimit, MaxFrame: maxDataFrame, SingleCopy: true}
+	return transport.Caps{Name: "shm", EagerLimit: t.cfg.EagerLimit, MaxFrame: maxDataFrame, RemoteRead: true, Woken: true}
 }
 
-// Attach maps the segment of peer rank (process pid) for sending; this
-// rank writes into the ring of its own local rank there.
-func (t *Transport) Attach(rank int, name string, pid int) error {
+// Reach maps the segment named name of peer rank (process pid) for
+// sending; this rank writes into the ring of its own local rank there,
+// and announces itself in the ring's sender word before it sets its bit
+// in the segment's active bitmap.
+func (t *Transport) Reach(rank int, name string, pid int) error {
 	if t.peers[rank] != nil {
 		return nil
 	}
@@ -179,9 +206,13 @@ func (t *Transport) Attach(rank int, name string, pid int) error {
 	p := &peer{rank: rank, pid: pid, seg: seg, tx: g.ring(t.cfg.LocalRank)}
 	// A ring is fresh when its sender first attaches: positions start at 0.
 	p.head = 0
+	p.tx.sender.Store(uint64(t.cfg.Rank) + 1)
 	lr := t.cfg.LocalRank
 	g.activeWord(lr / 64).Or(1 << (lr % 64))
 	t.peers[rank] = p
+	t.pidMu.Lock()
+	t.pids[rank] = pid
+	t.pidMu.Unlock()
 	return nil
 }
 
@@ -278,7 +309,7 @@ func (t *Transport) Poll(h transport.Handler) (int, error) {
 	live := t.live
 	for j := range live {
 		idx := live[(t.next+j)%len(live)]
-		k, err := t.drain(&t.rx[idx], h)
+		k, err := t.drain(&t.rx[idx], t.from[idx], h)
 		n += k
 		if err != nil {
 			return n, fmt.Errorf("ring of local rank %d: %w", idx, err)
@@ -349,6 +380,14 @@ func (t *Transport) refreshLive() error {
 			if idx >= len(t.rx) {
 				return fmt.Errorf("%w: active bit for ring %d of %d", ErrCorrupt, idx, len(t.rx))
 			}
+			if t.from[idx] < 0 {
+				// The sender stored its world rank before it set its bit.
+				w := t.rx[idx].r.sender.Load()
+				if w == 0 || w > uint64(t.cfg.Size) {
+					return fmt.Errorf("%w: ring %d announces sender %d in a world of %d", ErrCorrupt, idx, int64(w)-1, t.cfg.Size)
+				}
+				t.from[idx] = int(w - 1)
+			}
 			t.live = append(t.live, idx)
 		}
 	}
@@ -356,7 +395,7 @@ func (t *Transport) refreshLive() error {
 }
 
 // drain hands on the frames of one ring.
-func (t *Transport) drain(rx *rxRing, h transport.Handler) (int, error) {
+func (t *Transport) drain(rx *rxRing, from int, h transport.Handler) (int, error) {
 	r := rx.r
 	hd := &t.hd
 	n := 0
@@ -385,15 +424,15 @@ func (t *Transport) drain(rx *rxRing, h transport.Handler) (int, error) {
 			}
 			payload := r.frame(i, k)[frameDataOff : frameDataOff+int(hd.Len)]
 			if hd.Flags&transport.FlagDirect != 0 {
-				dst := h.Destination(hd)
+				dst := h.Destination(from, hd)
 				if len(dst) == len(payload) {
 					copy(dst, payload)
 				} else {
 					dst = nil
 				}
-				h.Deliver(hd, dst)
+				h.Deliver(from, hd, dst)
 			} else {
-				h.Deliver(hd, payload)
+				h.Deliver(from, hd, payload)
 			}
 			n++
 			// Only continuation slots hold payload where a sequence word
@@ -434,6 +473,42 @@ func (t *Transport) flush() int {
 	t.waiting = keep
 	t.queued.Store(len(keep) > 0)
 	return n
+}
+
+// Expose appends buf's address to dst: a peer on this host reads the
+// buffer with process_vm_readv (Read). Nothing needs registering, so
+// Unexpose does nothing.
+//
+// This is the package's one use of a Go pointer as a number. It is safe
+// because Go's heap objects do not move, and comm keeps the buffer alive
+// (its send request holds it) until the reader's FIN says the copy is
+// over.
+func (t *Transport) Expose(dst, buf []byte) ([]byte, error) {
+	return binary.LittleEndian.AppendUint64(dst, uint64(uintptr(unsafe.Pointer(unsafe.SliceData(buf))))), nil
+}
+
+// Unexpose does nothing: exposing a buffer reserved nothing.
+func (t *Transport) Unexpose(desc []byte) {}
+
+// Read copies len(dst) bytes from the buffer of peer rank that desc (from
+// the peer's Expose) describes, with one process_vm_readv. It fails with an
+// error wrapping transport.ErrNotSupported when the kernel refuses (Yama's
+// ptrace_scope, a seccomp filter), and with ErrProtocol when desc is not a
+// descriptor.
+func (t *Transport) Read(peer int, dst, desc []byte) error {
+	if len(desc) != 8 {
+		return fmt.Errorf("shm read from rank %d: %w: descriptor of %d bytes", peer, transport.ErrProtocol, len(desc))
+	}
+	t.pidMu.Lock()
+	pid, ok := t.pids[peer]
+	t.pidMu.Unlock()
+	if !ok {
+		return fmt.Errorf("shm read from rank %d: %w: the rank is not attached", peer, transport.ErrProtocol)
+	}
+	if err := linux.ReadRemote(dst, pid, uintptr(binary.LittleEndian.Uint64(desc))); err != nil {
+		return fmt.Errorf("shm read from rank %d (pid %d): %w", peer, pid, err)
+	}
+	return nil
 }
 
 // Pending reports whether frames wait for room in a peer's ring.

@@ -84,14 +84,14 @@ func (c *conn) finishCompressed(h transport.Handler, hd *transport.Header, blk [
 	}
 	hd.Flags &^= flagCompressed
 	hd.Len = uint32(n)
-	dst := h.Destination(hd)
+	dst := h.Destination(c.peer, hd)
 	if dst == nil || len(dst) != n {
-		h.Deliver(hd, nil)
+		h.Deliver(c.peer, hd, nil)
 		return nil
 	}
 	if _, err := s2.Decode(dst, blk); err != nil {
 		return c.lost("read from", fmt.Errorf("%w: compressed block: %v", transport.ErrProtocol, err))
 	}
-	h.Deliver(hd, dst)
+	h.Deliver(c.peer, hd, dst)
 	return nil
 }

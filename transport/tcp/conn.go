@@ -153,7 +153,7 @@ func (c *conn) read(h transport.Handler) (int, error) {
 					transport.ErrProtocol, hd.Len, len(c.rbuf)-wire.HeaderLen))
 			}
 			if end <= c.w {
-				h.Deliver(hd, c.rbuf[c.r+wire.HeaderLen:end])
+				h.Deliver(c.peer, hd, c.rbuf[c.r+wire.HeaderLen:end])
 				c.r = end
 				n++
 				continue
@@ -186,7 +186,7 @@ func (c *conn) read(h transport.Handler) (int, error) {
 // what is already buffered first.
 func (c *conn) startDirect(h transport.Handler, hd *transport.Header) {
 	c.dhdr = *hd
-	dst := h.Destination(hd)
+	dst := h.Destination(c.peer, hd)
 	if dst != nil && len(dst) != int(hd.Len) {
 		dst = nil // a Handler bug; drop rather than overrun
 	}
@@ -196,14 +196,14 @@ func (c *conn) startDirect(h transport.Handler, hd *transport.Header) {
 		c.discard -= k
 		c.r += k
 		if c.discard == 0 {
-			h.Deliver(&c.dhdr, nil)
+			h.Deliver(c.peer, &c.dhdr, nil)
 		}
 		return
 	}
 	k := copy(dst, c.rbuf[c.r:c.w])
 	c.r += k
 	if k == len(dst) {
-		h.Deliver(&c.dhdr, dst)
+		h.Deliver(c.peer, &c.dhdr, dst)
 		return
 	}
 	c.direct, c.doff = dst, k
@@ -227,7 +227,7 @@ func (c *conn) readDirect(h transport.Handler) (done, moved bool, err error) {
 			c.discard -= k
 			moved = true
 		}
-		h.Deliver(&c.dhdr, nil)
+		h.Deliver(c.peer, &c.dhdr, nil)
 		return true, true, nil
 	}
 	for c.doff < len(c.direct) {
@@ -246,7 +246,7 @@ func (c *conn) readDirect(h transport.Handler) (done, moved bool, err error) {
 	}
 	dst := c.direct
 	c.direct, c.doff = nil, 0
-	h.Deliver(&c.dhdr, dst)
+	h.Deliver(c.peer, &c.dhdr, dst)
 	return true, true, nil
 }
 

@@ -154,6 +154,12 @@ func Listen(cfg Config) (*Transport, error) {
 	return t, nil
 }
 
+var _ interface {
+	transport.Transport
+	transport.Peeker
+	transport.Armer
+} = (*Transport)(nil)
+
 // Caps reports what this transport does.
 func (t *Transport) Caps() transport.Caps {
 	return transport.Caps{Name: "tcp", EagerLimit: EagerLimit, MaxFrame: maxDirect}
@@ -174,17 +180,30 @@ func (t *Transport) peer(rank int, addr string) *peer {
 	return p
 }
 
-// Send queues op for the peer rank, whose listener is at addr, connecting
-// first if needed. The op completes when all its bytes are written to the
-// socket, or fails with an error that wraps transport.ErrPeerLost.
-func (t *Transport) Send(rank int, addr string, op *transport.SendOp) {
+// Reach records the address of peer rank's listener, which the first Send
+// dials. pid is not needed over TCP.
+func (t *Transport) Reach(rank int, addr string, pid int) error {
+	if addr == "" {
+		return fmt.Errorf("tcp: rank %d published no TCP address", rank)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("tcp: rank %d published a bad address %q: %w", rank, addr, err)
+	}
+	t.peer(rank, addr)
+	return nil
+}
+
+// Send queues op for the peer rank, connecting first if needed. The op
+// completes when all its bytes are written to the socket, or fails with an
+// error that wraps transport.ErrPeerLost.
+func (t *Transport) Send(rank int, op *transport.SendOp) {
 	op.Reset()
 	t.used.Store(true)
 	if t.closed {
 		op.Complete(fmt.Errorf("tcp send to rank %d: %w", rank, transport.ErrClosed))
 		return
 	}
-	p := t.peer(rank, addr)
+	p := t.peer(rank, "")
 	switch {
 	case p.err != nil:
 		op.Complete(p.err)
@@ -353,11 +372,12 @@ func (t *Transport) install() error {
 	return firstErr
 }
 
-// InUse reports, without the caller's lock, whether this transport has
-// ever carried anything or been asked to: until then Poll has nothing to
-// do but look for arrivals, which pending also tells. Waiting ranks use it
-// to skip polling a transport that no peer uses.
-func (t *Transport) InUse() bool { return t.used.Load() || t.pending.Load() }
+// MayPoll reports, without the caller's lock, whether Poll could find
+// work: true once this transport has carried anything or been asked to (a
+// socket cannot be peeked at without a system call), or while connections
+// wait to be installed. Waiting ranks use it to skip polling a transport
+// that no peer uses.
+func (t *Transport) MayPoll() bool { return t.used.Load() || t.pending.Load() }
 
 func (t *Transport) arrive(a arrival) {
 	t.mu.Lock()

@@ -29,11 +29,11 @@ type frame struct {
 	payload []byte
 }
 
-func (e *endpoint) Deliver(h *transport.Header, p []byte) {
+func (e *endpoint) Deliver(from int, h *transport.Header, p []byte) {
 	e.frames = append(e.frames, frame{*h, append([]byte(nil), p...)})
 }
 
-func (e *endpoint) Destination(h *transport.Header) []byte {
+func (e *endpoint) Destination(from int, h *transport.Header) []byte {
 	b := make([]byte, h.Len)
 	return b
 }
@@ -92,8 +92,10 @@ func TestFramesInOrder(t *testing.T) {
 	for i, n := range sizes {
 		p := bytes.Repeat([]byte{byte(i + 1)}, n)
 		oa, ob := op(1, uint64(i), p, n > EagerLimit), op(1, uint64(i), p, n > EagerLimit)
-		a.t.Send(1, b.t.Addr(), oa)
-		b.t.Send(0, a.t.Addr(), ob)
+		a.t.Reach(1, b.t.Addr(), 0)
+		a.t.Send(1, oa)
+		b.t.Reach(0, a.t.Addr(), 0)
+		b.t.Send(0, ob)
 		ops = append(ops, oa, ob)
 	}
 	if err := poll(t, 10*time.Second, func() bool { return len(a.frames) == len(sizes) && len(b.frames) == len(sizes) }, a, b); err != nil {
@@ -147,7 +149,8 @@ func TestStrangers(t *testing.T) {
 	})
 	knock(func(c net.Conn) {}) // connects and leaves
 	// The pair still works.
-	a.t.Send(1, b.t.Addr(), op(1, 7, []byte("still here"), false))
+	a.t.Reach(1, b.t.Addr(), 0)
+	a.t.Send(1, op(1, 7, []byte("still here"), false))
 	if err := poll(t, 5*time.Second, func() bool { return len(b.frames) == 1 }, a, b); err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +165,8 @@ func TestConnectFailure(t *testing.T) {
 	l.Close() // nobody listens here now
 	a.t.cfg.DialTimeout = 300 * time.Millisecond
 	o := op(1, 0, []byte("x"), false)
-	a.t.Send(3, addr, o)
+	a.t.Reach(3, addr, 0)
+	a.t.Send(3, o)
 	var err error
 	deadline := time.Now().Add(5 * time.Second)
 	for !o.Done() && time.Now().Before(deadline) {
@@ -261,7 +265,8 @@ func TestThroughProxy(t *testing.T) {
 		a, b := newEndpoint(t, 0), newEndpoint(t, 1)
 		p := newProxy(t, b.t.Addr(), 2*time.Millisecond)
 		for i := 0; i < 20; i++ {
-			a.t.Send(1, p.ln.Addr().String(), op(1, uint64(i), make([]byte, 50000), i%2 == 0))
+			a.t.Reach(1, p.ln.Addr().String(), 0)
+			a.t.Send(1, op(1, uint64(i), make([]byte, 50000), i%2 == 0))
 		}
 		if err := poll(t, 20*time.Second, func() bool { return len(b.frames) == 20 }, a, b); err != nil {
 			t.Fatal(err)
@@ -276,7 +281,8 @@ func TestThroughProxy(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			a, b := newEndpoint(t, 0), newEndpoint(t, 1)
 			p := newProxy(t, b.t.Addr(), 0)
-			a.t.Send(1, p.ln.Addr().String(), op(1, 0, []byte("hello"), false))
+			a.t.Reach(1, p.ln.Addr().String(), 0)
+			a.t.Send(1, op(1, 0, []byte("hello"), false))
 			if err := poll(t, 5*time.Second, func() bool { return len(b.frames) == 1 }, a, b); err != nil {
 				t.Fatal(err)
 			}
@@ -296,7 +302,8 @@ func TestThroughProxy(t *testing.T) {
 			}
 			// Later sends to the lost peer fail at once.
 			o := op(1, 1, []byte("x"), false)
-			b.t.Send(0, a.t.Addr(), o)
+			b.t.Reach(0, a.t.Addr(), 0)
+			b.t.Send(0, o)
 			if !o.Failed() {
 				t.Fatal("a send to a lost peer did not fail")
 			}
@@ -317,16 +324,16 @@ func FuzzFraming(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, split int) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Skip(err)
+			t.Fatal(err)
 		}
 		defer l.Close()
 		w, err := net.Dial("tcp", l.Addr().String())
 		if err != nil {
-			t.Skip(err)
+			t.Fatal(err)
 		}
 		r, err := l.Accept()
 		if err != nil {
-			t.Skip(err)
+			t.Fatal(err)
 		}
 		c, err := newConn(1, r.(*net.TCPConn))
 		if err != nil {
@@ -382,7 +389,8 @@ func TestCompression(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			a, b := newEndpointZ(t, 0, tc.a), newEndpointZ(t, 1, tc.b)
 			p := newProxy(t, b.t.Addr(), 0)
-			a.t.Send(1, p.ln.Addr().String(), op(4, 9, tc.payload, true))
+			a.t.Reach(1, p.ln.Addr().String(), 0)
+			a.t.Send(1, op(4, 9, tc.payload, true))
 			if err := poll(t, 10*time.Second, func() bool { return len(b.frames) == 1 }, a, b); err != nil {
 				t.Fatal(err)
 			}

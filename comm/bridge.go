@@ -1,0 +1,171 @@
+package comm
+
+import (
+	"fmt"
+
+	"github.com/parley-hpc/parley/internal/coll"
+)
+
+// The bridge to package collectives (see internal/coll): the operations a
+// collective algorithm needs on a communicator's collective context, with
+// the call's tag and check word, and requests the runtime recycles. It is
+// set here so that none of it appears in this package's API.
+func init() {
+	b := &coll.Bridge
+	b.Begin = collBegin
+	b.Send = collSend
+	b.Recv = collRecv
+	b.Sendrecv = collSendrecv
+	b.Isend = collIsend
+	b.Irecv = collIrecv
+	b.Free = collFree
+	b.Generic = collGeneric
+	b.Failed = func(err error) any { return failed(err) }
+}
+
+func collBegin(c any, k coll.Kind, a coll.Args) (coll.Call, error) {
+	cm, _ := c.(*Comm)
+	if err := cm.usable(k.String()); err != nil {
+		return coll.Call{}, err
+	}
+	v := cm.coll
+	tag := int(cm.nextCollective() % (MaxTag + 1))
+	if err := v.e.stale(v, tag); err != nil {
+		return coll.Call{}, err
+	}
+	return coll.Call{View: v, Rank: v.rank, Size: v.size, Tag: tag, Check: coll.Check(k, a)}, nil
+}
+
+// stale looks, as collective call tag begins on the collective view v, for
+// messages of earlier collective calls that no receive on this rank took:
+// their sender believed this rank would receive them (a Bcast whose ranks
+// named different roots leaves such messages, and returns without error
+// on the ranks that only send). It reports the first as ErrMismatch, and
+// drops them all, so that the error is reported once.
+func (e *engine) stale(v *Comm, tag int) error {
+	e.mu.Lock()
+	defer e.unlock()
+	q := e.queues[v.ctx]
+	if q == nil || q.unexpLen == 0 {
+		return nil
+	}
+	var first *message
+	for m := q.unexpHead; m != nil; {
+		next := m.next
+		if d := (tag - int(m.tag)) & MaxTag; d > 0 && d < MaxTag/2 && q.nbActive[m.tag] == 0 {
+			if first == nil {
+				first = m
+				defer e.freeMessageLocked(m)
+			} else {
+				e.freeMessageLocked(m)
+			}
+			q.removeUnexpected(m)
+			if !m.eager && m.selfReq == nil {
+				e.sendControlLocked(e.routeLocked(int(m.src)), int(m.src), kindFin, m.cookie, 0)
+			}
+		}
+		m = next
+	}
+	if first == nil {
+		return nil
+	}
+	return &OpError{Op: coll.KindOf(first.check).String(), Comm: v.parent.name(), Rank: v.rank, Peer: v.commRank(int(first.src)), Tag: noPeer,
+		Err: fmt.Errorf("%w: rank %d sent this rank a message of %v (collective call %d) that no receive here took: the ranks disagreed on that call (its root, most likely)",
+			ErrMismatch, v.commRank(int(first.src)), coll.KindOf(first.check), first.tag)}
+}
+
+func collSend(k *coll.Call, buf []byte, dest int) error {
+	v := k.View.(*Comm)
+	r := v.e.isend(v, buf, v.worldRank(dest), k.Tag, v.ctx, false, true, k.Check)
+	_, err := v.e.finish(r, inSend)
+	return err
+}
+
+func collRecv(k *coll.Call, buf []byte, src int) (int, error) {
+	v := k.View.(*Comm)
+	r := v.e.irecv(v, buf, v.worldRank(src), k.Tag, v.ctx, true, k.Check)
+	st, err := v.e.finish(r, inRecv)
+	return st.Count, err
+}
+
+func collSendrecv(k *coll.Call, sbuf []byte, dest int, rbuf []byte, src int) (int, error) {
+	v := k.View.(*Comm)
+	sr, rr := v.e.sendrecv(v, sbuf, v.worldRank(dest), k.Tag, rbuf, v.worldRank(src), k.Tag, v.ctx, k.Check)
+	_, serr := v.e.finish(sr, inSend)
+	st, rerr := v.e.finish(rr, inRecv)
+	if rerr != nil {
+		return st.Count, rerr
+	}
+	return st.Count, serr
+}
+
+func collIsend(k *coll.Call, buf []byte, dest int) any {
+	v := k.View.(*Comm)
+	return v.e.isend(v, buf, v.worldRank(dest), k.Tag, v.ctx, false, true, k.Check)
+}
+
+func collIrecv(k *coll.Call, buf []byte, src int) any {
+	v := k.View.(*Comm)
+	return v.e.irecv(v, buf, v.worldRank(src), k.Tag, v.ctx, true, k.Check)
+}
+
+// collFree recycles a collective's own request once it is complete.
+func collFree(x any) {
+	r, _ := x.(*Request)
+	if r == nil || !r.internal || !r.done.Load() || r.err != nil {
+		return
+	}
+	e := r.e
+	*r = Request{e: e, internal: true}
+	for i := range e.spares {
+		if e.spares[i].Load() == nil && e.spares[i].CompareAndSwap(nil, r) {
+			return
+		}
+	}
+}
+
+// leftoverCollectiveLocked reports, at Finalize, messages of collective
+// calls that no receive on this rank took (see stale): the last collective
+// before Finalize has no next one to find them.
+func (e *engine) leftoverCollectiveLocked() error {
+	for ctx, q := range e.queues {
+		if ctx%ctxStride != ctxColl {
+			continue
+		}
+		for m := q.unexpHead; m != nil; m = m.next {
+			if q.nbActive[m.tag] == 0 {
+				return fmt.Errorf("finalize: %w: rank %d sent this rank a message of %v (collective call %d on %s) that no receive here took: the ranks disagreed on that call (its root, most likely)",
+					ErrMismatch, m.src, coll.KindOf(m.check), m.tag, describeComm(ctx))
+			}
+		}
+	}
+	return nil
+}
+
+// collGeneric makes the request of a nonblocking collective. While it is
+// in progress, its tag is marked active on the collective context, so that
+// its messages waiting there are not taken for stale ones.
+func collGeneric(k *coll.Call, poll func() (bool, error)) any {
+	v := k.View.(*Comm)
+	e, tag := v.e, int32(k.Tag)
+	e.mu.Lock()
+	q := e.queue(v.ctx)
+	if q.nbActive == nil {
+		q.nbActive = make(map[int32]int)
+	}
+	q.nbActive[tag]++
+	e.unlock()
+	finished := false
+	return v.parent.newGeneric(coll.KindOf(k.Check).String(), v.ctx, k.Tag, k.Check, func() (bool, error) {
+		done, err := poll()
+		if (done || err != nil) && !finished {
+			finished = true
+			e.mu.Lock()
+			if q.nbActive[tag]--; q.nbActive[tag] <= 0 {
+				delete(q.nbActive, tag)
+			}
+			e.unlock()
+		}
+		return done, err
+	})
+}

@@ -1,0 +1,485 @@
+package comm
+
+import (
+	"errors"
+	"math"
+
+	"go.uber.org/zap"
+
+	"github.com/parley-hpc/parley/transport"
+)
+
+// The point-to-point protocol. A message up to the transport's eager limit
+// travels whole in one eager frame. A larger one (or a synchronous send)
+// is announced by a request to send (RTS); once it matches a receive, the
+// receiver either reads the payload straight out of the sender's memory
+// (transports that are RemoteReaders, when the RTS carries a descriptor)
+// and answers FIN, or answers clear to send (CTS), and the sender moves the
+// payload in data frames placed directly in the receive buffer.
+//
+// Every frame is checked against the link it came on: its Source must be
+// the rank at the other end, and a CTS, data or FIN frame must name a
+// request (by cookie) that this rank gave that very peer. Anything else
+// is a protocol violation, which ends the world with an error naming the
+// peer (protocolErrorLocked).
+
+// opError wraps err as the failure of r's operation op, unless it is one
+// already.
+func (e *engine) opError(r *Request, op string, err error) error {
+	var oe *OpError
+	if errors.As(err, &oe) {
+		return err
+	}
+	if r.c == nil {
+		return &OpError{Op: op, Comm: "world", Rank: e.rank, Peer: noPeer, Tag: noPeer, Err: err}
+	}
+	peer := r.c.commRank(int(r.peer))
+	if r.poll != nil {
+		peer = noPeer
+	}
+	return &OpError{Op: op, Comm: r.c.name(), Rank: r.c.rank, Peer: peer, Tag: int(r.tag), Err: err}
+}
+
+// --- sending ---
+
+// isend starts a send of buf to world rank dest.
+func (e *engine) isend(c *Comm, buf []byte, dest int, tag int, ctx uint32, sync, internal bool, check uint32) *Request {
+	r := e.newRequest(c, internal)
+	e.mu.Lock()
+	e.startSendLocked(r, buf, dest, tag, ctx, sync, check)
+	e.unlock()
+	return r
+}
+
+// sendrecv starts a receive and a send under one acquisition of the lock
+// (Sendrecv, and the exchanges of every collective algorithm).
+func (e *engine) sendrecv(c *Comm, sbuf []byte, dest, stag int, rbuf []byte, src, rtag int, ctx uint32, check uint32) (sr, rr *Request) {
+	rr, sr = e.newRequest(c, true), e.newRequest(c, true)
+	e.mu.Lock()
+	e.startRecvLocked(rr, rbuf, src, rtag, ctx, check)
+	e.startSendLocked(sr, sbuf, dest, stag, ctx, false, check)
+	e.unlock()
+	return sr, rr
+}
+
+// startSendLocked starts r as a send of buf to world rank dest. check is
+// the collective check word (0 for the program's messages).
+func (e *engine) startSendLocked(r *Request, buf []byte, dest int, tag int, ctx uint32, sync bool, check uint32) {
+	r.kind, r.peer, r.tag, r.ctx, r.check = reqSend, int32(dest), int32(tag), ctx, check
+	if e.cause != nil {
+		e.completeLocked(r, e.opError(r, "send", e.cause))
+		return
+	}
+	rt := e.routeLocked(dest)
+	if rt.err != nil {
+		e.completeLocked(r, e.opError(r, "send", rt.err))
+		return
+	}
+	r.buf = buf
+	if rt.self {
+		e.sendSelfLocked(r, sync)
+		return
+	}
+	h := &e.hdr
+	*h = transport.Header{Kind: kindEager, Context: ctx, Source: uint32(e.rank), Tag: int32(tag), Check: check}
+	if !sync && len(buf) <= rt.eager {
+		h.Len = uint32(len(buf))
+		if rt.direct != nil && rt.direct.TrySend(dest, h, buf) {
+			// The fast path of small messages: the frame is in the
+			// peer's ring, and the send is complete.
+			e.completeLocked(r, nil)
+			return
+		}
+		op := e.getOp((*sendOwner)(r))
+		op.Header, op.Payload = *h, buf
+		r.op = op
+		e.sendFrameLocked(rt, dest, op)
+		return
+	}
+	// Rendezvous: announce the message; the data moves once it matches.
+	r.kind = reqSendRndv
+	r.rv = &rendezvous{}
+	r.rv.cookie = e.newCookieLocked(r)
+	h.Kind, h.Aux, h.Cookie = kindRTS, uint64(len(buf)), r.rv.cookie
+	op := e.getOp((*sendOwner)(r))
+	if rt.reader != nil && len(buf) > 0 {
+		if desc, err := rt.reader.Expose(r.rv.desc[:0], buf); err == nil && len(desc) <= len(r.rv.desc) {
+			r.rv.ndesc = copy(r.rv.desc[:], desc)
+			r.rv.reader = rt.reader
+			h.Flags = flagRemoteRead
+			h.Len = uint32(r.rv.ndesc)
+			op.Payload = r.rv.desc[:r.rv.ndesc]
+		}
+	}
+	op.Header = *h
+	r.op = op
+	e.sendFrameLocked(rt, dest, op)
+}
+
+func (e *engine) newCookieLocked(r *Request) uint64 {
+	e.nextCookie++
+	e.cookies[e.nextCookie] = r
+	return e.nextCookie
+}
+
+// sendSelfLocked delivers a send to this rank.
+func (e *engine) sendSelfLocked(r *Request, sync bool) {
+	q := e.queue(r.ctx)
+	src := int32(e.rank)
+	if rr := q.matchPosted(src, r.tag); rr != nil {
+		e.finishRecvLocked(rr, src, r.tag, r.check, r.buf)
+		e.completeLocked(r, nil)
+		return
+	}
+	m := e.newMessageLocked(src, r.tag, len(r.buf))
+	m.check = r.check
+	if !sync && len(r.buf) <= selfEagerLimit {
+		e.holdPayloadLocked(m, r.buf)
+		e.completeLocked(r, nil)
+	} else {
+		m.selfReq = r
+	}
+	q.addUnexpected(m)
+}
+
+// sendOwner is a Request in its role of owner of frame ops (a
+// transport.Completer), a type of its own so that the method transports
+// call is not part of Request's API.
+type sendOwner Request
+
+// SendDone is called by a transport, under the engine lock, when one of the
+// request's frames is out.
+func (o *sendOwner) SendDone(op *transport.SendOp, err error) {
+	r := (*Request)(o)
+	e := r.e
+	if op == r.op {
+		// The eager frame, or a rendezvous's announcement, is out.
+		r.op = nil
+		e.putOp(op)
+		if err != nil {
+			e.endSendLocked(r, err)
+		} else if r.kind == reqSend {
+			e.completeLocked(r, nil)
+		}
+		return
+	}
+	// A data frame of a rendezvous.
+	if err != nil {
+		e.endSendLocked(r, err)
+		return
+	}
+	r.rv.opsLeft--
+	if r.rv.opsLeft == 0 {
+		e.endSendLocked(r, nil)
+	}
+}
+
+// endSendLocked completes a send, ending the exposure of its buffer.
+func (e *engine) endSendLocked(r *Request, err error) {
+	if r.rv != nil {
+		if r.rv.reader != nil {
+			r.rv.reader.Unexpose(r.rv.desc[:r.rv.ndesc])
+			r.rv.reader = nil
+		}
+		if err != nil {
+			delete(e.cookies, r.rv.cookie)
+		}
+	}
+	if err != nil {
+		err = e.opError(r, "send", err)
+	}
+	e.completeLocked(r, err)
+}
+
+// sendDataLocked answers a clear-to-send: the payload goes out in direct
+// frames of at most the transport's frame size.
+func (e *engine) sendDataLocked(r *Request, recvCookie uint64) {
+	rt := e.routeLocked(int(r.peer))
+	n := (len(r.buf) + rt.maxFrame - 1) / rt.maxFrame
+	r.rv.dataOps = make([]transport.SendOp, n)
+	r.rv.opsLeft = n
+	for i := range r.rv.dataOps {
+		off := i * rt.maxFrame
+		end := min(off+rt.maxFrame, len(r.buf))
+		op := &r.rv.dataOps[i]
+		op.Owner = (*sendOwner)(r)
+		op.Header = transport.Header{Kind: kindData, Flags: transport.FlagDirect, Source: uint32(e.rank),
+			Len: uint32(end - off), Cookie: recvCookie, Aux: uint64(off)}
+		op.Payload = r.buf[off:end]
+		e.sendFrameLocked(rt, int(r.peer), op)
+	}
+}
+
+// sendControlLocked sends a payload-less protocol frame. Control frames are
+// fire-and-forget: their op is owned by the engine until done.
+func (e *engine) sendControlLocked(rt *route, dest int, kind uint8, cookie, aux uint64) {
+	op := e.getOp(e)
+	op.Header = transport.Header{Kind: kind, Source: uint32(e.rank), Cookie: cookie, Aux: aux}
+	e.sendFrameLocked(rt, dest, op)
+}
+
+// --- receiving ---
+
+func (e *engine) irecv(c *Comm, buf []byte, src, tag int, ctx uint32, internal bool, check uint32) *Request {
+	r := e.newRequest(c, internal)
+	e.mu.Lock()
+	e.startRecvLocked(r, buf, src, tag, ctx, check)
+	e.unlock()
+	return r
+}
+
+// startRecvLocked starts r as a receive into buf from world rank src (or
+// AnySource). check is the collective check word the message must carry.
+func (e *engine) startRecvLocked(r *Request, buf []byte, src, tag int, ctx uint32, check uint32) {
+	r.kind = reqRecv
+	r.buf, r.src, r.peer, r.tag, r.ctx, r.check = buf, int32(src), int32(src), int32(tag), ctx, check
+	if e.cause != nil {
+		e.completeLocked(r, e.opError(r, "recv", e.cause))
+		return
+	}
+	q := e.queue(ctx)
+	if m := q.findUnexpected(r.src, r.tag); m != nil {
+		q.removeUnexpected(m)
+		e.matchUnexpectedLocked(r, m)
+		e.freeMessageLocked(m)
+	} else {
+		q.post(r)
+	}
+}
+
+// matchUnexpectedLocked completes (or starts) receive r with the waiting
+// message m.
+func (e *engine) matchUnexpectedLocked(r *Request, m *message) {
+	switch {
+	case m.eager:
+		e.finishRecvLocked(r, m.src, m.tag, m.check, m.data)
+	case m.selfReq != nil:
+		e.finishRecvLocked(r, m.src, m.tag, m.check, m.selfReq.buf)
+		e.completeLocked(m.selfReq, nil)
+	default:
+		e.startRndvRecvLocked(r, m.src, m.tag, m.check, m.size, m.cookie, m.desc[:m.ndesc], m.remote)
+	}
+}
+
+// mismatchLocked fails receive r, whose message came from world rank src
+// with another collective's check word.
+func (e *engine) mismatchLocked(r *Request, src int32, check uint32) {
+	e.completeLocked(r, e.opError(r, "recv", &MismatchError{Peer: r.c.commRank(int(src)), Got: check, Want: r.check}))
+}
+
+// finishRecvLocked copies an eager payload into r and completes it.
+func (e *engine) finishRecvLocked(r *Request, src, tag int32, check uint32, payload []byte) {
+	r.peer = src
+	r.status = Status{Source: r.c.commRank(int(src)), Tag: int(tag), Count: len(payload)}
+	if check != r.check {
+		e.mismatchLocked(r, src, check)
+		return
+	}
+	if len(payload) > len(r.buf) {
+		e.completeLocked(r, e.opError(r, "recv", &TruncatedError{Message: len(payload), Buffer: len(r.buf)}))
+		return
+	}
+	copy(r.buf, payload)
+	e.completeLocked(r, nil)
+}
+
+// startRndvRecvLocked moves a rendezvous message into r: in one copy from
+// the sender's memory where the transport allows (the copy is queued for
+// unlock: no long system call under mu), else by asking the sender for
+// data frames.
+func (e *engine) startRndvRecvLocked(r *Request, src, tag int32, check uint32, size int, cookie uint64, desc []byte, remote bool) {
+	r.peer = src
+	r.status = Status{Source: r.c.commRank(int(src)), Tag: int(tag), Count: size}
+	rt := e.routeLocked(int(src))
+	if rt.err != nil {
+		e.completeLocked(r, e.opError(r, "recv", rt.err))
+		return
+	}
+	if check != r.check {
+		e.sendControlLocked(rt, int(src), kindFin, cookie, 0) // the sender's buffer is free
+		e.mismatchLocked(r, src, check)
+		return
+	}
+	if size > len(r.buf) {
+		e.sendControlLocked(rt, int(src), kindFin, cookie, 0)
+		e.completeLocked(r, e.opError(r, "recv", &TruncatedError{Message: size, Buffer: len(r.buf)}))
+		return
+	}
+	if size == 0 {
+		e.sendControlLocked(rt, int(src), kindFin, cookie, 0)
+		e.completeLocked(r, nil)
+		return
+	}
+	r.rv = &rendezvous{peerCookie: cookie}
+	if remote && rt.reader != nil && len(desc) <= len(r.rv.desc) {
+		r.rv.ndesc = copy(r.rv.desc[:], desc)
+		r.rv.reader = rt.reader
+		e.reads = append(e.reads, r)
+		return
+	}
+	r.rv.cookie = e.newCookieLocked(r)
+	e.sendControlLocked(rt, int(src), kindCTS, cookie, r.rv.cookie)
+}
+
+// finishReadLocked ends a single-copy read that unlock made without the
+// lock: on success the sender is told it may reuse its buffer; when the
+// kernel refused, this route falls back to data frames for good.
+func (e *engine) finishReadLocked(r *Request, err error) {
+	rt := e.routeLocked(int(r.peer))
+	src := int(r.peer)
+	r.rv.reader = nil
+	switch {
+	case err == nil:
+		e.sendControlLocked(rt, src, kindFin, r.rv.peerCookie, 0)
+		e.completeLocked(r, nil)
+	case errors.Is(err, ErrNotSupported) && e.cause == nil:
+		if rt.reader != nil {
+			e.log.Info("single-copy transfer refused by the kernel; using copies through the transport",
+				zap.Int("peer", src), zap.Error(err))
+			rt.reader = nil
+		}
+		r.rv.cookie = e.newCookieLocked(r)
+		e.sendControlLocked(rt, src, kindCTS, r.rv.peerCookie, r.rv.cookie)
+	default:
+		e.sendControlLocked(rt, src, kindFin, r.rv.peerCookie, 0)
+		e.completeLocked(r, e.opError(r, "recv", err))
+	}
+}
+
+// --- transport.Handler: called by transports' Poll, under mu ---
+
+// Deliver handles one arrived frame from the link to world rank from.
+func (e *engine) Deliver(from int, h *transport.Header, payload []byte) {
+	if int64(h.Source) != int64(from) {
+		e.protocolErrorLocked(from, "a frame on the link from rank %d claims to come from rank %d", from, h.Source)
+		return
+	}
+	switch h.Kind {
+	case kindEager, kindRTS:
+		e.deliverMessageLocked(from, h, payload)
+	case kindCTS:
+		r := e.cookies[h.Cookie]
+		if r == nil || r.kind != reqSendRndv || int(r.peer) != from || r.rv.dataOps != nil {
+			e.protocolErrorLocked(from, "clear to send for request %d, which rank %d was not given", h.Cookie, from)
+			return
+		}
+		delete(e.cookies, h.Cookie)
+		if r.rv.reader != nil {
+			r.rv.reader.Unexpose(r.rv.desc[:r.rv.ndesc])
+			r.rv.reader = nil
+		}
+		e.sendDataLocked(r, h.Aux)
+	case kindData:
+		r := e.cookies[h.Cookie]
+		if r == nil || r.kind != reqRecv || int(r.peer) != from {
+			e.protocolErrorLocked(from, "data for request %d, which rank %d was not given", h.Cookie, from)
+			return
+		}
+		if payload == nil {
+			// Destination refused to place it: it lies outside the message.
+			e.protocolErrorLocked(from, "data of %d bytes at offset %d lies outside the %d-byte message", h.Len, h.Aux, r.status.Count)
+			return
+		}
+		r.rv.got += len(payload)
+		if r.rv.got >= r.status.Count {
+			delete(e.cookies, h.Cookie)
+			e.completeLocked(r, nil)
+		}
+	case kindFin:
+		r := e.cookies[h.Cookie]
+		if r == nil || r.kind != reqSendRndv || int(r.peer) != from {
+			e.protocolErrorLocked(from, "end of transfer for request %d, which rank %d was not given", h.Cookie, from)
+			return
+		}
+		delete(e.cookies, h.Cookie)
+		e.endSendLocked(r, nil)
+	default:
+		e.protocolErrorLocked(from, "a frame of unknown kind %d", h.Kind)
+	}
+}
+
+// Destination names where a data frame's payload goes: the part of the
+// receive buffer it claims, if it is a data frame for a receive that this
+// rank asked the sending peer for, and it lies within the message.
+func (e *engine) Destination(from int, h *transport.Header) []byte {
+	r := e.cookies[h.Cookie]
+	if h.Kind != kindData || r == nil || r.kind != reqRecv || int(r.peer) != from {
+		return nil
+	}
+	end := h.Aux + uint64(h.Len)
+	if end > uint64(r.status.Count) || end < h.Aux {
+		return nil
+	}
+	return r.buf[h.Aux:end]
+}
+
+func (e *engine) deliverMessageLocked(from int, h *transport.Header, payload []byte) {
+	q := e.queue(h.Context)
+	src := int32(from)
+	remote := h.Kind == kindRTS && h.Flags&flagRemoteRead != 0
+	if h.Kind == kindRTS && h.Aux > math.MaxInt {
+		e.protocolErrorLocked(from, "announces a message of %d bytes", h.Aux)
+		return
+	}
+	if r := q.matchPosted(src, h.Tag); r != nil {
+		if h.Kind == kindEager {
+			e.finishRecvLocked(r, src, h.Tag, h.Check, payload)
+		} else {
+			e.startRndvRecvLocked(r, src, h.Tag, h.Check, int(h.Aux), h.Cookie, payload, remote)
+		}
+		return
+	}
+	if h.Kind == kindEager {
+		m := e.newMessageLocked(src, h.Tag, len(payload))
+		m.check = h.Check
+		e.holdPayloadLocked(m, payload)
+		q.addUnexpected(m)
+		return
+	}
+	m := e.newMessageLocked(src, h.Tag, int(h.Aux))
+	m.check = h.Check
+	m.cookie, m.remote = h.Cookie, remote
+	if remote {
+		if len(payload) > len(m.desc) {
+			m.remote = false // not a descriptor this rank can use: ask for data frames
+		} else {
+			m.ndesc = copy(m.desc[:], payload)
+		}
+	}
+	q.addUnexpected(m)
+}
+
+// newMessageLocked returns an unexpected-message record from the engine's
+// free list. Records are the engine's own (matching never hands one to the
+// program), so they are reused.
+func (e *engine) newMessageLocked(src, tag int32, size int) *message {
+	m := e.freeMsgs.get()
+	if m == nil {
+		m = new(message)
+	}
+	m.src, m.tag, m.size = src, tag, size
+	m.eager, m.pooled, m.cookie, m.ndesc, m.remote = false, false, 0, 0, false
+	return m
+}
+
+// holdPayloadLocked copies an eager payload into m: into m itself when it
+// is small, else into a buffer from the pool.
+func (e *engine) holdPayloadLocked(m *message, payload []byte) {
+	m.eager = true
+	if len(payload) <= len(m.inline) {
+		m.data = m.inline[:len(payload)]
+	} else {
+		m.data, m.pooled = e.pool.get(len(payload)), true
+	}
+	copy(m.data, payload)
+}
+
+// freeMessageLocked gives a matched message's record back, and its
+// payload buffer to the pool.
+func (e *engine) freeMessageLocked(m *message) {
+	if m.pooled {
+		e.pool.put(m.data)
+	}
+	m.data, m.selfReq = nil, nil
+	e.freeMsgs.put(m)
+}

@@ -1,0 +1,416 @@
+package comm
+
+import (
+	"fmt"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/parley-hpc/parley/internal/coll"
+	"github.com/parley-hpc/parley/internal/linux"
+)
+
+// Waiting. A goroutine that waits for a request makes progress itself: it
+// polls the transports, spinning at first, then yielding the CPU between
+// polls, then sleeping on the bell until a transport (or a completion by
+// another goroutine) rings it. There is no progress thread: a rank whose
+// goroutines are all outside the runtime moves nothing but what the
+// flusher pushes out (startFlusherLocked).
+//
+// A wait that lasts more than a few dozen polls records what it waits for
+// in the engine's waitList, one record per blocked goroutine, which is
+// what the hang report (mpirun --timeout, or Ctrl-C) prints.
+
+// waitWhat names the call a goroutine is blocked in.
+type waitWhat uint8
+
+const (
+	inWait     waitWhat = iota // Request.Wait
+	inRecv                     // Recv, and the receives of blocking collectives
+	inSend                     // Send
+	inProbe                    // Probe, Mprobe
+	inWaitany                  // Waitany
+	inWaitsome                 // Waitsome
+	inWaitall                  // Waitall
+	inCreate                   // Dup, Split and the other communicator constructors
+)
+
+var waitNames = [...]string{inWait: "wait", inRecv: "recv", inSend: "send", inProbe: "probe",
+	inWaitany: "waitany", inWaitsome: "waitsome", inWaitall: "waitall", inCreate: "communicator creation"}
+
+// waitRecord is what one blocked goroutine waits for.
+type waitRecord struct {
+	what  waitWhat
+	op    string // the request's operation ("recv", "send", or a collective's name), if any
+	peer  int    // world rank waited on, AnySource, or noPeer
+	tag   int
+	ctx   uint32
+	check uint32 // the collective check word, which names the collective
+	n     int    // requests waited on, for Waitany, Waitsome and Waitall
+	since time.Time
+	idx   int // position in waitList.recs
+}
+
+// waitList holds the records of the goroutines blocked now. Records are
+// added only once a wait has lasted a while, so its lock is off the fast
+// path.
+type waitList struct {
+	mu   sync.Mutex
+	recs []*waitRecord
+	free []*waitRecord
+}
+
+func (l *waitList) add(rec waitRecord) *waitRecord {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var p *waitRecord
+	if n := len(l.free); n > 0 {
+		p = l.free[n-1]
+		l.free = l.free[:n-1]
+	} else {
+		p = new(waitRecord)
+	}
+	*p = rec
+	p.idx = len(l.recs)
+	l.recs = append(l.recs, p)
+	return p
+}
+
+func (l *waitList) remove(p *waitRecord) {
+	if p == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	last := len(l.recs) - 1
+	l.recs[p.idx] = l.recs[last]
+	l.recs[p.idx].idx = p.idx
+	l.recs[last] = nil
+	l.recs = l.recs[:last]
+	if len(l.free) < 64 {
+		l.free = append(l.free, p)
+	}
+}
+
+func (l *waitList) snapshot() []waitRecord {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]waitRecord, len(l.recs))
+	for i, p := range l.recs {
+		out[i] = *p
+	}
+	return out
+}
+
+// recordFor describes a wait for request r.
+func recordFor(r *Request, what waitWhat) waitRecord {
+	rec := waitRecord{what: what, peer: noPeer, tag: noPeer, ctx: r.ctx, check: r.check}
+	switch {
+	case r.poll != nil:
+		rec.op, rec.tag = r.label, int(r.tag)
+	case r.kind == reqRecv:
+		rec.op, rec.peer, rec.tag = "recv", int(r.src), int(r.tag)
+	default:
+		rec.op, rec.peer, rec.tag = "send", int(r.peer), int(r.tag)
+	}
+	return rec
+}
+
+// wait makes progress until r completes.
+func (e *engine) wait(r *Request, what waitWhat) {
+	if r.done.Load() {
+		return
+	}
+	var start, idleSince time.Time
+	var rec *waitRecord
+	busy := false // progress since the last check of the clock
+	// Polls between looks at the clock. Oversubscribed, every idle poll
+	// gives the CPU away: the rank being waited for may need this core.
+	checkEvery := 63
+	if e.politely {
+		checkEvery = 0
+	}
+	for i := 1; ; i++ {
+		if e.mayProgress(i) && e.mu.TryLock() {
+			if e.progressLocked() > 0 {
+				busy = true
+			}
+			e.unlock()
+			if r.done.Load() {
+				break
+			}
+		} else if r.done.Load() {
+			break
+		}
+		if i&checkEvery != 0 {
+			continue
+		}
+		now := time.Now()
+		if start.IsZero() {
+			start, idleSince = now, now
+			rr := recordFor(r, what)
+			rr.since = now
+			rec = e.waits.add(rr)
+			continue
+		}
+		// The clock that leads to yielding and sleeping runs only while
+		// nothing moves: a rank streaming a large message keeps polling.
+		if busy {
+			idleSince, busy = now, false
+			continue
+		}
+		idle := now.Sub(idleSince)
+		switch {
+		case idle < e.spinFor:
+			if e.politely {
+				e.yield()
+			}
+		case idle < e.yieldFor:
+			e.yield()
+		default:
+			e.sleep(r.done.Load, r)
+			idleSince = time.Now()
+		}
+	}
+	e.waits.remove(rec)
+}
+
+// mayProgress reports whether poll i of a wait should take the lock and
+// poll the transports: when a transport says it may have work (shared
+// memory shows a frame; TCP is in use, since a socket cannot be peeked at
+// without a system call), and every 16th poll regardless, which bounds
+// what a missed hint could cost.
+func (e *engine) mayProgress(i int) bool {
+	if i&15 == 0 {
+		return true
+	}
+	for _, p := range e.peekers {
+		if p == nil || p.MayPoll() {
+			return true
+		}
+	}
+	return false
+}
+
+// waitFor is wait for an arbitrary condition (Waitany, Probe, generic
+// requests). done is called without locks held. rec says what the
+// goroutine waits for, for the hang report.
+func (e *engine) waitFor(done func() bool, rec waitRecord) {
+	var start time.Time
+	var p *waitRecord
+	defer func() { e.waits.remove(p) }()
+	for i := 1; ; i++ {
+		if done() {
+			return
+		}
+		e.progressOnce()
+		if done() {
+			return
+		}
+		if i&15 != 0 {
+			continue
+		}
+		if start.IsZero() {
+			start = time.Now()
+			rec.since = start
+			p = e.waits.add(rec)
+			continue
+		}
+		waited := time.Since(start)
+		switch {
+		case waited < e.spinFor:
+		case waited < e.yieldFor:
+			e.yield()
+		default:
+			e.sleep(done, nil)
+		}
+	}
+}
+
+// yield gives the CPU away while waiting: to other goroutines, and, when
+// ranks outnumber cores, to other processes (the rank being waited for
+// may need this very core).
+func (e *engine) yield() {
+	runtime.Gosched()
+	if e.politely {
+		linux.Yield()
+	}
+}
+
+// sleepTimeout bounds one sleep on the bell: a safety net, since every
+// event that matters rings it.
+const sleepTimeout = 50 * time.Millisecond
+
+// pendingSleep bounds a sleep while frames wait for room in a full ring.
+const pendingSleep = 100 * time.Microsecond
+
+// sleep waits until something happens. One goroutine at a time sleeps on
+// the bell (the sleeper); others block until their request completes or the
+// sleeper leaves, then take their turn.
+//
+// done is called without the lock held (a generic condition, such as a
+// probe, takes it itself).
+func (e *engine) sleep(done func() bool, r *Request) {
+	if done() {
+		return
+	}
+	e.mu.Lock()
+	if e.cause != nil {
+		e.unlock()
+		return
+	}
+	if e.sleeping {
+		if e.vacancy == nil {
+			e.vacancy = make(chan struct{})
+		}
+		vac := e.vacancy
+		var ch chan struct{}
+		if r != nil {
+			if r.ch == nil {
+				r.ch = make(chan struct{})
+			}
+			ch = r.ch
+		}
+		e.unlock()
+		t := time.NewTimer(sleepTimeout)
+		select {
+		case <-ch:
+		case <-vac:
+		case <-t.C:
+		}
+		t.Stop()
+		return
+	}
+	e.sleeping = true
+	bell := e.bell
+	bell.Arm()
+	for _, a := range e.armers {
+		a.Arm()
+	}
+	n := e.progressLocked()
+	timeout := sleepTimeout
+	if e.pendingLocked() {
+		// Frames wait for room in a peer's ring, which frees without a
+		// ring here: look again soon.
+		timeout = pendingSleep
+	}
+	e.unlock()
+	if n == 0 && !done() && !e.dead.Load() {
+		bell.Sleep(timeout)
+	}
+	bell.Disarm()
+	e.mu.Lock()
+	e.sleeping = false
+	if e.vacancy != nil {
+		close(e.vacancy)
+		e.vacancy = nil
+	}
+	e.unlock()
+}
+
+// --- the hang report ---
+
+// maxReportedUnexpected bounds the unexpected messages a report lists.
+const maxReportedUnexpected = 8
+
+// report describes what the rank is doing, for the hang report: one line
+// per blocked goroutine, the messages that arrived and match no receive,
+// the world ranks its goroutines wait on, and the count of events handled
+// so far, which mpirun compares between two reports to tell a hang from
+// slow progress.
+func (e *engine) report() (text string, waitsOn []int, progress uint64) {
+	recs := e.waits.snapshot()
+	sort.Slice(recs, func(i, j int) bool { return recs[i].since.Before(recs[j].since) })
+	var lines []string
+	seen := map[int]bool{}
+	for _, rec := range recs {
+		lines = append(lines, e.describeWait(rec))
+		if rec.peer >= 0 && !seen[rec.peer] {
+			seen[rec.peer] = true
+			waitsOn = append(waitsOn, rec.peer)
+		}
+	}
+	if len(lines) == 0 {
+		lines = append(lines, "running (not blocked in a parley call)")
+	}
+	e.mu.Lock()
+	progress = e.events
+	var unexp []string
+	total := 0
+	for ctx, q := range e.queues {
+		for m := q.unexpHead; m != nil; m = m.next {
+			total++
+			if len(unexp) < maxReportedUnexpected {
+				unexp = append(unexp, fmt.Sprintf("from rank %d, %s, %d bytes", m.src, describeTag(ctx, int(m.tag), m.check), m.size))
+			}
+		}
+	}
+	e.mu.Unlock()
+	if total > 0 {
+		sort.Strings(unexp)
+		s := fmt.Sprintf("%d message(s) arrived that no receive matches: %s", total, strings.Join(unexp, "; "))
+		if total > len(unexp) {
+			s += "; ..."
+		}
+		lines = append(lines, s)
+	}
+	return strings.Join(lines, "\n"), waitsOn, progress
+}
+
+// describeWait renders one record.
+func (e *engine) describeWait(rec waitRecord) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "blocked in %s", waitNames[rec.what])
+	if rec.n > 0 {
+		fmt.Fprintf(&b, " over %d requests, the first", rec.n)
+	}
+	switch {
+	case rec.op != "" && rec.op != "recv" && rec.op != "send":
+		fmt.Fprintf(&b, " of %s", rec.op)
+	case rec.op != "" && rec.what != inRecv && rec.what != inSend:
+		fmt.Fprintf(&b, " of a %s", rec.op)
+	}
+	switch {
+	case rec.peer == AnySource:
+		b.WriteString(" from any rank")
+	case rec.peer >= 0 && rec.op == "send":
+		fmt.Fprintf(&b, " to rank %d", rec.peer)
+	case rec.peer >= 0:
+		fmt.Fprintf(&b, " from rank %d", rec.peer)
+	}
+	if rec.tag != noPeer || rec.op != "" {
+		fmt.Fprintf(&b, ", %s", describeTag(rec.ctx, rec.tag, rec.check))
+	}
+	fmt.Fprintf(&b, ", for %v", time.Since(rec.since).Round(time.Millisecond))
+	return b.String()
+}
+
+// describeComm names the communicator a context belongs to.
+func describeComm(ctx uint32) string {
+	if ctx/ctxStride == 0 {
+		return "world"
+	}
+	return fmt.Sprintf("communicator %d", ctx/ctxStride)
+}
+
+// describeTag names a tag on a context: a user tag on a communicator, or
+// the collective operation a collective context's message belongs to (its
+// kind from the check word, its sequence number from the tag).
+func describeTag(ctx uint32, tag int, check uint32) string {
+	comm := describeComm(ctx)
+	switch ctx % ctxStride {
+	case ctxColl:
+		return fmt.Sprintf("%v (collective call %d) on %s", coll.KindOf(check), tag, comm)
+	case ctxInternal:
+		return "communicator creation on " + comm
+	}
+	switch tag {
+	case AnyTag:
+		return "any tag on " + comm
+	case noPeer:
+		return comm
+	}
+	return fmt.Sprintf("tag %d on %s", tag, comm)
+}

@@ -1,0 +1,145 @@
+// Package coll is what packages comm and collectives share about
+// collective operations: their kinds and names, the check word every
+// collective message carries, and the bridge through which collectives
+// reaches comm's internals.
+//
+// The check word. Every message of a collective call carries, in its
+// frame header, a signature of the call: the kind of collective in the
+// top 8 bits and a hash of the arguments every rank must give alike (the
+// root, the operator, the element size, the count) in the low 24. The
+// receiving rank compares it with its own call's when the message
+// matches, so ranks that disagree on the collective or its arguments get
+// an error naming both sides instead of a wrong answer, for the price of
+// one comparison.
+//
+// The bridge. Package collectives must send on a communicator's
+// collective context with a tag and a check word, and recycle its own
+// requests, none of which programs should see in comm's documentation.
+// comm therefore sets the functions in Bridge when it is initialized (the
+// way grpc's internal package connects its packages), and collectives
+// calls them. Values cross as any: a *comm.Comm or a *comm.Request.
+package coll
+
+import "fmt"
+
+// Kind is a kind of collective operation.
+type Kind uint8
+
+// The kinds. A nonblocking collective's kind is its blocking form's with
+// the Nonblocking bit: as MPI says, an Iallreduce does not match an
+// Allreduce (their algorithms differ), and a program that mixes them gets
+// a mismatch error.
+const (
+	Barrier Kind = 1 + iota
+	Bcast
+	Reduce
+	Allreduce
+	Gather
+	Gatherv
+	Scatter
+	Scatterv
+	Allgather
+	Allgatherv
+	Alltoall
+	Alltoallv
+	ReduceScatter
+	ReduceScatterBlock
+	Scan
+	Exscan
+	NeighborAllgather
+	NeighborAlltoall
+	kindEnd
+
+	// Nonblocking marks the nonblocking form of a kind.
+	Nonblocking Kind = 0x80
+)
+
+var names = [...]string{Barrier: "barrier", Bcast: "bcast", Reduce: "reduce", Allreduce: "allreduce",
+	Gather: "gather", Gatherv: "gatherv", Scatter: "scatter", Scatterv: "scatterv", Allgather: "allgather",
+	Allgatherv: "allgatherv", Alltoall: "alltoall", Alltoallv: "alltoallv", ReduceScatter: "reduce_scatter",
+	ReduceScatterBlock: "reduce_scatter_block", Scan: "scan", Exscan: "exscan",
+	NeighborAllgather: "neighbor_allgather", NeighborAlltoall: "neighbor_alltoall"}
+
+func (k Kind) String() string {
+	prefix := ""
+	if k&Nonblocking != 0 {
+		prefix, k = "i", k&^Nonblocking
+	}
+	if k > 0 && k < kindEnd {
+		return prefix + names[k]
+	}
+	return fmt.Sprintf("collective kind %d", uint8(k))
+}
+
+// Args are the arguments of a collective call that every rank must give
+// alike. A field that does not apply is zero.
+type Args struct {
+	Root     int    // the root, for rooted collectives
+	Op       string // the reduction operator's name
+	ElemSize int    // bytes per element
+	Count    int    // elements, for collectives whose ranks all pass the same count
+}
+
+// Check returns the check word of a call of kind k with args: the kind,
+// and 24 bits of the FNV-1a hash of the arguments (computed here without
+// allocating: it runs for every collective call).
+func Check(k Kind, a Args) uint32 {
+	const prime = 16777619
+	h := uint32(2166136261)
+	for _, v := range [3]uint64{uint64(a.Root), uint64(a.ElemSize), uint64(a.Count)} {
+		for i := 0; i < 8; i++ {
+			h = (h ^ uint32(byte(v>>(8*i)))) * prime
+		}
+	}
+	for i := 0; i < len(a.Op); i++ {
+		h = (h ^ uint32(a.Op[i])) * prime
+	}
+	return uint32(k)<<24 | h&0xffffff
+}
+
+// KindOf returns the kind a check word names.
+func KindOf(check uint32) Kind { return Kind(check >> 24) }
+
+// Mismatch explains a message whose check word differs from the call's:
+// got is the sender's, want this rank's.
+func Mismatch(peer int, got, want uint32) string {
+	gk, wk := KindOf(got), KindOf(want)
+	if gk != wk {
+		return fmt.Sprintf("rank %d called %v where this rank called %v: ranks must call the same collectives in the same order", peer, gk, wk)
+	}
+	return fmt.Sprintf("rank %d called %v with other arguments than this rank (the root, the operator, the element type or the count differ)", peer, gk)
+}
+
+// A Call is one collective operation in progress: the collective view of
+// its communicator, and the tag and check word of its messages.
+type Call struct {
+	View  any // comm's *Comm: the communicator's collective view
+	Rank  int
+	Size  int
+	Tag   int
+	Check uint32
+}
+
+// Bridge holds the functions package comm provides to package collectives.
+// comm sets them in its init; nothing else may.
+var Bridge struct {
+	// Begin starts a collective call of kind k on communicator c (a
+	// *comm.Comm): it takes the next sequence number of c's collectives.
+	Begin func(c any, k Kind, a Args) (Call, error)
+	// Send, Recv and Sendrecv are the blocking point-to-point operations
+	// of a call; Recv and Sendrecv return the bytes received.
+	Send     func(k *Call, buf []byte, dest int) error
+	Recv     func(k *Call, buf []byte, src int) (int, error)
+	Sendrecv func(k *Call, sbuf []byte, dest int, rbuf []byte, src int) (int, error)
+	// Isend and Irecv start a call's nonblocking operations; they return a
+	// *comm.Request that the call must give back with Free once complete.
+	Isend func(k *Call, buf []byte, dest int) any
+	Irecv func(k *Call, buf []byte, src int) any
+	Free  func(r any)
+	// Generic returns the *comm.Request a program holds for a nonblocking
+	// collective, which completes when poll reports done. poll is called
+	// by whichever goroutine waits or tests, one call at a time.
+	Generic func(k *Call, poll func() (bool, error)) any
+	// Failed returns a *comm.Request that has completed with err.
+	Failed func(err error) any
+}
