@@ -18,12 +18,13 @@ var allgatherRingMin = 32 << 10
 // Algorithms: Bruck et al., "Efficient algorithms for all-to-all
 // communications in multiport message-passing systems" (1997), for short
 // blocks, any rank count; a ring for long ones.
-func Allgather[T Elem](c *comm.Comm, send, recv []T) error {
+func Allgather[T Elem](c *comm.Comm, send, recv []T) (err error) {
 	kv, err := begin(c, coll.Allgather, args[T](0, "", len(send)))
 	if err != nil {
 		return err
 	}
 	k := &kv
+	defer k.settle(&err)
 	blk := len(send)
 	if len(recv) != blk*k.size {
 		return k.errorf("%w: recv holds %d elements, %d ranks of %d need %d", comm.ErrInvalidArg, len(recv), k.size, blk, blk*k.size)
@@ -77,12 +78,13 @@ func allgatherBruck[T Elem](k *call, recv []T, blk int) error {
 // rank's recv at displs[r] (nil displs packs them in rank order).
 //
 // Algorithm: a ring, each step forwarding the block received last.
-func Allgatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int) error {
+func Allgatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int) (err error) {
 	kv, err := begin(c, coll.Allgatherv, args[T](0, "", 0))
 	if err != nil {
 		return err
 	}
 	k := &kv
+	defer k.settle(&err)
 	if err := k.checkV("allgatherv", counts, displs, len(recv)); err != nil {
 		return err
 	}

@@ -24,15 +24,18 @@ var allreduceLargeMin = 32 << 10
 // allgather by recursive doubling for long ones; both fold the ranks above
 // the largest power of two into their neighbours first, so any rank count
 // works. A non-commutative op uses an ordered Reduce and a Bcast.
-func Allreduce[T Elem](c *comm.Comm, in, out []T, op Op) error {
+func Allreduce[T Elem](c *comm.Comm, in, out []T, op Op) (err error) {
+	// Before the call begins: every rank finds the same, and nobody is
+	// left waiting (see call.settle).
+	if err := checkOp[T](op); err != nil {
+		return opError(coll.Allreduce, err)
+	}
 	kv, err := begin(c, coll.Allreduce, args[T](0, op.name, len(in)))
 	if err != nil {
 		return err
 	}
 	k := &kv
-	if err := checkOp[T](op); err != nil {
-		return k.fail(err)
-	}
+	defer k.settle(&err)
 	if len(out) != len(in) {
 		return k.errorf("%w: out holds %d elements, in %d", comm.ErrInvalidArg, len(out), len(in))
 	}

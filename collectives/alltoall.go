@@ -12,12 +12,13 @@ import (
 // Algorithm: pairwise exchange (Thakur, Rabenseifner and Gropp, 2005): in
 // step s each rank exchanges with one partner (rank XOR s for a power of
 // two, else rank+s and rank-s), so no rank is flooded.
-func Alltoall[T Elem](c *comm.Comm, send, recv []T) error {
+func Alltoall[T Elem](c *comm.Comm, send, recv []T) (err error) {
 	kv, err := begin(c, coll.Alltoall, args[T](0, "", len(send)))
 	if err != nil {
 		return err
 	}
 	k := &kv
+	defer k.settle(&err)
 	if len(send) != len(recv) || len(send)%k.size != 0 {
 		return k.errorf("%w: send (%d) and recv (%d) must hold %d equal blocks", comm.ErrInvalidArg, len(send), len(recv), k.size)
 	}
@@ -46,12 +47,13 @@ func Alltoall[T Elem](c *comm.Comm, send, recv []T) error {
 // Alltoallv sends sendCounts[r] elements at sendDispls[r] of send to rank
 // r, and receives recvCounts[r] elements from rank r at recvDispls[r] of
 // recv. Nil displacements pack the blocks in rank order.
-func Alltoallv[T Elem](c *comm.Comm, send []T, sendCounts, sendDispls []int, recv []T, recvCounts, recvDispls []int) error {
+func Alltoallv[T Elem](c *comm.Comm, send []T, sendCounts, sendDispls []int, recv []T, recvCounts, recvDispls []int) (err error) {
 	kv, err := begin(c, coll.Alltoallv, args[T](0, "", 0))
 	if err != nil {
 		return err
 	}
 	k := &kv
+	defer k.settle(&err)
 	if err := k.checkV("alltoallv send", sendCounts, sendDispls, len(send)); err != nil {
 		return err
 	}

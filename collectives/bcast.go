@@ -19,12 +19,13 @@ var bcastScatterMin = 256 << 10
 // on more than two ranks, a binomial scatter of blocks followed by a ring
 // allgather (van de Geijn; Thakur, Rabenseifner and Gropp, "Optimization of
 // collective communication operations in MPICH", 2005).
-func Bcast[T Elem](c *comm.Comm, xs []T, root int) error {
+func Bcast[T Elem](c *comm.Comm, xs []T, root int) (err error) {
 	kv, err := begin(c, coll.Bcast, args[T](root, "", len(xs)))
 	if err != nil {
 		return err
 	}
 	k := &kv
+	defer k.settle(&err)
 	if err := k.checkRoot(root); err != nil {
 		return err
 	}

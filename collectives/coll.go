@@ -37,6 +37,18 @@ func args[T Elem](root int, op string, count int) coll.Args {
 	return coll.Args{Root: root, Op: op, ElemSize: elemSize[T](), Count: count}
 }
 
+// settle ends the call: when it failed on this rank, the other members
+// are told (comm revokes the communicator's collectives), so that none of
+// them waits forever for a message this rank will never send.
+func (k *call) settle(err *error) {
+	if *err != nil {
+		coll.Bridge.Abandon(&k.k, *err)
+	}
+}
+
+// opError wraps an error found before a call of kind began.
+func opError(kind coll.Kind, err error) error { return fmt.Errorf("%v: %w", kind, err) }
+
 // fail wraps an error with the collective's name.
 func (k *call) fail(err error) error {
 	if err == nil {

@@ -9,15 +9,38 @@
 //	ReduceScatter, Scan, Exscan; Iallreduce, Ibcast, Ibarrier
 //
 // Every rank of the communicator must call the same collectives in the
-// same order, with matching arguments; mismatches that can be detected
-// (different counts, different roots) are reported as errors, never as
-// silent corruption.
+// same order, with matching arguments. What happens when they do not:
 //
-// Collectives are built on comm's point-to-point operations, on the
-// communicator's collective view (comm.Comm.CollectiveView), a context of
-// their own, so their messages never match the program's. Each algorithm
-// names the paper it comes from; the size thresholds between algorithms
-// cite the bench run that chose them.
+//   - Every message of a collective carries a check word: the kind of
+//     collective, and a hash of the root, the operator, the element size
+//     and (where every rank passes the same one) the count. A rank that
+//     receives a message from a rank whose call differs fails with
+//     comm.ErrMismatch, naming both calls; so does a rank that receives
+//     more or fewer bytes than its call expects.
+//   - A rank whose collective fails, for that or any reason, tells the
+//     other ranks of the communicator: their pending collective operations
+//     on it fail at once, naming that rank (comm.ErrRevoked, and
+//     comm.ErrMismatch when a mismatch was the cause), and so do their
+//     later collectives on it. Nobody waits forever for a rank that gave
+//     up, and the communicator's collectives stay unusable (its
+//     point-to-point operations still work).
+//   - Not caught at once: a rank that only sends (the root of Bcast or
+//     Scatter; every rank of a Bcast whose ranks each name themselves
+//     root) returns without error. The messages no rank took are found by
+//     the next collective on the communicator (the one after, if they are
+//     still in flight), or by Finalize, which fail with comm.ErrMismatch.
+//   - Not caught at all: ranks whose wrong views make them all wait for
+//     one another (a Reduce where each of two ranks believes it is the
+//     root) wait. mpirun --timeout then reports them as a cycle of ranks
+//     blocked in that collective. Two different user operators are not
+//     told apart.
+//
+// Collectives are built on comm's point-to-point operations, on a context
+// of their own (the communicator's collective context), so their messages
+// never match the program's; package comm gives them their tags, check
+// words and recycled requests through an internal bridge (internal/coll).
+// Each algorithm names the paper it comes from; the size thresholds
+// between algorithms cite the bench run that chose them.
 //
 // Reductions give bit-identical results on every rank: each rank combines
 // the same values in the same order (floating-point sums are not

@@ -19,12 +19,13 @@ var gatherBinomialMax = 64 << 10
 // subtree's blocks to its parent; Barnett et al., "Interprocessor
 // collective communication library (InterCom)", 1994), direct sends to the
 // root for long ones.
-func Gather[T Elem](c *comm.Comm, send, recv []T, root int) error {
+func Gather[T Elem](c *comm.Comm, send, recv []T, root int) (err error) {
 	kv, err := begin(c, coll.Gather, args[T](root, "", len(send)))
 	if err != nil {
 		return err
 	}
 	k := &kv
+	defer k.settle(&err)
 	if err := k.checkRoot(root); err != nil {
 		return err
 	}
@@ -98,12 +99,13 @@ func gatherBinomial[T Elem](k *call, send, recv []T, root int) error {
 //
 // Algorithm: binomial tree for short blocks, direct sends for long ones
 // (the mirror of Gather).
-func Scatter[T Elem](c *comm.Comm, send, recv []T, root int) error {
+func Scatter[T Elem](c *comm.Comm, send, recv []T, root int) (err error) {
 	kv, err := begin(c, coll.Scatter, args[T](root, "", len(recv)))
 	if err != nil {
 		return err
 	}
 	k := &kv
+	defer k.settle(&err)
 	if err := k.checkRoot(root); err != nil {
 		return err
 	}
@@ -200,12 +202,13 @@ func vOffset(counts, displs []int, i int) int {
 // Gatherv collects rank r's send vector into root's recv at displs[r]
 // (counts[r] elements). counts and displs matter at the root only; nil
 // displs packs the blocks in rank order.
-func Gatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int, root int) error {
+func Gatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int, root int) (err error) {
 	kv, err := begin(c, coll.Gatherv, args[T](root, "", 0))
 	if err != nil {
 		return err
 	}
 	k := &kv
+	defer k.settle(&err)
 	if err := k.checkRoot(root); err != nil {
 		return err
 	}
@@ -251,12 +254,13 @@ func (k *call) waitRecvsSized(reqs []*comm.Request, sizes []int) error {
 
 // Scatterv sends counts[r] elements at displs[r] of root's send to rank
 // r's recv (which must hold them). counts and displs matter at the root.
-func Scatterv[T Elem](c *comm.Comm, send []T, counts, displs []int, recv []T, root int) error {
+func Scatterv[T Elem](c *comm.Comm, send []T, counts, displs []int, recv []T, root int) (err error) {
 	kv, err := begin(c, coll.Scatterv, args[T](root, "", 0))
 	if err != nil {
 		return err
 	}
 	k := &kv
+	defer k.settle(&err)
 	if err := k.checkRoot(root); err != nil {
 		return err
 	}

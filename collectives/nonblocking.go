@@ -30,7 +30,17 @@ type xfer struct {
 	peer int
 }
 
+// poll advances the schedule; when it fails, the other members are told
+// (see call.settle).
 func (s *schedule) poll() (bool, error) {
+	done, err := s.advance()
+	if err != nil {
+		coll.Bridge.Abandon(&s.k.k, err)
+	}
+	return done, err
+}
+
+func (s *schedule) advance() (bool, error) {
 	for s.cur < len(s.rounds) {
 		r := &s.rounds[s.cur]
 		if !s.posted {
@@ -104,7 +114,7 @@ func Ibcast[T Elem](c *comm.Comm, xs []T, root int) *comm.Request {
 	}
 	k := &kv
 	if err := k.checkRoot(root); err != nil {
-		return failedRequest(err)
+		return k.failedRequest(err)
 	}
 	s := &schedule{k: k}
 	n := k.size
@@ -134,16 +144,16 @@ func Ibcast[T Elem](c *comm.Comm, xs []T, root int) *comm.Request {
 // short vectors; a non-commutative op combines in rank order) and returns
 // its request; in and out belong to the request until it completes.
 func Iallreduce[T Elem](c *comm.Comm, in, out []T, op Op) *comm.Request {
+	if err := checkOp[T](op); err != nil {
+		return failedRequest(opError(coll.Allreduce|coll.Nonblocking, err))
+	}
 	kv, err := begin(c, coll.Allreduce|coll.Nonblocking, args[T](0, op.name, len(in)))
 	if err != nil {
 		return failedRequest(err)
 	}
 	k := &kv
-	if err := checkOp[T](op); err != nil {
-		return failedRequest(k.fail(err))
-	}
 	if len(out) != len(in) {
-		return failedRequest(k.errorf("%w: out holds %d elements, in %d", comm.ErrInvalidArg, len(out), len(in)))
+		return k.failedRequest(k.errorf("%w: out holds %d elements, in %d", comm.ErrInvalidArg, len(out), len(in)))
 	}
 	if !sameVector(in, out) {
 		copy(out, in)
@@ -232,4 +242,11 @@ func iallreduceOrdered[T Elem](c *comm.Comm, k *call, s *schedule, out []T, op O
 
 func failedRequest(err error) *comm.Request {
 	return coll.Bridge.Failed(err).(*comm.Request)
+}
+
+// failedRequest is the request of a nonblocking call that failed as it
+// started; the other members are told (see settle).
+func (k *call) failedRequest(err error) *comm.Request {
+	k.settle(&err)
+	return failedRequest(err)
 }

@@ -15,15 +15,18 @@ import (
 // its own up; every partial result is lower ranks op higher ranks. A
 // non-commutative op is reduced with root 0 (so relative and absolute
 // ranks agree) and sent to the root after.
-func Reduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) error {
+func Reduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) (err error) {
+	// Before the call begins: every rank finds the same, and nobody is
+	// left waiting (see call.settle).
+	if err := checkOp[T](op); err != nil {
+		return opError(coll.Reduce, err)
+	}
 	kv, err := begin(c, coll.Reduce, args[T](root, op.name, len(in)))
 	if err != nil {
 		return err
 	}
 	k := &kv
-	if err := checkOp[T](op); err != nil {
-		return k.fail(err)
-	}
+	defer k.settle(&err)
 	if err := k.checkRoot(root); err != nil {
 		return err
 	}

@@ -14,15 +14,18 @@ import (
 // 2009): in n-1 steps each block travels around the ring once and picks
 // up every rank's contribution, so each rank sends and combines about one
 // vector in all. A non-commutative op uses an ordered Reduce and Scatterv.
-func ReduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) error {
+func ReduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) (err error) {
+	// Before the call begins: every rank finds the same, and nobody is
+	// left waiting (see call.settle).
+	if err := checkOp[T](op); err != nil {
+		return opError(coll.ReduceScatter, err)
+	}
 	kv, err := begin(c, coll.ReduceScatter, args[T](0, op.name, len(in)))
 	if err != nil {
 		return err
 	}
 	k := &kv
-	if err := checkOp[T](op); err != nil {
-		return k.fail(err)
-	}
+	defer k.settle(&err)
 	if err := k.checkV("reduce_scatter", counts, nil, len(in)); err != nil {
 		return err
 	}

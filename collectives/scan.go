@@ -22,15 +22,18 @@ func Exscan[T Elem](c *comm.Comm, in, out []T, op Op) error {
 	return scan(c, coll.Exscan, in, out, op, true)
 }
 
-func scan[T Elem](c *comm.Comm, kind coll.Kind, in, out []T, op Op, exclusive bool) error {
+func scan[T Elem](c *comm.Comm, kind coll.Kind, in, out []T, op Op, exclusive bool) (err error) {
+	// Before the call begins: every rank finds the same, and nobody is
+	// left waiting (see call.settle).
+	if err := checkOp[T](op); err != nil {
+		return opError(kind, err)
+	}
 	kv, err := begin(c, kind, args[T](0, op.name, len(in)))
 	if err != nil {
 		return err
 	}
 	k := &kv
-	if err := checkOp[T](op); err != nil {
-		return k.fail(err)
-	}
+	defer k.settle(&err)
 	if len(out) != len(in) {
 		return k.errorf("%w: out holds %d elements, in %d", comm.ErrInvalidArg, len(out), len(in))
 	}

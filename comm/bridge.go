@@ -1,9 +1,11 @@
 package comm
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/parley-hpc/parley/internal/coll"
+	"github.com/parley-hpc/parley/transport"
 )
 
 // The bridge to package collectives (see internal/coll): the operations a
@@ -21,6 +23,7 @@ func init() {
 	b.Free = collFree
 	b.Generic = collGeneric
 	b.Failed = func(err error) any { return failed(err) }
+	b.Abandon = collAbandon
 }
 
 func collBegin(c any, k coll.Kind, a coll.Args) (coll.Call, error) {
@@ -30,10 +33,20 @@ func collBegin(c any, k coll.Kind, a coll.Args) (coll.Call, error) {
 	}
 	v := cm.coll
 	tag := int(cm.nextCollective() % (MaxTag + 1))
+	if err := v.e.revokedErr(v.ctx); err != nil {
+		return coll.Call{}, &OpError{Op: k.String(), Comm: cm.name(), Rank: cm.rank, Peer: noPeer, Tag: noPeer, Err: err}
+	}
 	if err := v.e.stale(v, tag); err != nil {
 		return coll.Call{}, err
 	}
 	return coll.Call{View: v, Rank: v.rank, Size: v.size, Tag: tag, Check: coll.Check(k, a)}, nil
+}
+
+// revokedErr returns why collective context ctx was revoked, or nil.
+func (e *engine) revokedErr(ctx uint32) error {
+	e.mu.Lock()
+	defer e.unlock()
+	return e.revoked[ctx]
 }
 
 // stale looks, as collective call tag begins on the collective view v, for
@@ -129,7 +142,7 @@ func collFree(x any) {
 // before Finalize has no next one to find them.
 func (e *engine) leftoverCollectiveLocked() error {
 	for ctx, q := range e.queues {
-		if ctx%ctxStride != ctxColl {
+		if ctx%ctxStride != ctxColl || e.revoked[ctx] != nil {
 			continue
 		}
 		for m := q.unexpHead; m != nil; m = m.next {
@@ -168,4 +181,102 @@ func collGeneric(k *coll.Call, poll func() (bool, error)) any {
 		}
 		return done, err
 	})
+}
+
+// maxRevokeReason bounds the reason a revocation carries.
+const maxRevokeReason = 512
+
+// RevokedError is the cause inside an OpError when a collective failed on
+// another rank of the communicator: that rank told the others, so that
+// none waits forever for it, and the communicator's collectives are
+// unusable from then on. It matches ErrMismatch when the failure was a
+// mismatch, and ErrRevoked always.
+type RevokedError struct {
+	By       int // world rank that found the failure
+	Call     int // the collective call (sequence number) that failed
+	Kind     coll.Kind
+	Mismatch bool
+	Reason   string
+}
+
+func (e RevokedError) Error() string {
+	return fmt.Sprintf("%v (collective call %d) failed on world rank %d, which told every rank: %s; the communicator's collectives are unusable from now on",
+		e.Kind, e.Call, e.By, e.Reason)
+}
+
+func (e RevokedError) Is(target error) bool {
+	return target == ErrRevoked || e.Mismatch && target == ErrMismatch
+}
+
+// revokeLocked marks collective context ctx failed: pending operations on
+// it fail with why, and so do later ones.
+func (e *engine) revokeLocked(ctx uint32, why RevokedError) {
+	if e.revoked == nil {
+		e.revoked = make(map[uint32]error)
+	}
+	if e.revoked[ctx] != nil {
+		return
+	}
+	e.revoked[ctx] = why
+	if q := e.queues[ctx]; q != nil {
+		for r := q.postedHead; r != nil; {
+			next := r.qnext
+			q.removePosted(r)
+			e.completeLocked(r, e.opError(r, "recv", why))
+			r = next
+		}
+	}
+	for k, r := range e.cookies {
+		if r.ctx == ctx {
+			delete(e.cookies, k)
+			op := "send"
+			if r.kind == reqRecv {
+				op = "recv"
+			}
+			e.completeLocked(r, e.opError(r, op, why))
+		}
+	}
+	e.bell.Ring()
+}
+
+// collAbandon is called by a collective that failed on this rank: it
+// revokes the communicator's collective context here and tells every
+// other member, so that those waiting for this rank fail too, naming it,
+// instead of waiting forever.
+func collAbandon(k *coll.Call, err error) {
+	v := k.View.(*Comm)
+	e := v.e
+	var rv RevokedError
+	if errors.As(err, &rv) {
+		return // a revocation received: the rank that found it told everyone
+	}
+	reason := err.Error()
+	if len(reason) > maxRevokeReason {
+		reason = reason[:maxRevokeReason]
+	}
+	why := RevokedError{By: e.rank, Call: k.Tag, Kind: coll.KindOf(k.Check), Mismatch: errors.Is(err, ErrMismatch), Reason: reason}
+	aux := uint64(0)
+	if why.Mismatch {
+		aux = 1
+	}
+	e.mu.Lock()
+	defer e.unlock()
+	if e.revoked[v.ctx] != nil || e.cause != nil {
+		return
+	}
+	e.revokeLocked(v.ctx, why)
+	for r := 0; r < v.size; r++ {
+		w := v.worldRank(r)
+		if w == e.rank {
+			continue
+		}
+		rt := e.routeLocked(w)
+		if rt.err != nil || rt.self {
+			continue
+		}
+		op := e.getOp(e)
+		op.Header = transport.Header{Kind: kindRevoke, Context: v.ctx, Source: uint32(e.rank), Tag: int32(k.Tag), Check: k.Check, Aux: aux, Len: uint32(len(reason))}
+		op.Payload = []byte(reason)
+		e.sendFrameLocked(rt, w, op)
+	}
 }

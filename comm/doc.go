@@ -26,12 +26,21 @@
 // no goroutine of the rank is inside the runtime, except what the kernel
 // buffers for TCP.
 //
-// Requests: Isend and Irecv return a *Request that stays valid after Wait
-// (Wait and Test may be called again). A loop that starts many small
-// operations can hand completed requests back with Release, as MPI_Waitall
-// frees them, and the runtime reuses them instead of allocating; a
-// released request must not be used again. WaitallNoStatus waits without
-// collecting statuses (MPI_STATUSES_IGNORE), which allocates nothing.
+// Requests: Isend and Irecv return a *Request of the program's own, valid
+// for as long as it holds it (Wait and Test may be called again and report
+// the same). The runtime never gives a request to another operation:
+// Release only says the program is done with it (any later use fails with
+// ErrReleased). A loop that repeats the same operations uses persistent
+// requests (SendInit, RecvInit, Start), which allocate nothing per
+// iteration; WaitallNoStatus waits without collecting statuses
+// (MPI_STATUSES_IGNORE). Waitany and Waitsome set the entries they report
+// to nil, as MPI sets them to MPI_REQUEST_NULL.
+//
+// Blocked goroutines: every goroutine blocked in the runtime for more
+// than a few microseconds (in Recv, Send, Probe, Wait, Waitany, Waitsome,
+// a collective) records what it waits for; mpirun's hang report (--timeout,
+// or Ctrl-C on a job that has run a while) prints those records for every
+// rank, with the messages that arrived and match no receive.
 //
 // Transports: ranks on one host (same PARLEY_NODE_ID) use shared memory;
 // others use TCP. Connections are made on first use.

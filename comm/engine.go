@@ -22,6 +22,7 @@ const (
 	kindCTS                    // clear to send: Cookie = sender's request, Aux = receiver's
 	kindData                   // FlagDirect data: Cookie = receiver's request, Aux = offset
 	kindFin                    // receiver is done with the sender's buffer: Cookie = sender's request
+	kindRevoke                 // a collective failed: Context = its collective context, Tag = its call, Aux = 1 for a mismatch, payload = why
 )
 
 // flagRemoteRead on an RTS: the payload is the descriptor of the sender's
@@ -80,19 +81,24 @@ type engine struct {
 	// the sender's memory once it has released mu (unlock).
 	reads      []*Request
 	readsSpare []*Request
+	readHook   func() // tests: called before the reads, without the lock
 	freeOps    freeList[transport.SendOp] // see getOp
 	freeMsgs   freeList[message]          // see newMessageLocked
 	pool       bufPool
 	hdr        transport.Header // scratch for a frame header: a local would escape through the transport interface
-	events     uint64 // frames and completions handled: the progress the hang report compares
-	sleeping   bool   // a goroutine sleeps on the bell
-	flushing   bool   // the flusher goroutine runs (startFlusherLocked)
-	stopFlush  bool   // finalizing: start no flusher
+	events     uint64           // frames and completions handled: the progress the hang report compares
+	sleeping   bool             // a goroutine sleeps on the bell
+	flushing   bool             // the flusher goroutine runs (startFlusherLocked)
+	stopFlush  bool             // finalizing: start no flusher
 	flushWG    sync.WaitGroup
 	vacancy    chan struct{}
 	finalizing bool
 	cause      error // why the world was cancelled
 	dead       atomic.Bool
+	// revoked holds the collective contexts on which a collective failed
+	// (on this rank, or on a member that told this one), and why: their
+	// pending operations failed, and later ones fail at once.
+	revoked map[uint32]error
 
 	// spares are finished requests of blocking calls, which never reach
 	// the program, kept for the next blocking call (see newRequest).
@@ -262,6 +268,9 @@ func (e *engine) unlock() {
 		rs := e.reads
 		e.reads, e.readsSpare = e.readsSpare[:0], nil
 		e.mu.Unlock()
+		if e.readHook != nil {
+			e.readHook()
+		}
 		errs := make([]error, len(rs))
 		for i, r := range rs {
 			errs[i] = r.rv.reader.Read(int(r.peer), r.buf[:r.status.Count], r.rv.desc[:r.rv.ndesc])

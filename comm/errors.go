@@ -39,6 +39,10 @@ var (
 	// ErrMismatch: ranks called different collectives, or the same one
 	// with arguments that must agree (root, operator, count) but differ.
 	ErrMismatch = errors.New("collective mismatch")
+	// ErrRevoked: a collective failed on some rank of the communicator,
+	// which told the others; its collectives are unusable from then on
+	// (the cause is a RevokedError naming that rank and why).
+	ErrRevoked = errors.New("communicator's collectives revoked")
 	// ErrProtocol: a peer sent a frame that breaks the protocol.
 	ErrProtocol = transport.ErrProtocol
 )

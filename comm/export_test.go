@@ -1,6 +1,10 @@
 package comm
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/parley-hpc/parley/transport"
+)
 
 // DebugRequest describes a request's internal state, for tests.
 func DebugRequest(r *Request) string {
@@ -44,4 +48,56 @@ func DebugEngine(c *Comm) string {
 		s += fmt.Sprintf("\n  cookie %d: kind=%d peer=%d src=%d tag=%d count=%d", k, r.kind, r.peer, r.src, r.tag, r.status.Count)
 	}
 	return s
+}
+
+// SetReadHook makes c's engine call f before each batch of single-copy
+// reads, without its lock held.
+func SetReadHook(c *Comm, f func()) {
+	c.e.mu.Lock()
+	c.e.readHook = f
+	c.e.mu.Unlock()
+}
+
+// DeliverFrame hands c's engine a frame as if its transport had read it
+// from the link to world rank from: for direct frames, the payload is
+// placed where the engine's Destination says (nil if nowhere), as the
+// transports do.
+func DeliverFrame(c *Comm, from int, h transport.Header, payload []byte) {
+	e := c.e
+	e.mu.Lock()
+	if h.Flags&transport.FlagDirect != 0 {
+		dst := e.Destination(from, &h)
+		if len(dst) == len(payload) {
+			copy(dst, payload)
+		} else {
+			dst = nil
+		}
+		payload = dst
+	}
+	e.Deliver(from, &h, payload)
+	e.unlock()
+}
+
+// Cookie returns the cookie a rendezvous request gave its peer, or 0.
+func Cookie(r *Request) uint64 {
+	r.e.mu.Lock()
+	defer r.e.mu.Unlock()
+	if r.rv == nil {
+		return 0
+	}
+	return r.rv.cookie
+}
+
+// Frame kinds, for forged frames.
+const (
+	KindEager = kindEager
+	KindCTS   = kindCTS
+	KindData  = kindData
+	KindFin   = kindFin
+)
+
+// Report is what the rank would answer mpirun's hang query.
+func Report(c *Comm) string {
+	text, _, _ := c.e.report()
+	return text
 }

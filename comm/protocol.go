@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/parley-hpc/parley/internal/coll"
 	"github.com/parley-hpc/parley/transport"
 )
 
@@ -68,6 +69,10 @@ func (e *engine) startSendLocked(r *Request, buf []byte, dest int, tag int, ctx 
 	r.kind, r.peer, r.tag, r.ctx, r.check = reqSend, int32(dest), int32(tag), ctx, check
 	if e.cause != nil {
 		e.completeLocked(r, e.opError(r, "send", e.cause))
+		return
+	}
+	if err := e.revoked[ctx]; err != nil {
+		e.completeLocked(r, e.opError(r, "send", err))
 		return
 	}
 	rt := e.routeLocked(dest)
@@ -237,6 +242,10 @@ func (e *engine) startRecvLocked(r *Request, buf []byte, src, tag int, ctx uint3
 		e.completeLocked(r, e.opError(r, "recv", e.cause))
 		return
 	}
+	if err := e.revoked[ctx]; err != nil {
+		e.completeLocked(r, e.opError(r, "recv", err))
+		return
+	}
 	q := e.queue(ctx)
 	if m := q.findUnexpected(r.src, r.tag); m != nil {
 		q.removeUnexpected(m)
@@ -385,6 +394,12 @@ func (e *engine) Deliver(from int, h *transport.Header, payload []byte) {
 			delete(e.cookies, h.Cookie)
 			e.completeLocked(r, nil)
 		}
+	case kindRevoke:
+		if h.Context%ctxStride != ctxColl || len(payload) > maxRevokeReason {
+			e.protocolErrorLocked(from, "a malformed revocation")
+			return
+		}
+		e.revokeLocked(h.Context, RevokedError{By: from, Call: int(h.Tag), Kind: coll.KindOf(h.Check), Mismatch: h.Aux == 1, Reason: string(payload)})
 	case kindFin:
 		r := e.cookies[h.Cookie]
 		if r == nil || r.kind != reqSendRndv || int(r.peer) != from {

@@ -77,6 +77,14 @@ func TestFailures(t *testing.T) {
 			[]string{"/nonexistent/prog does not exist"}},
 		{"timeout with cycle", []string{"-np", "3", "--timeout", "2s", "rankprog", "cycle"}, 124,
 			[]string{"blocked in recv from rank 1, tag 7", "in a cycle (no progress in 500ms): 0 -> 1 -> 2 -> 0"}},
+		{"hang report of several goroutines and a collective", []string{"-np", "2", "--timeout", "2s", "rankprog", "hangmix"}, 124,
+			[]string{"blocked in probe from rank 1, tag 3 on world", "blocked in waitany over 2 requests, the first of a recv from rank 1, tag 4 on world",
+				"2 message(s) arrived that no receive matches: from rank 1, barrier (collective call 1) on world, 0 bytes; from rank 1, tag 9 on world, 5 bytes",
+				"blocked in recv from rank 0, barrier (collective call 1) on world", "in a cycle (no progress in 500ms): 0 -> 1 -> 0"}},
+		{"hang report of a nonblocking collective", []string{"-np", "2", "--timeout", "2s", "rankprog", "iallreduce"}, 124,
+			[]string{"blocked in wait of iallreduce, iallreduce (collective call 1) on world"}},
+		{"reduce with different roots is a cycle", []string{"-np", "3", "--oversubscribe", "--timeout", "2s", "rankprog", "reduceroots"}, 124,
+			[]string{"reduce (collective call 1) on world", "in a cycle (no progress in 500ms): 0 -> 2 -> 0"}},
 		{"one rank skips init", []string{"-np", "2", "--oversubscribe", "sh", "-c", `if [ "$PARLEY_RANK" = 1 ]; then exit 0; fi; exec rankprog hello`}, 1,
 			[]string{"rank 1 exited (status 0) while other ranks wait"}},
 	}
@@ -299,3 +307,49 @@ func TestBinding(t *testing.T) {
 		t.Errorf("impossible mapping accepted: %d\n%s", r.code, r.stderr)
 	}
 }
+
+// TestHangReportNoFalseCycle: a healthy exchange caught mid-flight is not
+// reported as a deadlock: each snapshot may show ranks blocked on each
+// other, but they make progress between the two.
+func TestHangReportNoFalseCycle(t *testing.T) {
+	r := mpirun(t, "-np", "3", "--oversubscribe", "--timeout", "2s", "rankprog", "stream")
+	if r.code != 124 {
+		t.Fatalf("exit status %d, want 124\n%s", r.code, r.stderr)
+	}
+	if strings.Contains(r.stderr, "cycle") {
+		t.Fatalf("a healthy ring of large messages was reported as a cycle:\n%s", r.stderr)
+	}
+	if !strings.Contains(r.stderr, "what each rank was doing") {
+		t.Fatalf("no hang report:\n%s", r.stderr)
+	}
+}
+
+// TestInterruptReport: Ctrl-C on a job that has run for a few seconds
+// prints the hang report before stopping it.
+func TestInterruptReport(t *testing.T) {
+	mark := fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano())
+	cmd := exec.Command("mpirun", "-x", proctest.MarkerVar+"="+mark, "-np", "2", "rankprog", "cycle")
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(interruptAfter)
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 130 {
+		t.Fatalf("mpirun after Ctrl-C: %v, want exit status 130\n%s", err, errb.String())
+	}
+	for _, want := range []string{"interrupted after", "what each rank was doing", "blocked in recv from rank 1, tag 7 on world"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errb.String())
+		}
+	}
+	if !proctest.Eventually(2*time.Second, func() bool { return len(proctest.WithMarker(mark)) == 0 }) {
+		t.Errorf("processes of the job still alive: %v", proctest.WithMarker(mark))
+	}
+}
+
+// interruptAfter is past launcher's interruptReportAfter (3 s).
+const interruptAfter = 3500 * time.Millisecond

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/parley-hpc/parley/collectives"
 	"github.com/parley-hpc/parley/comm"
 	"github.com/parley-hpc/parley/comm/commtest"
 	"github.com/parley-hpc/parley/internal/bootstrap"
@@ -81,6 +82,34 @@ func rankprog() int {
 		return 0
 	case "cycle": // every rank waits for its right neighbour: a cycle
 		world.Recv(make([]byte, 1), (rank+1)%size, 7)
+	case "hangmix": // rank 0 blocks in Probe and Waitany at once, rank 1 in a barrier; a stray message waits at rank 0
+		if rank == 0 {
+			go world.Probe(1, 3)
+			comm.Waitany(world.Irecv(make([]byte, 1), 1, 4), world.Irecv(make([]byte, 1), 1, 5))
+		} else if rank == 1 {
+			world.Send([]byte("stray"), 0, 9)
+			collectives.Barrier(world)
+		}
+	case "iallreduce": // rank 0 waits in a nonblocking allreduce, rank 1 elsewhere
+		if rank == 0 {
+			collectives.Iallreduce(world, []float64{1}, make([]float64, 1), collectives.Sum).Wait()
+		} else {
+			blockForever()
+		}
+	case "reduceroots": // ranks 0 and 1 say root 0, rank 2 root 2: ranks 0 and 2 each wait for the other
+		root := 0
+		if rank == 2 {
+			root = 2
+		}
+		collectives.Reduce(world, []int64{1}, make([]int64, 1), collectives.Sum, root)
+		blockForever()
+	case "stream": // a healthy ring of 4 MiB messages, forever
+		out, in := make([]byte, 4<<20), make([]byte, 4<<20)
+		for {
+			if _, err := world.Sendrecv(out, (rank+1)%size, 1, in, (rank+size-1)%size, 1); err != nil {
+				return 1
+			}
+		}
 	case "truncate":
 		if size < 2 {
 			return 2

@@ -142,4 +142,9 @@ var Bridge struct {
 	Generic func(k *Call, poll func() (bool, error)) any
 	// Failed returns a *comm.Request that has completed with err.
 	Failed func(err error) any
+	// Abandon reports that the call failed on this rank with err: comm
+	// tells the other members, whose operations of the call then fail too
+	// instead of waiting for this rank forever, and the communicator's
+	// collectives become unusable.
+	Abandon func(k *Call, err error)
 }

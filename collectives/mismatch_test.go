@@ -1,0 +1,110 @@
+package collectives_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/parley-hpc/parley/collectives"
+	"github.com/parley-hpc/parley/comm"
+	"github.com/parley-hpc/parley/comm/commtest"
+)
+
+// TestMismatches: ranks that call different collectives, or the same one
+// with arguments that must agree, get ErrMismatch naming what differs
+// instead of wrong results. Each case says which ranks detect it (the doc
+// of the package lists what is not caught: a root that only sends).
+func TestMismatches(t *testing.T) {
+	want := func(err error, what ...string) error {
+		if !errors.Is(err, comm.ErrMismatch) {
+			return fmt.Errorf("got %v; want ErrMismatch", err)
+		}
+		for _, w := range what {
+			if !strings.Contains(err.Error(), w) {
+				return fmt.Errorf("error %q does not mention %q", err, w)
+			}
+		}
+		return nil
+	}
+	cases := []struct {
+		name string
+		n    int
+		f    func(c *comm.Comm) error
+	}{
+		{"allreduce sum against max", 3, func(c *comm.Comm) error {
+			op := collectives.Sum
+			if c.Rank() == 1 {
+				op = collectives.Max
+			}
+			out := make([]float64, 4)
+			// Every rank receives in recursive doubling: every rank detects.
+			return want(collectives.Allreduce(c, []float64{1, 2, 3, 4}, out, op), "allreduce", "other arguments")
+		}},
+		{"allreduce long vectors, different operators", 2, func(c *comm.Comm) error {
+			op := collectives.Sum
+			if c.Rank() == 1 {
+				op = collectives.Min
+			}
+			in := make([]float64, 1<<16)
+			return want(collectives.Allreduce(c, in, make([]float64, len(in)), op), "allreduce")
+		}},
+		{"reduce against allreduce", 2, func(c *comm.Comm) error {
+			out := make([]int64, 3)
+			if c.Rank() == 0 {
+				err := collectives.Reduce(c, []int64{1, 2, 3}, out, collectives.Sum, 0)
+				return want(err, "allreduce", "reduce")
+			}
+			// This rank may find the mismatch itself, or hear of it first
+			// from rank 0: either way the error names both collectives.
+			err := collectives.Allreduce(c, []int64{1, 2, 3}, out, collectives.Sum)
+			return want(err, "allreduce", "reduce")
+		}},
+		{"iallreduce against allreduce", 2, func(c *comm.Comm) error {
+			out := make([]int32, 2)
+			if c.Rank() == 0 {
+				_, err := collectives.Iallreduce(c, []int32{1, 2}, out, collectives.Sum).Wait()
+				return want(err, "iallreduce")
+			}
+			return want(collectives.Allreduce(c, []int32{1, 2}, out, collectives.Sum), "iallreduce")
+		}},
+		{"bcast counts differ", 3, func(c *comm.Comm) error {
+			xs := make([]int32, 10)
+			if c.Rank() == 2 {
+				xs = make([]int32, 12)
+			}
+			err := collectives.Bcast(c, xs, 0)
+			if c.Rank() == 2 {
+				return want(err, "bcast")
+			}
+			// The root only sends, and rank 1 got what it expected: they
+			// may return before rank 2's word arrives. Their next
+			// collective fails, naming the bcast that went wrong.
+			if err == nil {
+				err = collectives.Barrier(c)
+			}
+			return want(err, "bcast", "rank 2")
+		}},
+		{"bcast roots differ", 2, func(c *comm.Comm) error {
+			// Each rank believes it is the root: both only send, and both
+			// return. The next collective finds the message nobody took.
+			// The peer's bcast message left before its first barrier's, on
+			// the same link, so it is here by the time that barrier is
+			// over: the second barrier finds it at the latest.
+			if err := collectives.Bcast(c, []int64{int64(c.Rank())}, c.Rank()); err != nil {
+				return err
+			}
+			err := collectives.Barrier(c)
+			if err == nil {
+				err = collectives.Barrier(c)
+			}
+			return want(err, "bcast")
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ws := commtest.Worlds(t, tc.n, commtest.Shm)
+			commtest.Run(t, ws, tc.f)
+		})
+	}
+}
