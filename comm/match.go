@@ -16,8 +16,7 @@ type message struct {
 	size  int    // message bytes
 
 	eager  bool
-	data   []byte // eager payload copy (len == size): inline, or from the engine's buffer pool
-	pooled bool   // data came from the pool
+	data   []byte // eager payload copy (len == size): inline, or a buffer of its own
 	inline [64]byte
 
 	// Rendezvous: the sender's request cookie and, for a single-copy read,

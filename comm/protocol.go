@@ -95,7 +95,7 @@ func (e *engine) startSendLocked(r *Request, buf []byte, dest int, tag int, ctx 
 			e.completeLocked(r, nil)
 			return
 		}
-		op := e.getOp((*sendOwner)(r))
+		op := r.ownOp()
 		op.Header, op.Payload = *h, buf
 		r.op = op
 		e.sendFrameLocked(rt, dest, op)
@@ -106,7 +106,7 @@ func (e *engine) startSendLocked(r *Request, buf []byte, dest int, tag int, ctx 
 	r.rv = &rendezvous{}
 	r.rv.cookie = e.newCookieLocked(r)
 	h.Kind, h.Aux, h.Cookie = kindRTS, uint64(len(buf)), r.rv.cookie
-	op := e.getOp((*sendOwner)(r))
+	op := r.ownOp()
 	if rt.reader != nil && len(buf) > 0 {
 		if desc, err := rt.reader.Expose(r.rv.desc[:0], buf); err == nil && len(desc) <= len(r.rv.desc) {
 			r.rv.ndesc = copy(r.rv.desc[:], desc)
@@ -160,7 +160,6 @@ func (o *sendOwner) SendDone(op *transport.SendOp, err error) {
 	if op == r.op {
 		// The eager frame, or a rendezvous's announcement, is out.
 		r.op = nil
-		e.putOp(op)
 		if err != nil {
 			e.endSendLocked(r, err)
 		} else if r.kind == reqSend {
@@ -464,37 +463,25 @@ func (e *engine) deliverMessageLocked(from int, h *transport.Header, payload []b
 	q.addUnexpected(m)
 }
 
-// newMessageLocked returns an unexpected-message record from the engine's
-// free list. Records are the engine's own (matching never hands one to the
-// program), so they are reused.
+// newMessageLocked returns a new unexpected-message record.
 func (e *engine) newMessageLocked(src, tag int32, size int) *message {
-	m := e.freeMsgs.get()
-	if m == nil {
-		m = new(message)
-	}
-	m.src, m.tag, m.size = src, tag, size
-	m.eager, m.pooled, m.cookie, m.ndesc, m.remote = false, false, 0, 0, false
-	return m
+	return &message{src: src, tag: tag, size: size}
 }
 
 // holdPayloadLocked copies an eager payload into m: into m itself when it
-// is small, else into a buffer from the pool.
+// is small (one allocation for record and payload), else into a buffer of
+// its own.
 func (e *engine) holdPayloadLocked(m *message, payload []byte) {
 	m.eager = true
 	if len(payload) <= len(m.inline) {
 		m.data = m.inline[:len(payload)]
 	} else {
-		m.data, m.pooled = e.pool.get(len(payload)), true
+		m.data = make([]byte, len(payload))
 	}
 	copy(m.data, payload)
 }
 
-// freeMessageLocked gives a matched message's record back, and its
-// payload buffer to the pool.
+// freeMessageLocked drops a matched message's references.
 func (e *engine) freeMessageLocked(m *message) {
-	if m.pooled {
-		e.pool.put(m.data)
-	}
 	m.data, m.selfReq = nil, nil
-	e.freeMsgs.put(m)
 }

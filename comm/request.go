@@ -53,9 +53,11 @@ type Request struct {
 	qnext, qprev *Request // posted queue links
 	posted       bool
 
-	// Send side. The frame op comes from the engine's pool and goes back
-	// when the transport is done with it.
-	op *transport.SendOp
+	// Send side: op is the frame in a transport's hands (the eager frame,
+	// or the rendezvous request), which is sop, the request's own: a send
+	// allocates no op, and the op lives exactly as long as the request.
+	op  *transport.SendOp
+	sop transport.SendOp
 
 	// rv is the state of a rendezvous (large message), made when needed.
 	rv *rendezvous
@@ -67,6 +69,12 @@ type Request struct {
 	// label names the operation for the hang report.
 	poll  func() (bool, error)
 	label string
+}
+
+// ownOp returns the request's own frame op, reset and owned by it.
+func (r *Request) ownOp() *transport.SendOp {
+	r.sop = transport.SendOp{Owner: (*sendOwner)(r)}
+	return &r.sop
 }
 
 // rendezvous is what a request needs only when its message moves by
