@@ -3,6 +3,7 @@ package comm
 import (
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/parley-hpc/parley/transport"
 )
@@ -42,6 +43,10 @@ type Request struct {
 	// collectives' own), which the engine recycles.
 	internal bool
 	released atomic.Bool
+	// Test loops: how often Test found the request incomplete, and the
+	// record that says so in the hang report once that is often.
+	tests   atomic.Uint32
+	testRec atomic.Pointer[waitRecord]
 
 	buf   []byte
 	src   int32 // receive: the world rank asked for, or AnySource
@@ -170,14 +175,17 @@ func (r *Request) Test() (bool, Status, error) {
 	}
 	if r.poll != nil {
 		done, err := r.testGeneric()
+		r.tested(done)
 		return done, Status{}, err
 	}
 	if !r.done.Load() {
 		r.e.progressOnce()
 		if !r.done.Load() {
+			r.tested(false)
 			return false, Status{}, nil
 		}
 	}
+	r.tested(true)
 	if r.pers != nil {
 		r.pers.active = false
 	}
@@ -385,7 +393,7 @@ func Testall(reqs ...*Request) (bool, error) {
 		if !r.pendingIn() {
 			continue
 		}
-		if !r.isDone() {
+		if !r.testDone() {
 			return false, nil
 		}
 		if _, err := r.Wait(); err != nil && first == nil {
@@ -405,7 +413,7 @@ func Testany(reqs ...*Request) (int, Status, error) {
 	}
 	e.progressOnce()
 	for i, r := range reqs {
-		if r.pendingIn() && r.isDone() {
+		if r.pendingIn() && r.testDone() {
 			st, err := r.Wait()
 			if r.pers == nil {
 				reqs[i] = nil
@@ -426,7 +434,7 @@ func Testsome(reqs ...*Request) ([]int, error) {
 	e.progressOnce()
 	var idx []int
 	for i, r := range reqs {
-		if r.pendingIn() && r.isDone() {
+		if r.pendingIn() && r.testDone() {
 			idx = append(idx, i)
 		}
 	}
@@ -442,6 +450,36 @@ func (r *Request) isDone() bool {
 		return done
 	}
 	return r.done.Load()
+}
+
+// testDone is isDone for the Test functions, which note the test.
+func (r *Request) testDone() bool {
+	done := r.isDone()
+	r.tested(done)
+	return done
+}
+
+// testRecordAfter is how many times Test must find a request incomplete
+// before the hang report shows the goroutine as polling it.
+const testRecordAfter = 64
+
+// tested notes a Test of r: a program that polls a request with Test in a
+// loop is as blocked as one in Wait, and the hang report says so.
+func (r *Request) tested(done bool) {
+	if r.internal || r.e == nil {
+		return
+	}
+	if done {
+		if p := r.testRec.Swap(nil); p != nil {
+			r.e.waits.remove(p)
+		}
+		return
+	}
+	if r.tests.Add(1) == testRecordAfter {
+		rec := recordFor(r, inTest)
+		rec.req, rec.since = r, time.Now()
+		r.testRec.Store(r.e.waits.add(rec))
+	}
 }
 
 func anyEngine(reqs []*Request) *engine {

@@ -233,7 +233,15 @@ func TestHangRecords(t *testing.T) {
 	c := ws[0]
 	started := make(chan struct{}, 4)
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() {
+		defer wg.Done()
+		r := c.Irecv(make([]byte, 1), 1, 15)
+		started <- struct{}{}
+		for done := false; !done; time.Sleep(time.Millisecond) {
+			done, _, _ = r.Test()
+		}
+	}()
 	go func() {
 		defer wg.Done()
 		started <- struct{}{}
@@ -252,7 +260,7 @@ func TestHangRecords(t *testing.T) {
 		started <- struct{}{}
 		c.Recv(make([]byte, 1), 1, 14)
 	}()
-	for range 3 {
+	for range 4 {
 		<-started
 	}
 	// The unexpected message the report lists.
@@ -261,7 +269,7 @@ func TestHangRecords(t *testing.T) {
 	ok := false
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		text = comm.Report(c)
-		if strings.Count(text, "\nblocked in")+strings.Count("\n"+text[:min(len(text), 11)], "\nblocked in") == 3 &&
+		if strings.Count("\n"+text, "\nblocked in") == 4 &&
 			strings.Contains(text, "arrived that no receive matches") {
 			ok = true
 			break
@@ -271,13 +279,14 @@ func TestHangRecords(t *testing.T) {
 		t.Fatalf("report of 3 blocked goroutines and a stray message:\n%s", text)
 	}
 	for _, want := range []string{"blocked in probe from rank 1, tag 11 on world", "blocked in waitany over 2 requests",
-		"blocked in recv from rank 1, tag 14 on world", "from rank 1, tag 99 on world, 5 bytes"} {
+		"blocked in recv from rank 1, tag 14 on world", "from rank 1, tag 99 on world, 5 bytes",
+		"blocked in a loop testing a request of a recv from rank 1, tag 15 on world"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q:\n%s", want, text)
 		}
 	}
 	// Let them finish.
-	for _, tag := range []int{11, 12, 13, 14} {
+	for _, tag := range []int{11, 12, 13, 14, 15} {
 		ws[1].Send([]byte{1}, 0, tag)
 	}
 	wg.Wait()

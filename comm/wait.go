@@ -35,10 +35,12 @@ const (
 	inWaitsome                 // Waitsome
 	inWaitall                  // Waitall
 	inCreate                   // Dup, Split and the other communicator constructors
+	inTest                     // a loop of Test (or Testall, Testany, Testsome) on a request that does not complete
 )
 
 var waitNames = [...]string{inWait: "wait", inRecv: "recv", inSend: "send", inProbe: "probe",
-	inWaitany: "waitany", inWaitsome: "waitsome", inWaitall: "waitall", inCreate: "communicator creation"}
+	inWaitany: "waitany", inWaitsome: "waitsome", inWaitall: "waitall", inCreate: "communicator creation",
+	inTest: "a loop testing a request"}
 
 // waitRecord is what one blocked goroutine waits for.
 type waitRecord struct {
@@ -49,6 +51,7 @@ type waitRecord struct {
 	ctx   uint32
 	check uint32 // the collective check word, which names the collective
 	n     int    // requests waited on, for Waitany, Waitsome and Waitall
+	req   *Request // for a Test loop: the request, whose record lapses when it completes
 	since time.Time
 	idx   int // position in waitList.recs
 }
@@ -97,9 +100,12 @@ func (l *waitList) remove(p *waitRecord) {
 func (l *waitList) snapshot() []waitRecord {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := make([]waitRecord, len(l.recs))
-	for i, p := range l.recs {
-		out[i] = *p
+	out := make([]waitRecord, 0, len(l.recs))
+	for _, p := range l.recs {
+		if p.req != nil && p.req.done.Load() {
+			continue // a tested request that completed: nobody waits for it
+		}
+		out = append(out, *p)
 	}
 	return out
 }

@@ -84,3 +84,21 @@ func TestGoModTidy(t *testing.T) {
 		t.Fatalf("go mod tidy -diff: %v\n%s", err, out)
 	}
 }
+
+// TestCrossCompile: what a program links builds for the platforms users
+// edit and test on, not only linux/amd64 (a 1<<62 constant once broke
+// 32-bit builds).
+func TestCrossCompile(t *testing.T) {
+	targets := []string{"linux/386", "linux/arm64"}
+	for _, target := range targets {
+		t.Run(strings.ReplaceAll(target, "/", "-"), func(t *testing.T) {
+			goos, goarch, _ := strings.Cut(target, "/")
+			cmd := exec.Command("go", "build", "-o", os.DevNull, "./comm", "./collectives", "./examples/hello")
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "GOOS="+goos, "GOARCH="+goarch, "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("GOOS=%s GOARCH=%s go build: %v\n%s", goos, goarch, err, out)
+			}
+		})
+	}
+}
