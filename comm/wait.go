@@ -49,8 +49,8 @@ type waitRecord struct {
 	peer  int    // world rank waited on, AnySource, or noPeer
 	tag   int
 	ctx   uint32
-	check uint32 // the collective check word, which names the collective
-	n     int    // requests waited on, for Waitany, Waitsome and Waitall
+	check uint32   // the collective check word, which names the collective
+	n     int      // requests waited on, for Waitany, Waitsome and Waitall
 	req   *Request // for a Test loop: the request, whose record lapses when it completes
 	since time.Time
 	idx   int // position in waitList.recs
