@@ -27,7 +27,9 @@
 //	  64  bell: futex word, 1 while the owner sleeps or is about to
 //	 128  active bitmap: bit r set once local rank r sends here
 //	4096  ring 0, ring 1, ...; each ring is one line holding its tail
-//	      (written by the consumer) then its slots of 64 bytes
+//	      (written by the consumer) and its sender word (the producer's
+//	      world rank + 1, written once when it attaches, before it sets its
+//	      bit), then its slots of 64 bytes
 //
 // A frame occupies consecutive slots of a ring: the first begins with a
 // sequence word (8 bytes) followed by the 40-byte wire.Header, and the
@@ -36,8 +38,9 @@
 // never wraps around the end: the producer pads the rest of the ring with
 // a skip frame.
 //
-// Ordering (on amd64 and arm64, where Go's atomic loads are acquires and
-// stores releases; see publish_*.go for the one plain store):
+// Ordering (Go's atomics, which the memory model makes sequentially
+// consistent; across processes we rely on how they are implemented on
+// amd64 and arm64, a locked or release store and a plain or acquire load):
 //   - the producer keeps its head position privately, and checks against
 //     the ring's tail (read only when its cached copy says the ring looks
 //     full) that the slots are free;
@@ -54,8 +57,11 @@
 //
 // Everything read from the segment is checked before use: a length that
 // would reach past the ring, a skip longer than what is left, a bitmap bit
-// for a ring that does not exist, are integrity errors that fail the
-// transport, never a panic or an out-of-bounds read.
+// for a ring that does not exist, a sender word naming no rank of the
+// world, are integrity errors that fail the transport, never a panic or an
+// out-of-bounds read. Frames are handed on with the sender's world rank
+// from its ring's sender word, which comm checks against what each frame
+// claims.
 //
 // Waking: a consumer about to sleep stores 1 in its bell and polls once
 // more; a producer, after publishing, rings the bell if it is set (swap to

@@ -1,6 +1,6 @@
 package shm
 
-// This file holds the package's unsafe code (with publish_tso.go): the
+// This file holds the package's unsafe code (with Expose in shm.go): the
 // views of a segment's header, bitmap and rings over a mapped (or, in
 // tests, heap) region. See doc.go for the layout and the memory ordering.
 
@@ -128,7 +128,7 @@ func (r *ring) seq(i uint64) *atomic.Uint64 {
 }
 
 // publish stores a frame's sequence word, which makes the frame visible
-// to the consumer (see publish_*.go).
+// to the consumer (see publish.go).
 func (r *ring) publish(i, v uint64) { publishSeq(r.seq(i), v) }
 
 // clearSeq overwrites the sequence word of slot i with a plain store; only
