@@ -39,6 +39,12 @@ type Options struct {
 	ForceTCP bool
 	// NoShm disables shared memory.
 	NoShm bool
+	// ShmSegment is this rank's segment, created and reserved by its node
+	// agent for every rank of the host (all or none): then no rank of the
+	// host can lack shared memory, and TCP is needed only for other hosts.
+	// Without it, each rank creates its own segment, and keeps a TCP
+	// listener too, for local peers whose segment could not be made.
+	ShmSegment string
 	// TCPListen is the address to listen on (default: all interfaces,
 	// any port); TCPAdvertise the host peers dial (default: chosen by route).
 	TCPListen, TCPAdvertise string
@@ -143,7 +149,8 @@ func optionsFromEnv() (Options, error) {
 		return o, err
 	}
 	o.ForceTCP = os.Getenv(bootstrap.EnvTransport) == "tcp"
-	o.NoShm = os.Getenv(bootstrap.EnvTransport) == "tcp"
+	o.NoShm = os.Getenv(bootstrap.EnvTransport) == "tcp" || os.Getenv(bootstrap.EnvShm) == "off"
+	o.ShmSegment = os.Getenv(bootstrap.EnvShmSeg)
 	o.Oversubscribed = os.Getenv(bootstrap.EnvOversub) == "1"
 	o.TCPAdvertise = os.Getenv(bootstrap.EnvTCPAddr)
 	o.Compress = os.Getenv(bootstrap.EnvCompress) == "1"
@@ -263,9 +270,14 @@ func (e *engine) setWaitPolicy(oversubscribed bool) {
 func (e *engine) startTransports(opts *Options, card *bootstrap.Card) error {
 	if !opts.NoShm && !opts.ForceTCP && opts.LocalSize > 1 {
 		t, err := shm.Open(shm.Config{JobID: opts.JobID, Rank: opts.Rank, Size: opts.Size, LocalRank: opts.LocalRank,
-			LocalSize: opts.LocalSize, EagerLimit: debugInt("shm_eager")})
+			LocalSize: opts.LocalSize, EagerLimit: debugInt("shm_eager"), Segment: opts.ShmSegment})
+		if err != nil && opts.ShmSegment != "" {
+			// The agent reserved it: the host's other ranks count on this
+			// rank's shared memory, and would find no TCP listener here.
+			return fmt.Errorf("the segment the node agent reserved for this rank: %w", err)
+		}
 		if err != nil {
-			e.log.Info("no shared memory; ranks on this host use TCP", zap.Error(err))
+			e.log.Warn("no shared memory for this rank; its local peers reach it over TCP", zap.Error(err))
 		} else {
 			e.shm = t
 			e.bell = t.Bell()
@@ -273,8 +285,8 @@ func (e *engine) startTransports(opts *Options, card *bootstrap.Card) error {
 			e.addTransport(t)
 		}
 	}
-	if e.shm != nil && opts.LocalSize == opts.Size {
-		return nil // every rank is on this host: no TCP needed
+	if e.shm != nil && opts.LocalSize == opts.Size && opts.ShmSegment != "" {
+		return nil // every rank is on this host, all with shared memory: no TCP needed
 	}
 	advertise := opts.TCPAdvertise
 	if opts.Iface != "" {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/parley-hpc/parley/internal/bootstrap"
+	"github.com/parley-hpc/parley/internal/jobfiles"
+	"github.com/parley-hpc/parley/internal/linux"
 )
 
 // AgentConfig configures a node agent.
@@ -39,9 +42,11 @@ type agent struct {
 	hostname string
 	spawner  *spawner
 
-	launch *bootstrap.Launch
-	dir    string
-	ln     *net.UnixListener
+	launch   *bootstrap.Launch
+	dir      string
+	ln       *net.UnixListener
+	segments []string       // the host's segments, reserved before its ranks start
+	segEnv   map[int]string // per rank: its segment's environment entry
 
 	mu          sync.Mutex
 	ranks       map[int]*localRank
@@ -58,6 +63,7 @@ type agent struct {
 type localRank struct {
 	spec        bootstrap.RankSpec
 	cmd         *exec.Cmd
+	child       *linux.Child // nil where pidfds are missing: then cmd.Process.Wait
 	pid         int
 	conn        *bootstrap.Conn
 	connDone    chan struct{} // closed when the rank's bootstrap link is read to its end
@@ -84,6 +90,9 @@ func RunAgent(conn *bootstrap.Conn, cfg AgentConfig) error {
 	if err != nil {
 		return fmt.Errorf("agent on %s: %w", host, err)
 	}
+	// What jobs of this user left when their agents were killed.
+	jobfiles.Sweep(shmDir)
+	jobfiles.SweepDirs("")
 	hello := &bootstrap.AgentHello{Node: cfg.Node, Hostname: host, Pid: os.Getpid(), Topology: topo.Append(nil)}
 	if err := conn.SendMsg(hello); err != nil {
 		return err
@@ -161,7 +170,7 @@ func (a *agent) handle(t bootstrap.Type, body []byte) error {
 // start launches the ranks of l on this host.
 func (a *agent) start(l *bootstrap.Launch) {
 	a.launch = l
-	dir, err := os.MkdirTemp("", "parley-"+l.JobID+"-")
+	dir, err := jobfiles.TempDir(l.JobID)
 	if err == nil {
 		a.dir = dir
 		a.ln, err = net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, "agent.sock"), Net: "unix"})
@@ -175,17 +184,50 @@ func (a *agent) start(l *bootstrap.Launch) {
 	a.wg.Add(1)
 	go a.acceptRanks()
 
+	err = a.checkTasks(l)
+	if err == nil {
+		err = a.reserveSegments(l)
+	}
+	if err != nil {
+		for _, spec := range l.Ranks {
+			a.up.SendMsg(&bootstrap.Exited{Rank: spec.Rank, Code: 1, Err: err.Error()})
+		}
+		return
+	}
 	env := a.jobEnv(l)
-	for _, spec := range l.Ranks {
+	failAt := debugKnob("fail_spawn") // tests: the spawn of this local rank (1-based) fails
+	var spawnErr error
+	for i, spec := range l.Ranks {
 		r := &localRank{spec: spec}
 		a.mu.Lock()
 		a.ranks[spec.Rank] = r
 		a.mu.Unlock()
-		if err := a.spawn(r, env); err != nil {
+		if spawnErr != nil {
+			// A rank before this one could not start: the job fails, so
+			// start no more (mpirun stops those that did start).
 			a.mu.Lock()
 			r.exited = true
 			a.mu.Unlock()
-			a.up.SendMsg(&bootstrap.Exited{Rank: spec.Rank, Code: 127, Err: err.Error()})
+			a.up.SendMsg(&bootstrap.Exited{Rank: spec.Rank, Code: 1, Err: "not started: " + spawnErr.Error()})
+			continue
+		}
+		var err error
+		if failAt == i+1 {
+			err = &spawnError{code: 1, msg: fmt.Sprintf("cannot start %s on %s: injected failure (PARLEY_DEBUG=fail_spawn)", l.Program, a.hostname)}
+		} else {
+			err = a.spawn(r, env)
+		}
+		if err != nil {
+			spawnErr = err
+			a.mu.Lock()
+			r.exited = true
+			a.mu.Unlock()
+			code := 127
+			var se *spawnError
+			if errors.As(err, &se) {
+				code = se.code
+			}
+			a.up.SendMsg(&bootstrap.Exited{Rank: spec.Rank, Code: code, Err: err.Error()})
 			continue
 		}
 		a.up.SendMsg(&bootstrap.Started{Rank: spec.Rank, Pid: r.pid})
@@ -221,8 +263,14 @@ func (a *agent) jobEnv(l *bootstrap.Launch) []string {
 
 func (a *agent) spawn(r *localRank, env []string) error {
 	l := a.launch
+	if fi, err := os.Stat(l.Wdir); err != nil || !fi.IsDir() {
+		return &spawnError{code: 1, msg: fmt.Sprintf("working directory %s does not exist on %s", l.Wdir, a.hostname)}
+	}
 	cmd := exec.Command(l.Program, l.Args...)
 	cmd.Env = append(append([]string(nil), env...), r.spec.Env...)
+	if e := a.segEnv[r.spec.Rank]; e != "" {
+		cmd.Env = append(cmd.Env, e)
+	}
 	cmd.Dir = l.Wdir
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -254,9 +302,15 @@ func (a *agent) spawn(r *localRank, env []string) error {
 		if stdinW != nil {
 			stdinW.Close()
 		}
-		return fmt.Errorf("cannot start %s on %s: %w", l.Program, a.hostname, err)
+		return execError(l.Program, a.hostname, cmd, err)
 	}
 	r.cmd, r.pid = cmd, cmd.Process.Pid
+	if c, err := linux.Watch(r.pid); err == nil {
+		// Waited for through its pidfd, without an OS thread per rank;
+		// os/exec's own handle is released.
+		r.child = c
+		cmd.Process.Release()
+	}
 	if stdinW != nil {
 		ch := make(chan []byte, 1)
 		a.mu.Lock()
@@ -326,21 +380,46 @@ const outputGrace = 2 * time.Second
 
 func (a *agent) waitRank(r *localRank, outputs *sync.WaitGroup) {
 	defer a.wg.Done()
-	state, _ := r.cmd.Process.Wait()
+	m := &bootstrap.Exited{Rank: r.spec.Rank, Pid: r.pid}
+	if r.child != nil {
+		code, sig, err := r.child.Wait()
+		if err != nil {
+			a.log.Error("waiting for a rank", zap.Int("rank", r.spec.Rank), zap.Error(err))
+		}
+		m.Code, m.Signal = code, sig
+	} else {
+		state, _ := r.cmd.Process.Wait()
+		if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			m.Signal = int(ws.Signal())
+		} else {
+			m.Code = state.ExitCode()
+		}
+	}
+	if m.Signal != 0 {
+		m.Code = 0
+		// A death by signal is reported at once, before the output is
+		// drained: the peers of a killed rank see their links fail within
+		// microseconds and may fail themselves, and mpirun must learn of
+		// the cause first to name it (not a survivor's consequent error).
+		a.mu.Lock()
+		r.exited = true
+		r.exitCode = m.Code
+		m.Initialized, m.Finalized = r.initialized, r.finalized
+		a.mu.Unlock()
+		a.up.SendMsg(m)
+	}
 	flushed := make(chan struct{})
 	go func() { outputs.Wait(); close(flushed) }()
 	select {
 	case <-flushed:
 	case <-time.After(outputGrace):
 	}
-	m := &bootstrap.Exited{Rank: r.spec.Rank, Pid: r.pid}
-	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		m.Signal = int(ws.Signal())
-	} else {
-		m.Code = state.ExitCode()
-	}
 	// Kill whatever the rank left in its process group.
 	syscall.Kill(-r.pid, syscall.SIGKILL)
+	if m.Signal != 0 {
+		a.checkFence()
+		return
+	}
 	// Read what the rank said on its bootstrap link before it exited (its
 	// Finalize), so the exit report is complete.
 	a.mu.Lock()
@@ -418,7 +497,7 @@ func (a *agent) serveRank(c net.Conn) {
 			a.fenceOpen = true
 			a.mu.Unlock()
 			a.checkFence()
-		case bootstrap.TAbort, bootstrap.TReport:
+		case bootstrap.TAbort, bootstrap.TReport, bootstrap.TNotice:
 			a.up.Send(t, body)
 		case bootstrap.TFinalize:
 			a.mu.Lock()
@@ -514,15 +593,149 @@ func (a *agent) cleanup() {
 	if a.dir != "" {
 		os.RemoveAll(a.dir)
 	}
-	if a.launch != nil {
-		removeSegments(a.launch.JobID)
+	for _, name := range a.segments {
+		os.Remove(filepath.Join(shmDir, name))
 	}
 }
 
-// removeSegments removes the job's shared-memory segments on this host.
-func removeSegments(jobID string) {
-	matches, _ := filepath.Glob(filepath.Join("/dev/shm", "parley-"+jobID+"-*"))
-	for _, m := range matches {
-		os.Remove(m)
+// shmDir is where segments live.
+const shmDir = jobfiles.DefaultDir
+
+// reserveSegments gives the ranks of this host shared memory, all of them
+// or none, before any starts: it creates and reserves every rank's segment
+// (under names with a random token, so that nobody can plant a file under
+// one first). If that fails (too small a /dev/shm, no inodes left, a
+// read-only mount), every rank of the host uses TCP, and mpirun says so
+// in one line, with the reason; with --transport shm the job fails
+// instead. There is never a host where some pairs use shared memory and
+// others wait for a TCP listener that does not exist.
+func (a *agent) reserveSegments(l *bootstrap.Launch) error {
+	mode := envValue(l.Env, bootstrap.EnvTransport)
+	n := len(l.Ranks)
+	if n < 2 || mode == "tcp" {
+		return nil
 	}
+	token := jobfiles.NewToken()
+	names := make([]string, n)
+	for i, spec := range l.Ranks {
+		names[i] = jobfiles.SegmentName(l.JobID, token, spec.Rank)
+	}
+	err := jobfiles.Reserve(shmDir, names, jobfiles.SegmentSize(n), os.Getpid())
+	a.segEnv = make(map[int]string, n)
+	if err != nil {
+		if mode == "shm" {
+			return fmt.Errorf("--transport shm: no shared memory on %s: %v", a.hostname, err)
+		}
+		a.up.SendMsg(&bootstrap.Text{T: bootstrap.TNotice, Text: fmt.Sprintf(
+			"%s: shared memory is off for this job (%v); its %d ranks talk over TCP, at tens of times the latency of shared memory for small messages",
+			a.hostname, err, n)})
+		for _, spec := range l.Ranks {
+			a.segEnv[spec.Rank] = bootstrap.EnvShm + "=off"
+		}
+		return nil
+	}
+	a.segments = names
+	for i, spec := range l.Ranks {
+		a.segEnv[spec.Rank] = bootstrap.EnvShmSeg + "=" + names[i]
+	}
+	return nil
+}
+
+// envValue returns the value of name in env (the last entry wins, as for
+// exec), or "".
+func envValue(env []string, name string) string {
+	v := ""
+	for _, kv := range env {
+		if k, val, ok := strings.Cut(kv, "="); ok && k == name {
+			v = val
+		}
+	}
+	return v
+}
+
+// spawnError is a rank that could not start, with the status a shell
+// would give (127: not found; 126: found but not runnable).
+type spawnError struct {
+	code int
+	msg  string
+}
+
+func (e *spawnError) Error() string { return e.msg }
+
+// execError explains why exec of program failed.
+func execError(program, host string, cmd *exec.Cmd, err error) error {
+	switch {
+	case errors.Is(err, syscall.E2BIG):
+		n := len(program)
+		for _, a := range cmd.Args {
+			n += len(a) + 1
+		}
+		for _, e := range cmd.Env {
+			n += len(e) + 1
+		}
+		return &spawnError{code: 126, msg: fmt.Sprintf("cannot start %s on %s: its arguments and environment (%d bytes) exceed the system's limit (E2BIG)", program, host, n)}
+	case errors.Is(err, syscall.ENOENT):
+		return &spawnError{code: 127, msg: fmt.Sprintf("cannot start %s on %s: no such file (or its interpreter is missing)", program, host)}
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+		return &spawnError{code: 126, msg: fmt.Sprintf("cannot start %s on %s: permission denied", program, host)}
+	case errors.Is(err, syscall.ENOEXEC):
+		return &spawnError{code: 126, msg: fmt.Sprintf("cannot start %s on %s: not a program this host can run", program, host)}
+	case errors.Is(err, syscall.EAGAIN):
+		return &spawnError{code: 1, msg: fmt.Sprintf("cannot start %s on %s: the user's process limit is reached (EAGAIN)", program, host)}
+	}
+	return &spawnError{code: 126, msg: fmt.Sprintf("cannot start %s on %s: %v", program, host, err)}
+}
+
+// checkTasks refuses, before anything starts, ranks that would not fit the
+// processes and threads that may still start on this host (taskLimits).
+func (a *agent) checkTasks(l *bootstrap.Launch) error {
+	limits := taskLimits()
+	if len(limits) == 0 || len(l.Ranks) == 0 {
+		return nil
+	}
+	goProg := isGoProgram(l.Program)
+	var need int64
+	perRank := int64(1)
+	for _, spec := range l.Ranks {
+		t := int64(1)
+		if goProg {
+			procs := len(spec.Cpus)
+			if procs == 0 {
+				procs, _ = strconv.Atoi(envValue(append(os.Environ(), l.Env...), "GOMAXPROCS"))
+			}
+			if procs <= 0 {
+				procs = runtime.NumCPU()
+			}
+			t = int64(procs) + goRuntimeThreads
+		}
+		perRank = max(perRank, t)
+		need += t
+	}
+	tight := limits[0]
+	for _, lim := range limits[1:] {
+		if lim.avail < tight.avail {
+			tight = lim
+		}
+	}
+	if need <= tight.avail {
+		return nil
+	}
+	each := "one process each"
+	if goProg {
+		each = fmt.Sprintf("a Go rank runs up to %d threads: GOMAXPROCS and %d of the runtime's", perRank, goRuntimeThreads)
+	}
+	return fmt.Errorf("%d ranks on %s need about %d processes and threads (%s), but only %d more may start here (%s): run fewer ranks on this host, or raise the limit",
+		len(l.Ranks), a.hostname, need, each, max(tight.avail, 0), tight.what)
+}
+
+// debugKnob reads a test-only knob from PARLEY_DEBUG ("name=value,..."),
+// as the agent's environment has it; 0 when absent.
+func debugKnob(name string) int {
+	for _, kv := range strings.Split(os.Getenv(bootstrap.EnvDebugOpts), ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+			n, _ := strconv.Atoi(v)
+			return n
+		}
+	}
+	return 0
 }

@@ -8,9 +8,11 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -125,6 +127,16 @@ func AgentMain(cfg AgentMainConfig) error {
 			conn.Close()
 		}()
 	}
+	// A signal to the agent (SIGTERM from a scheduler, say) ends it the
+	// same way: its ranks are killed and its files removed before it exits.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	go func() {
+		if _, ok := <-sigs; ok {
+			conn.Close()
+		}
+	}()
 	return RunAgent(conn, AgentConfig{Node: cfg.Node, Secret: secret, Logger: cfg.Logger})
 }
 

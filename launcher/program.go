@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/parley-hpc/parley/internal/jobfiles"
 )
 
 // ExitError carries the status mpirun should exit with for a failure
@@ -67,12 +69,23 @@ func buildPackage(dir string) (string, func(), error) {
 	if err != nil {
 		return "", nop, &ExitError{Code: 127, Err: fmt.Errorf("program %s is a Go package, but the go command is not in PATH to build it", dir)}
 	}
-	tmp, err := os.MkdirTemp("", "parley-build-")
+	abs, _ := filepath.Abs(dir)
+	list := exec.Command(gobin, "list", "-f", "{{.Name}}", ".")
+	list.Dir = abs
+	var listErr strings.Builder
+	list.Stderr = &listErr
+	name, err := list.Output()
+	if err != nil {
+		return "", nop, &ExitError{Code: 1, Err: fmt.Errorf("program %s: go list: %v\n%s", dir, err, strings.TrimSpace(listErr.String()))}
+	}
+	if pkg := strings.TrimSpace(string(name)); pkg != "main" {
+		return "", nop, &ExitError{Code: 2, Err: fmt.Errorf("program %s holds package %s, not a command (package main): there is nothing to run", dir, pkg)}
+	}
+	tmp, err := jobfiles.TempDir("build")
 	if err != nil {
 		return "", nop, &ExitError{Code: 1, Err: err}
 	}
 	cleanup := func() { os.RemoveAll(tmp) }
-	abs, _ := filepath.Abs(dir)
 	out := filepath.Join(tmp, filepath.Base(abs))
 	cmd := exec.Command(gobin, "build", "-o", out, ".")
 	cmd.Dir = abs

@@ -48,12 +48,15 @@ type job struct {
 	fenced     map[int]bool // agents that entered the current fence
 
 	failure    *failure
+	suspect    *failure // a failure that may be the consequence of another (see suspectFailure)
+	suspectT   *time.Timer
 	stopping   bool
 	interrupts int
 	killTimer  *time.Timer
-	hang       *hangReport // the hang report being gathered, or nil
-	started    time.Time   // when the ranks were launched
-	fromSlurm  bool        // the hosts are a Slurm allocation's
+	hang       *hangReport     // the hang report being gathered, or nil
+	noticed    map[string]bool // notices printed already
+	started    time.Time       // when the ranks were launched
+	fromSlurm  bool            // the hosts are a Slurm allocation's
 
 	stdinAck chan struct{}
 	done     chan struct{} // closed when the loop ends
@@ -71,6 +74,7 @@ type rankState struct {
 type failure struct {
 	code int
 	msg  string
+	rank int // the rank that failed, or -1
 }
 
 type event struct {
@@ -140,6 +144,7 @@ func Run(cfg Config) (int, error) {
 		out:      &printer{stdout: cfg.Stdout, stderr: cfg.Stderr, tag: cfg.TagOutput, timestamp: cfg.TimestampOutput},
 		events:   make(chan event, 256),
 		fenced:   map[int]bool{},
+		noticed:  map[string]bool{},
 		stdinAck: make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
@@ -543,9 +548,12 @@ func (j *job) loop() int {
 		timeout = t.C
 	}
 	for j.alive > 0 {
-		var killC, reportC <-chan time.Time
+		var killC, reportC, suspectC <-chan time.Time
 		if j.killTimer != nil {
 			killC = j.killTimer.C
+		}
+		if j.suspectT != nil {
+			suspectC = j.suspectT.C
 		}
 		if j.hang != nil {
 			reportC = j.hang.timer.C
@@ -562,8 +570,11 @@ func (j *job) loop() int {
 		case <-killC:
 			j.killTimer = nil
 			j.signalAll(syscall.SIGKILL)
+		case <-suspectC:
+			j.commitSuspect()
 		}
 	}
+	j.commitSuspect()
 	if j.hang != nil {
 		j.finishHangReport()
 	}
@@ -618,11 +629,18 @@ func (j *job) handle(ev event) {
 		if err != nil || !j.validRank(m.Rank) {
 			return
 		}
-		j.fail(m.Code, fmt.Sprintf("%s called Abort(%d)", j.describeRank(m.Rank), m.Code))
+		j.suspectRank(m.Rank, m.Code, fmt.Sprintf("%s called Abort(%d)", j.describeRank(m.Rank), m.Code))
 	case bootstrap.TAgentError:
 		text, err := bootstrap.ParseText(ev.body)
 		if err == nil {
 			j.fail(exitFailure, text)
+		}
+	case bootstrap.TNotice:
+		// A line for the user from an agent or a rank, printed once per
+		// job however many ranks say it.
+		if text, err := bootstrap.ParseText(ev.body); err == nil && !j.noticed[text] {
+			j.noticed[text] = true
+			j.out.notice("%s", text)
 		}
 	case bootstrap.TReport:
 		if m, err := bootstrap.ParseReport(ev.body); err == nil && j.validRank(m.Rank) {
@@ -659,13 +677,13 @@ func (j *job) onExit(m *bootstrap.Exited) {
 	}
 	switch {
 	case m.Err != "":
-		j.fail(m.Code, fmt.Sprintf("rank %d could not start on %s: %s", m.Rank, s.host, m.Err))
+		j.failRank(m.Rank, m.Code, fmt.Sprintf("rank %d could not start on %s: %s", m.Rank, s.host, m.Err))
 	case m.Signal != 0:
-		j.fail(128+m.Signal, fmt.Sprintf("%s was killed by signal %d (%v)", j.describeRank(m.Rank), m.Signal, syscall.Signal(m.Signal)))
+		j.failRank(m.Rank, 128+m.Signal, fmt.Sprintf("%s was killed by signal %d (%v)", j.describeRank(m.Rank), m.Signal, syscall.Signal(m.Signal)))
 	case m.Code != 0:
-		j.fail(m.Code, fmt.Sprintf("%s exited with status %d", j.describeRank(m.Rank), m.Code))
+		j.suspectRank(m.Rank, m.Code, fmt.Sprintf("%s exited with status %d", j.describeRank(m.Rank), m.Code))
 	case m.Initialized && !m.Finalized:
-		j.fail(exitFailure, fmt.Sprintf("%s exited with status 0 without calling comm.Finalize", j.describeRank(m.Rank)))
+		j.suspectRank(m.Rank, exitFailure, fmt.Sprintf("%s exited with status 0 without calling comm.Finalize", j.describeRank(m.Rank)))
 	}
 }
 
@@ -686,20 +704,73 @@ func (j *job) checkFence() {
 	}
 }
 
+// consequenceWindow is how long a failure that may be a consequence waits
+// for its cause: a rank whose peer was killed sees the link fail within
+// microseconds and may exit or abort before the killed rank's death is
+// reported (its agent reports deaths by signal at once).
+const consequenceWindow = 300 * time.Millisecond
+
+// suspectRank records a failure of rank that may be the consequence of
+// another:
+// a rank that exits with an error status or calls Abort, perhaps because a
+// peer died. It becomes the job's failure unless a death by signal, or the
+// loss of an agent, is reported within consequenceWindow: the death is
+// the cause, and the job is stopped naming it.
+func (j *job) suspectRank(rank, code int, msg string) {
+	if j.failure != nil || j.suspect != nil {
+		return
+	}
+	j.suspect = &failure{code: code, msg: msg, rank: rank}
+	j.suspectT = time.NewTimer(consequenceWindow)
+}
+
+// commitSuspect makes the suspected failure the job's, if nothing else
+// was found meanwhile.
+func (j *job) commitSuspect() {
+	if j.suspectT != nil {
+		j.suspectT.Stop()
+		j.suspectT = nil
+	}
+	if s := j.suspect; s != nil {
+		j.suspect = nil
+		j.failRank(s.rank, s.code, s.msg)
+	}
+}
+
 // fail records the first failure and stops the job.
-func (j *job) fail(code int, msg string) {
+func (j *job) fail(code int, msg string) { j.failRank(-1, code, msg) }
+
+// failRank records the first failure, that of rank (-1: of no rank still
+// running, or of the job as a whole), and stops the job.
+func (j *job) failRank(rank, code int, msg string) {
 	if j.failure != nil {
 		return
 	}
-	j.failure = &failure{code: code, msg: msg}
-	others := j.alive
+	if j.suspectT != nil {
+		j.suspectT.Stop()
+		j.suspectT, j.suspect = nil, nil
+	}
+	j.failure = &failure{code: code, msg: msg, rank: rank}
+	// The ranks to stop: those started (mpirun knows their pid) that have
+	// not exited, but the one that failed.
+	running, other := 0, ""
+	for r, s := range j.ranks {
+		if s.pid > 0 && !s.exited && r != rank {
+			running++
+		}
+	}
+	if rank >= 0 {
+		other = " other"
+	}
 	switch {
-	case others == 0:
+	case running == 0 && (rank < 0 || !j.validRank(rank) || j.ranks[rank].exited):
 		j.out.notice("%s", msg)
-	case others == 1:
-		j.out.notice("%s; stopping the other rank", msg)
+	case running == 0:
+		j.out.notice("%s; stopping it", msg)
+	case running == 1:
+		j.out.notice("%s; stopping the%s rank", msg, other)
 	default:
-		j.out.notice("%s; stopping the other %d ranks", msg, others)
+		j.out.notice("%s; stopping the%s %d ranks", msg, other, running)
 	}
 	j.stop()
 }

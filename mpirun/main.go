@@ -233,15 +233,33 @@ func (o *options) config(argv []string) (launcher.Config, error) {
 	return cfg, nil
 }
 
-// parseTimeout accepts seconds ("30", as Open MPI's --timeout) or a Go
-// duration ("90s", "5m").
+// maxTimeout is the longest --timeout: a year is longer than any job, and
+// far below where a time.Duration (nanoseconds in an int64) overflows.
+const maxTimeout = 366 * 24 * time.Hour
+
+// parseTimeout accepts whole seconds ("30", as Open MPI's --timeout) or a
+// Go duration ("90s", "90m", "1h30m"), positive and at most a year.
 func parseTimeout(s string) (time.Duration, error) {
-	if n, err := strconv.Atoi(s); err == nil && n > 0 {
-		return time.Duration(n) * time.Second, nil
+	bad := fmt.Errorf("--timeout %q: expected seconds or a duration such as 90s or 90m", s)
+	var d time.Duration
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if n <= 0 || n > int64(maxTimeout/time.Second) {
+			return 0, fmt.Errorf("--timeout %s: seconds must be between 1 and %d (a year)", s, int64(maxTimeout/time.Second))
+		}
+		d = time.Duration(n) * time.Second
+	} else if errors.Is(err, strconv.ErrRange) {
+		return 0, fmt.Errorf("--timeout %s: more than a year", s)
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return 0, bad
+		}
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("--timeout %q: expected seconds or a duration such as 90s", s)
+	switch {
+	case d <= 0:
+		return 0, fmt.Errorf("--timeout %s: must be positive", s)
+	case d > maxTimeout:
+		return 0, fmt.Errorf("--timeout %s: more than a year", s)
 	}
 	return d, nil
 }

@@ -19,4 +19,6 @@ const (
 	EnvOversub   = "PARLEY_OVERSUBSCRIBED" // "1" when ranks outnumber cores: poll politely
 	EnvCompress  = "PARLEY_COMPRESS"       // "1" enables compression of large TCP payloads
 	EnvDebugOpts = "PARLEY_DEBUG"          // comma-separated test-only knobs
+	EnvShm       = "PARLEY_SHM"            // "off": the agent could not give this host shared memory; ranks use TCP
+	EnvShmSeg    = "PARLEY_SHM_SEGMENT"    // the rank's own segment under /dev/shm, created and reserved by its agent
 )

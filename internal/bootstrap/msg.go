@@ -27,6 +27,7 @@ const (
 	TReport                     // rank -> agent, agent -> mpirun: Report
 	TRankHello                  // rank -> agent: RankHello
 	TAgentError                 // agent -> mpirun: AgentError
+	TNotice                     // rank -> agent, agent -> mpirun: Text, a line mpirun prints once
 	typeEnd
 )
 
@@ -34,7 +35,7 @@ var typeNames = [...]string{
 	TAgentHello: "agent-hello", TLaunch: "launch", TStarted: "started", TOutput: "output",
 	TExited: "exited", TFence: "fence", TFenceDone: "fence-done", TAbort: "abort",
 	TFinalize: "finalize", TStdin: "stdin", TStdinAck: "stdin-ack", TSignal: "signal",
-	TQuery: "query", TReport: "report", TRankHello: "rank-hello", TAgentError: "agent-error",
+	TQuery: "query", TReport: "report", TRankHello: "rank-hello", TAgentError: "agent-error", TNotice: "notice",
 }
 
 func (t Type) String() string {
@@ -337,7 +338,8 @@ func ParseRankHello(b []byte) (*RankHello, error) {
 	return m, done(r, TRankHello)
 }
 
-// Text is the body of messages that carry one string (TAgentError).
+// Text is the body of messages that carry one string (TAgentError,
+// TNotice).
 type Text struct {
 	T    Type
 	Text string

@@ -5,6 +5,7 @@ package linux
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -99,4 +100,101 @@ func SetThreadAffinity(cpus []int) error {
 		return fmt.Errorf("sched_setaffinity %v: %w", cpus, err)
 	}
 	return nil
+}
+
+// A Child is a child process whose exit can be waited for without an OS
+// thread: its pidfd is polled by Go's netpoller, so a goroutine waiting
+// for it is parked, where os.Process.Wait blocks a thread in waitid. A
+// launcher with a thousand ranks needs a thousand waiters, not a thousand
+// threads.
+type Child struct {
+	pid int
+	f   *os.File // the pidfd
+}
+
+// Watch opens a pidfd for child pid, which must be an unreaped child of
+// this process (so the pid cannot have been reused).
+func Watch(pid int) (*Child, error) {
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	return &Child{pid: pid, f: os.NewFile(uintptr(fd), "pidfd")}, nil
+}
+
+// Wait waits for the child to exit, reaps it, and returns its exit code,
+// or the signal that killed it (code -1).
+func (c *Child) Wait() (code, signal int, err error) {
+	ws, err := c.wait()
+	if err != nil {
+		return -1, 0, err
+	}
+	if ws.Signaled() {
+		return -1, int(ws.Signal()), nil
+	}
+	return ws.ExitStatus(), 0, nil
+}
+
+func (c *Child) wait() (unix.WaitStatus, error) {
+	defer c.f.Close()
+	rc, err := c.f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var ws unix.WaitStatus
+	var werr error
+	err = rc.Read(func(fd uintptr) bool {
+		var info unix.Siginfo
+		werr = unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WNOHANG, nil)
+		if werr == unix.EINTR {
+			return false
+		}
+		if werr != nil {
+			return true
+		}
+		pid, status, code := siginfoChild(&info)
+		if pid == 0 {
+			return false // not yet: wait until the pidfd is readable
+		}
+		ws = waitStatus(code, status)
+		return true
+	})
+	if err == nil {
+		err = werr
+	}
+	return ws, err
+}
+
+// siginfoChild reads the SIGCHLD fields of a siginfo_t filled by waitid:
+// si_code, and si_pid and si_status from the _sigchld member of the union
+// (linux/siginfo.h), which starts after signo, errno and code, aligned to
+// a pointer: at byte 16 on 64-bit systems, 12 on 32-bit ones. si_pid is
+// its first field, si_status its third (after si_uid).
+func siginfoChild(info *unix.Siginfo) (pid int, status int32, code int32) {
+	union := uintptr(12)
+	if unsafe.Sizeof(uintptr(0)) == 8 {
+		union = 16
+	}
+	base := unsafe.Pointer(info)
+	pid = int(*(*int32)(unsafe.Add(base, union)))
+	status = *(*int32)(unsafe.Add(base, union+8))
+	return pid, status, info.Code
+}
+
+// waitStatus turns waitid's si_code and si_status into a wait status.
+func waitStatus(code, status int32) unix.WaitStatus {
+	const (
+		cldExited = 1
+		cldKilled = 2
+		cldDumped = 3
+	)
+	switch code {
+	case cldExited:
+		return unix.WaitStatus(status&0xff) << 8
+	case cldKilled:
+		return unix.WaitStatus(status & 0x7f)
+	case cldDumped:
+		return unix.WaitStatus(status&0x7f) | 0x80
+	}
+	return 0
 }

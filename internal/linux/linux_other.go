@@ -4,8 +4,10 @@ package linux
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -35,3 +37,28 @@ func Affinity() ([]int, error) { return nil, notSupported("sched_getaffinity") }
 
 // SetThreadAffinity is not available.
 func SetThreadAffinity(cpus []int) error { return notSupported("sched_setaffinity") }
+
+// A Child is a child process to wait for (see linux_linux.go).
+type Child struct{ p *os.Process }
+
+// Watch finds child pid.
+func Watch(pid int) (*Child, error) {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return nil, err
+	}
+	return &Child{p}, nil
+}
+
+// Wait waits for the child with os.Process.Wait, and returns its exit
+// code, or the signal that killed it (code -1).
+func (c *Child) Wait() (code, signal int, err error) {
+	st, err := c.p.Wait()
+	if err != nil {
+		return -1, 0, err
+	}
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return -1, int(ws.Signal()), nil
+	}
+	return st.ExitCode(), 0, nil
+}

@@ -1,7 +1,6 @@
 package shm
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -9,9 +8,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/parley-hpc/parley/internal/jobfiles"
 	"github.com/parley-hpc/parley/transport"
 )
 
@@ -34,7 +35,7 @@ func producer() int {
 		return 1
 	}
 	defer t.Close()
-	if err := t.Reach(0, SegmentName(job, 0), pid); err != nil {
+	if err := t.Reach(0, os.Getenv("SHMTEST_SEG"), pid); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -67,7 +68,7 @@ func TestCrossProcess(t *testing.T) {
 	exe, _ := os.Executable()
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), "SHMTEST_PRODUCER=1", "SHMTEST_DIR="+dir, "SHMTEST_JOB="+job,
-		"SHMTEST_PID="+strconv.Itoa(os.Getpid()))
+		"SHMTEST_PID="+strconv.Itoa(os.Getpid()), "SHMTEST_SEG="+cons.Addr())
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -85,8 +86,8 @@ func TestCrossProcess(t *testing.T) {
 	if c.err != nil || c.frames != crossFrames {
 		t.Fatalf("got %d of %d frames: %v", c.frames, crossFrames, c.err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, SegmentName(job, 1))); !os.IsNotExist(err) {
-		t.Errorf("the producer's segment survived its Close: %v", err)
+	if left, _ := filepath.Glob(filepath.Join(dir, "parley-"+job+"-*-1")); len(left) > 0 {
+		t.Errorf("the producer's segment survived its Close: %v", left)
 	}
 }
 
@@ -102,26 +103,41 @@ func TestAttachChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer peerT.Close()
-	os.WriteFile(filepath.Join(dir, "junk"), make([]byte, 1<<20), 0o600)
-	os.WriteFile(filepath.Join(dir, "short"), []byte("PRLYSHM2"), 0o600)
+	os.WriteFile(filepath.Join(dir, "parley-junk"), make([]byte, 1<<20), 0o600)
+	os.WriteFile(filepath.Join(dir, "parley-short"), []byte("PRLYSHM2"), 0o600)
+	os.Symlink(filepath.Join(dir, own.Addr()), filepath.Join(dir, "parley-link"))
+	if err := syscall.Mkfifo(filepath.Join(dir, "parley-fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	foreign := filepath.Join(dir, "parley-foreign")
+	os.WriteFile(foreign, make([]byte, 1<<20), 0o600)
+	if os.Geteuid() == 0 {
+		os.Chown(foreign, 65534, 65534) // another user's file
+	}
 	for _, tc := range []struct {
 		name string
 		seg  string
 		pid  int
 	}{
-		{"wrong pid", SegmentName("a", 0), os.Getpid() + 1},
-		{"not a segment", "junk", os.Getpid()},
-		{"too short", "short", os.Getpid()},
-		{"missing", "nothing-here", os.Getpid()},
+		{"wrong pid", own.Addr(), os.Getpid() + 1},
+		{"not a segment", "parley-junk", os.Getpid()},
+		{"too short", "parley-short", os.Getpid()},
+		{"missing", "parley-nothing-here", os.Getpid()},
 		{"path in name", "../x", os.Getpid()},
+		{"a link to a segment", "parley-link", os.Getpid()},
+		{"a FIFO (must not block)", "parley-fifo", os.Getpid()},
+		{"another user's file", "parley-foreign", os.Getpid()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "another user's file" && os.Geteuid() != 0 {
+				t.Skip("needs root to give a file to another user")
+			}
 			if err := peerT.Reach(0, tc.seg, tc.pid); err == nil {
 				t.Fatal("attached")
 			}
 		})
 	}
-	if err := peerT.Reach(0, SegmentName("a", 0), os.Getpid()); err != nil {
+	if err := peerT.Reach(0, own.Addr(), os.Getpid()); err != nil {
 		t.Fatal(err)
 	}
 	op := &transport.SendOp{Header: transport.Header{Len: 3}, Payload: []byte("abc")}
@@ -129,33 +145,42 @@ func TestAttachChecks(t *testing.T) {
 	if !op.Done() || op.Failed() {
 		t.Fatal("send through an attached ring failed")
 	}
-	if info, _ := os.Stat(filepath.Join(dir, SegmentName("a", 0))); info.Mode().Perm() != 0o600 {
+	if info, _ := os.Stat(filepath.Join(dir, own.Addr())); info.Mode().Perm() != 0o600 {
 		t.Errorf("segment mode %v, want 0600", info.Mode().Perm())
 	}
 }
 
+// TestSweep: the segments of dead jobs go; those of live ones, foreign
+// files, other users' files and anything that is not a regular file stay,
+// and a FIFO planted among them does not block the sweep.
 func TestSweep(t *testing.T) {
 	dir := t.TempDir()
 	dead := exec.Command("true")
 	dead.Run()
 	deadPid := dead.Process.Pid
 	mk := func(name string, pid int) {
-		seg, err := createSegment(dir, name, 2, 64)
-		if err != nil {
+		if err := jobfiles.Create(dir, name, regionSize(2, 64), pid); err != nil {
 			t.Fatal(err)
 		}
-		binary.LittleEndian.PutUint64(seg.mem[24:], uint64(pid))
-		seg.close()
 	}
 	mk("parley-deadjob-0", deadPid)
 	mk("parley-livejob-0", os.Getpid())
 	os.WriteFile(filepath.Join(dir, "parley-foreign"), []byte("not ours"), 0o600)
-	removed := Sweep(dir)
+	syscall.Mkfifo(filepath.Join(dir, "parley-fifo"), 0o600)
+	os.Symlink(filepath.Join(dir, "parley-deadjob-0"), filepath.Join(dir, "parley-link"))
+	done := make(chan []string, 1)
+	go func() { done <- Sweep(dir) }()
+	var removed []string
+	select {
+	case removed = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Sweep blocked (on the FIFO?)")
+	}
 	if len(removed) != 1 || removed[0] != "parley-deadjob-0" {
 		t.Fatalf("swept %v, want only the dead job's segment", removed)
 	}
-	for _, keep := range []string{"parley-livejob-0", "parley-foreign"} {
-		if _, err := os.Stat(filepath.Join(dir, keep)); err != nil {
+	for _, keep := range []string{"parley-livejob-0", "parley-foreign", "parley-fifo", "parley-link"} {
+		if _, err := os.Lstat(filepath.Join(dir, keep)); err != nil {
 			t.Errorf("%s was removed", keep)
 		}
 	}
@@ -179,7 +204,7 @@ func TestMayPollAcrossClose(t *testing.T) {
 	if own.MayPoll() {
 		t.Fatal("MayPoll with nothing sent")
 	}
-	if err := peerT.Reach(0, SegmentName("m", 0), os.Getpid()); err != nil {
+	if err := peerT.Reach(0, own.Addr(), os.Getpid()); err != nil {
 		t.Fatal(err)
 	}
 	if !peerT.TrySend(0, &transport.Header{Len: 3}, []byte("abc")) {

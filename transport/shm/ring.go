@@ -10,14 +10,16 @@ import (
 	"structs"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/parley-hpc/parley/internal/jobfiles"
 )
 
 const (
-	magic        = 0x324d4853594c5250 // "PRLYSHM2", little endian
+	magic        = jobfiles.Magic
 	layoutVer    = 2
-	cacheLine    = 64
-	slotSize     = 64
-	ringsOff     = 4096
+	cacheLine    = jobfiles.CacheLine
+	slotSize     = jobfiles.SlotSize
+	ringsOff     = jobfiles.RingsOff
 	bitmapOff    = 128
 	seqLen       = 8
 	hdrLen       = 40 // wire.HeaderLen
@@ -56,7 +58,7 @@ type region struct {
 func ringBytesFor(nslots int) int { return cacheLine + nslots*slotSize }
 
 // regionSize is the size of a segment with nrings rings of nslots slots.
-func regionSize(nrings, nslots int) int { return ringsOff + nrings*ringBytesFor(nslots) }
+func regionSize(nrings, nslots int) int { return jobfiles.RegionSize(nrings, nslots) }
 
 // newRegion views mem as a segment. With init it writes a fresh header for
 // nrings rings of nslots slots owned by pid; otherwise it validates the

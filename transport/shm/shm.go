@@ -5,9 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/parley-hpc/parley/internal/jobfiles"
 
 	"github.com/parley-hpc/parley/internal/linux"
 	"github.com/parley-hpc/parley/internal/wire"
@@ -18,7 +22,7 @@ import (
 const (
 	// DefaultSlots is the size of one sender's ring: 1024 slots of 64
 	// bytes, room for a window of 64 messages of 4 KiB... in pieces.
-	DefaultSlots = 1024
+	DefaultSlots = jobfiles.DefaultSlots
 	// EagerLimit is the largest message comm sends through a ring: above
 	// it, one process_vm_readv beats two copies through the ring (latency
 	// runs: 1.6 us eager against 1.9 us single copy at 4 KiB, 2.6 against
@@ -50,6 +54,11 @@ type Config struct {
 	LocalRank, LocalSize int
 	Slots                int // slots per ring (power of two); 0: DefaultSlots
 	Dir                  string
+	// Segment is the name of this rank's segment, which its node agent
+	// created and reserved before the rank started (jobfiles.Reserve).
+	// Without one (a rank started by srun, a test) Open creates it, under
+	// a name with a random token.
+	Segment string
 	// EagerLimit overrides the default eager limit (tests and tuning).
 	EagerLimit int
 }
@@ -108,25 +117,13 @@ type peer struct {
 	queue      transport.OpQueue
 }
 
-// RingSlots is the ring size for a host of localSize ranks: 1024 slots
-// (64 KiB) while a rank's rings fit 4 MiB, fewer beyond, never below 512
-// (a ring must hold four frames of the eager limit).
-func RingSlots(localSize int) int {
-	slots := DefaultSlots
-	for slots > 512 && localSize*slots*slotSize > 4<<20 {
-		slots /= 2
-	}
-	return slots
-}
+// RingSlots is the ring size for a host of localSize ranks (see
+// jobfiles.RingSlots).
+func RingSlots(localSize int) int { return jobfiles.RingSlots(localSize) }
 
 // Footprint is the size of one rank's segment on a host of localSize
-// ranks: what it costs once every other local rank has sent to it.
-func Footprint(localSize int) int { return regionSize(localSize, RingSlots(localSize)) }
-
-// SegmentName returns the file name of rank's segment in job.
-func SegmentName(job string, rank int) string {
-	return fmt.Sprintf("parley-%s-%d", job, rank)
-}
+// ranks: what the agent reserves for it.
+func Footprint(localSize int) int { return jobfiles.SegmentSize(localSize) }
 
 // Open creates this rank's segment and returns the transport.
 func Open(cfg Config) (*Transport, error) {
@@ -145,12 +142,23 @@ func Open(cfg Config) (*Transport, error) {
 	if cfg.Size < cfg.LocalSize || cfg.Rank < 0 || cfg.Rank >= cfg.Size {
 		return nil, fmt.Errorf("shm transport: rank %d of a world of %d with %d on this host", cfg.Rank, cfg.Size, cfg.LocalSize)
 	}
-	if cfg.LocalRank == 0 {
-		// The first rank of a host clears what dead jobs left behind.
-		Sweep(cfg.Dir)
+	name := cfg.Segment
+	if name == "" {
+		if cfg.LocalRank == 0 {
+			// No agent to do it: the first rank of a host clears what
+			// dead jobs left behind.
+			jobfiles.Sweep(cfg.Dir)
+		}
+		name = jobfiles.SegmentName(cfg.JobID, jobfiles.NewToken(), cfg.Rank)
+		if err := jobfiles.Create(cfg.Dir, name, regionSize(cfg.LocalSize, cfg.Slots), os.Getpid()); err != nil {
+			return nil, fmt.Errorf("shm transport: %w", err)
+		}
 	}
-	seg, err := createSegment(cfg.Dir, SegmentName(cfg.JobID, cfg.Rank), cfg.LocalSize, cfg.Slots)
+	seg, err := openOwnSegment(cfg.Dir, name, cfg.LocalSize, cfg.Slots)
 	if err != nil {
+		if cfg.Segment == "" {
+			os.Remove(filepath.Join(cfg.Dir, name))
+		}
 		return nil, fmt.Errorf("shm transport: %w", err)
 	}
 	t := &Transport{cfg: cfg, own: seg, rx: make([]rxRing, cfg.LocalSize), seen: make([]uint64, seg.g.bitmapWords()),
