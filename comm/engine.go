@@ -81,7 +81,11 @@ type engine struct {
 	// the sender's memory once it has released mu (unlock).
 	reads      []*Request
 	readsSpare []*Request
-	readHook   func()           // tests: called before the reads, without the lock
+	readHook   func() // tests: called before the reads, without the lock
+	// notices wait for unlock to give them to the launcher (a socket
+	// write, not to be made under mu); noticed holds those given.
+	notices    []string
+	noticed    map[string]bool
 	hdr        transport.Header // scratch for a frame header: a local would escape through the transport interface
 	events     uint64           // frames and completions handled: the progress the hang report compares
 	sleeping   bool             // a goroutine sleeps on the bell
@@ -266,6 +270,15 @@ func (e *engine) startFlusherLocked() {
 // system call, which must not hold up the rank's other goroutines or the
 // peer's ring.
 func (e *engine) unlock() {
+	if len(e.notices) > 0 {
+		ns := e.notices
+		e.notices = nil
+		e.mu.Unlock()
+		for _, n := range ns {
+			e.kv.Notice(n)
+		}
+		e.mu.Lock()
+	}
 	for len(e.reads) > 0 {
 		rs := e.reads
 		e.reads, e.readsSpare = e.readsSpare[:0], nil
@@ -287,6 +300,19 @@ func (e *engine) unlock() {
 		}
 	}
 	e.mu.Unlock()
+}
+
+// noticeLocked gives the user text once, at default verbosity (through
+// mpirun), when the lock is released.
+func (e *engine) noticeLocked(text string) {
+	if e.noticed[text] {
+		return
+	}
+	if e.noticed == nil {
+		e.noticed = make(map[string]bool)
+	}
+	e.noticed[text] = true
+	e.notices = append(e.notices, text)
 }
 
 // --- requests ---

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/parley-hpc/parley/internal/bootstrap"
+	"github.com/parley-hpc/parley/internal/linux"
 	"github.com/parley-hpc/parley/internal/pmi2"
 	"github.com/parley-hpc/parley/transport"
 	"github.com/parley-hpc/parley/transport/shm"
@@ -283,6 +284,18 @@ func (e *engine) startTransports(opts *Options, card *bootstrap.Card) error {
 			e.bell = t.Bell()
 			card.Shm = t.Addr()
 			e.addTransport(t)
+			if debugInt("nondumpable") == 1 {
+				linux.ForbidReads() // tests: the kernel refuses peers' reads of this rank
+			}
+			if what, err := linux.AllowPeersToRead(); err != nil {
+				e.noRemoteRead = true
+				host, _ := os.Hostname()
+				e.mu.Lock()
+				e.noticeLocked(fmt.Sprintf("%s: single-copy transfers between ranks are off (%v); large messages are copied through shared memory instead, at lower bandwidth", host, err))
+				e.unlock()
+			} else {
+				e.log.Debug("single copy", zap.String("ptrace policy", what))
+			}
 		}
 	}
 	if e.shm != nil && opts.LocalSize == opts.Size && opts.ShmSegment != "" {

@@ -33,6 +33,9 @@ type kvStore interface {
 	Abort(code int, msg string) error
 	// Finalized tells the launcher the rank finalized; Close follows.
 	Finalized() error
+	// Notice gives the user a line at default verbosity: mpirun prints it
+	// once per job, however many ranks say it.
+	Notice(text string) error
 	Close() error
 }
 
@@ -41,6 +44,7 @@ type plainKV struct{ KeyValueStore }
 
 func (plainKV) Abort(int, string) error { return ErrNotSupported }
 func (plainKV) Finalized() error        { return nil }
+func (plainKV) Notice(string) error     { return nil }
 func (plainKV) Close() error            { return nil }
 
 // agentKV is the rank's side of the bootstrap link to its node agent.
@@ -153,6 +157,10 @@ func (a *agentKV) Abort(code int, msg string) error {
 }
 
 func (a *agentKV) Finalized() error { return a.conn.Send(bootstrap.TFinalize, nil) }
+
+func (a *agentKV) Notice(text string) error {
+	return a.conn.SendMsg(&bootstrap.Text{T: bootstrap.TNotice, Text: text})
+}
 
 func (a *agentKV) Close() error {
 	a.closeOnce.Do(func() {

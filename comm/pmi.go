@@ -91,5 +91,13 @@ func (p *pmiKV) Get(key string) ([]byte, error) {
 	return hex.DecodeString(v)
 }
 func (p *pmiKV) Abort(code int, msg string) error { return p.c.Abort(msg) }
-func (p *pmiKV) Finalized() error                 { return p.c.Finalize() }
-func (p *pmiKV) Close() error                     { return p.c.Close() }
+
+// Notice prints the line on the rank's standard error: there is no mpirun
+// to gather notices under srun.
+func (p *pmiKV) Notice(text string) error {
+	_, err := fmt.Fprintln(os.Stderr, "parley:", text)
+	return err
+}
+
+func (p *pmiKV) Finalized() error { return p.c.Finalize() }
+func (p *pmiKV) Close() error     { return p.c.Close() }

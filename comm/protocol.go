@@ -2,6 +2,7 @@ package comm
 
 import (
 	"errors"
+	"fmt"
 	"math"
 
 	"go.uber.org/zap"
@@ -344,6 +345,8 @@ func (e *engine) finishReadLocked(r *Request, err error) {
 		if rt.reader != nil {
 			e.log.Info("single-copy transfer refused by the kernel; using copies through the transport",
 				zap.Int("peer", src), zap.Error(err))
+			e.noticeLocked(fmt.Sprintf("%s: single-copy transfers between ranks are off (the kernel refused process_vm_readv: %v); large messages are copied through shared memory instead, at lower bandwidth",
+				rt.host, rootCause(err)))
 			rt.reader = nil
 		}
 		r.rv.cookie = e.newCookieLocked(r)
@@ -484,4 +487,20 @@ func (e *engine) holdPayloadLocked(m *message, payload []byte) {
 // freeMessageLocked drops a matched message's references.
 func (e *engine) freeMessageLocked(m *message) {
 	m.data, m.selfReq = nil, nil
+}
+
+// rootCause returns the innermost error of err's chain, without the
+// details (ranks, pids) that differ from rank to rank.
+func rootCause(err error) error {
+	for {
+		u := errors.Unwrap(err)
+		if u == nil {
+			if j, ok := err.(interface{ Unwrap() []error }); ok && len(j.Unwrap()) > 0 {
+				errs := j.Unwrap()
+				return rootCause(errs[len(errs)-1])
+			}
+			return err
+		}
+		err = u
+	}
 }

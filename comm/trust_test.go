@@ -200,13 +200,15 @@ func TestForgedFrames(t *testing.T) {
 		recv := ws[1].Irecv(got, 0, 6)
 		send := ws[0].Isend(make([]byte, 1<<20), 1, 6)
 		// Wait until the receive has asked for data (its cookie exists).
+		// Only rank 1 makes progress: rank 0 never reads the request for
+		// data, so no real data can complete the receive first.
 		var cookie uint64
 		deadline := time.Now().Add(20 * time.Second)
 		for cookie == 0 && time.Now().Before(deadline) {
 			recv.Test()
-			send.Test()
 			cookie = comm.Cookie(recv)
 		}
+		_ = send
 		if cookie == 0 {
 			t.Fatal("the receive never asked for data")
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/parley-hpc/parley/internal/bootstrap"
 	"github.com/parley-hpc/parley/internal/jobfiles"
 	"github.com/parley-hpc/parley/internal/linux"
+	"github.com/parley-hpc/parley/internal/wire"
 )
 
 // AgentConfig configures a node agent.
@@ -443,21 +444,27 @@ func (a *agent) waitRank(r *localRank, outputs *sync.WaitGroup) {
 // acceptRanks serves the ranks' bootstrap connections.
 func (a *agent) acceptRanks() {
 	defer a.wg.Done()
+	gate := wire.NewGate()
 	for {
 		c, err := a.ln.Accept()
 		if err != nil {
 			return
 		}
+		if !gate.Enter() {
+			c.Close() // too many handshakes in progress (see wire.Gate)
+			continue
+		}
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
-			a.serveRank(c)
+			a.serveRank(c, gate.Leave)
 		}()
 	}
 }
 
-func (a *agent) serveRank(c net.Conn) {
-	conn, hello, err := bootstrap.Accept(c, a.cfg.Secret, bootstrap.RoleRank, 10*time.Second)
+func (a *agent) serveRank(c net.Conn, handshakeDone func()) {
+	conn, hello, err := bootstrap.Accept(c, a.cfg.Secret, bootstrap.RoleRank, wire.HandshakeTimeout)
+	handshakeDone()
 	if err != nil {
 		a.log.Warn("refused a rank connection", zap.Error(err))
 		return

@@ -15,7 +15,7 @@ import (
 // Process limits. Before it starts a host's ranks, the agent checks that
 // they fit what may still run here: the pids cgroup it runs in, the user's
 // RLIMIT_NPROC (which counts threads, and which root is exempt from), and
-// the kernel's threads-max. A rank of a Go program runs several threads
+// the kernel's threads-max and pid_max. A rank of a Go program runs several threads
 // (GOMAXPROCS plus a few of the runtime's), a C program usually one. A job
 // that does not fit is refused in one line, before anything starts: past
 // the limit, fork and thread creation fail at random in mpirun and in the
@@ -45,9 +45,12 @@ func taskLimits() []limit {
 			out = append(out, limit{fmt.Sprintf("ulimit -u (RLIMIT_NPROC) %d, %d in use by this user", rl.Cur, used), int64(rl.Cur) - used})
 		}
 	}
-	if max, err := readInt("/proc/sys/kernel/threads-max"); err == nil {
-		if total, err := systemTasks(); err == nil {
-			out = append(out, limit{fmt.Sprintf("kernel.threads-max %d, %d running", max, total), max - total})
+	if total, err := systemTasks(); err == nil {
+		// Every thread takes a pid: both kernel limits count tasks.
+		for _, k := range []string{"threads-max", "pid_max"} {
+			if max, err := readInt("/proc/sys/kernel/" + k); err == nil {
+				out = append(out, limit{fmt.Sprintf("kernel.%s %d, %d tasks running", k, max, total), max - total})
+			}
 		}
 	}
 	return out

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/parley-hpc/parley/internal/bootstrap"
+	"github.com/parley-hpc/parley/internal/wire"
 )
 
 // Remote agents: mpirun listens for agents on TCP, starts one agent per
@@ -191,13 +192,19 @@ func (j *job) startSSHAgents(remote []*agentLink, al *agentListener) error {
 // acceptAgents serves the agent listener: each connection must prove the
 // secret and name a remote host of the plan that has no agent yet.
 func (j *job) acceptAgents(al *agentListener, byNode map[int]*agentLink) {
+	gate := wire.NewGate()
 	for {
 		c, err := al.ln.Accept()
 		if err != nil {
 			return
 		}
+		if !gate.Enter() {
+			c.Close() // too many handshakes in progress (see wire.Gate)
+			continue
+		}
 		go func() {
-			conn, hello, err := bootstrap.Accept(c, j.secret, bootstrap.RoleAgent, 10*time.Second)
+			defer gate.Leave()
+			conn, hello, err := bootstrap.Accept(c, j.secret, bootstrap.RoleAgent, wire.HandshakeTimeout)
 			if err != nil {
 				j.log.Info("refused an agent connection", zap.Error(err))
 				return

@@ -70,6 +70,16 @@ func rankprog() int {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		}
 		blockForever()
+	case "killabort": // rankprog killabort RANK: RANK kills itself; a survivor aborts on the error it then sees
+		if rank == arg(0, 1) {
+			world.Recv(make([]byte, 1), (rank+1)%size, 5) // until the others are past Init
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+		world.Send([]byte{1}, arg(0, 1), 5)
+		if _, err := world.Recv(make([]byte, 1), arg(0, 1), 6); err != nil {
+			fmt.Fprintln(os.Stderr, "rankprog:", err)
+			world.Abort(3)
+		}
 	case "abort":
 		if rank == arg(1, 0) {
 			world.Abort(arg(0, 1))

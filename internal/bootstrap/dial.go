@@ -29,17 +29,36 @@ func Dial(ctx context.Context, a string, secret []byte, role byte, hello []byte)
 	if err != nil {
 		return nil, err
 	}
+	// Again after a short wait if the acceptor closed the connection before
+	// answering (its handshakes were all taken: see wire.Gate).
+	for delay := time.Millisecond; ; delay = min(2*delay, 100*time.Millisecond) {
+		c, err := dialOnce(ctx, network, addr, secret, role, hello)
+		if err == nil {
+			return c, nil
+		}
+		if !wire.Retryable(err) {
+			return nil, fmt.Errorf("bootstrap handshake with %s: %w", a, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("bootstrap handshake with %s: %w", a, err)
+		case <-time.After(delay):
+		}
+	}
+}
+
+func dialOnce(ctx context.Context, network, addr string, secret []byte, role byte, hello []byte) (*Conn, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, network, addr)
 	if err != nil {
-		return nil, fmt.Errorf("dial bootstrap at %s: %w", a, err)
+		return nil, err
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	}
 	if err := wire.Dial(c, secret, role, hello); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("bootstrap handshake with %s: %w", a, err)
+		return nil, err
 	}
 	c.SetDeadline(time.Time{})
 	return NewConn(c), nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -198,3 +199,44 @@ func waitStatus(code, status int32) unix.WaitStatus {
 	}
 	return 0
 }
+
+// yamaScopeFile holds Yama's ptrace policy, where the Yama security module
+// is present.
+const yamaScopeFile = "/proc/sys/kernel/yama/ptrace_scope"
+
+// AllowPeersToRead lets other processes of this user read this process's
+// memory with process_vm_readv, where Yama's ptrace_scope 1 (Ubuntu's
+// default) would allow it only to an ancestor: the ranks of a host are
+// siblings, so each declares every process of its user a permitted tracer
+// (PR_SET_PTRACER_ANY), as a debugger's target does. It returns what it
+// found, for the log: Yama absent or scope 0 (nothing to do), scope 1
+// (granted), or scope 2 or 3, under which only CAP_SYS_PTRACE can read
+// another process and single copy is off.
+func AllowPeersToRead() (string, error) {
+	b, err := os.ReadFile(yamaScopeFile)
+	if err != nil {
+		return "no Yama", nil
+	}
+	return allowPeers(string(b), func() error {
+		return unix.Prctl(unix.PR_SET_PTRACER, unix.PR_SET_PTRACER_ANY, 0, 0, 0)
+	})
+}
+
+func allowPeers(scope string, grant func() error) (string, error) {
+	switch s := strings.TrimSpace(scope); s {
+	case "0":
+		return "Yama ptrace_scope 0", nil
+	case "1":
+		if err := grant(); err != nil {
+			return "Yama ptrace_scope 1", fmt.Errorf("prctl(PR_SET_PTRACER): %w", err)
+		}
+		return "Yama ptrace_scope 1: peers of this user may read this rank", nil
+	default:
+		return "Yama ptrace_scope " + s, fmt.Errorf("Yama ptrace_scope %s forbids one process to read another's memory: %w", s, ErrNotSupported)
+	}
+}
+
+// ForbidReads makes this process refuse process_vm_readv by other
+// processes of its user that lack CAP_SYS_PTRACE (PR_SET_DUMPABLE 0): for
+// tests of the fallback when the kernel refuses single copy.
+func ForbidReads() error { return unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0) }

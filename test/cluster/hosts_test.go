@@ -288,6 +288,59 @@ func TestAgentKilled(t *testing.T) {
 	checkNoneLeft(t)
 }
 
+// TestAgentTerminated: an agent that gets SIGTERM (from a scheduler, say)
+// kills its ranks and removes its files before it exits: its temporary
+// directory and its host's segments (they used to stay).
+func TestAgentTerminated(t *testing.T) {
+	needHosts(t)
+	cmd, errb, _ := startBlocking(t)
+	var agent int
+	for _, p := range jobProcesses() {
+		if strings.Contains(p, "--agent-node 1 ") {
+			agent, _ = strconv.Atoi(strings.Fields(p)[0])
+		}
+	}
+	job := jobOf(t)
+	if agent == 0 || job == "" {
+		cmd.Process.Kill()
+		t.Fatalf("no agent for host2, or no job id, among:\n%s", strings.Join(jobProcesses(), "\n"))
+	}
+	if files := jobFiles(job); len(files) == 0 {
+		t.Fatal("the job has no files: the test tests nothing")
+	}
+	syscall.Kill(agent, syscall.SIGTERM)
+	cmd.Wait()
+	checkNoneLeft(t)
+	if !proctest.Eventually(5*time.Second, func() bool { return len(jobFiles(job)) == 0 }) {
+		t.Errorf("files of the job left after its agent was terminated: %v\n%s", jobFiles(job), errb.String())
+	}
+}
+
+// jobOf returns the job id of the running job's ranks.
+func jobOf(t *testing.T) string {
+	for _, p := range jobProcesses() {
+		pid := strings.Fields(p)[0]
+		env, _ := os.ReadFile(filepath.Join("/proc", pid, "environ"))
+		for _, kv := range strings.Split(string(env), "\x00") {
+			if v, ok := strings.CutPrefix(kv, "PARLEY_JOB="); ok {
+				return v
+			}
+		}
+	}
+	return ""
+}
+
+// jobFiles lists job's segments and temporary directories (the emulated
+// hosts share this machine's file systems).
+func jobFiles(job string) []string {
+	var out []string
+	for _, pat := range []string{"/dev/shm/parley-" + job + "-*", filepath.Join(os.TempDir(), "parley-"+job+"-*")} {
+		m, _ := filepath.Glob(pat)
+		out = append(out, m...)
+	}
+	return out
+}
+
 func TestMpirunKilled(t *testing.T) {
 	needHosts(t)
 	cmd, _, _ := startBlocking(t)

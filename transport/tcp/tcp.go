@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -28,10 +27,7 @@ const (
 	// eager frame and lets one read system call bring many small frames.
 	recvBufSize = 256 << 10
 	// maxDirect is the largest payload of one FlagDirect frame.
-	maxDirect = 1 << 30
-	// handshakeTimeout bounds an incoming connection's handshake, so that a
-	// stranger that connects and stays silent costs nothing.
-	handshakeTimeout = 10 * time.Second
+	maxDirect        = 1 << 30
 	roleTCP          = 't'
 	verdictOK        = 'O'
 	verdictDuplicate = 'D'
@@ -82,6 +78,7 @@ type Transport struct {
 	used     atomic.Bool   // a send was asked for or a connection came up (see InUse)
 
 	watch   *watcher
+	gate    *wire.Gate // bounds the handshakes in progress
 	closeCh chan struct{}
 	wg      sync.WaitGroup
 	closed  bool
@@ -146,6 +143,7 @@ func Listen(cfg Config) (*Transport, error) {
 		peers:   make(map[int]*peer),
 		state:   make(map[int]uint8),
 		watch:   w,
+		gate:    wire.NewGate(),
 		closeCh: make(chan struct{}),
 	}
 	t.wg.Add(2)
@@ -421,12 +419,15 @@ func (t *Transport) dial(rank int, addr string) {
 		fail(errors.New("the rank published no TCP address"))
 		return
 	}
+	// Connect and prove the secret, again after a short wait while the
+	// peer is not listening yet, or closed the connection before answering
+	// (its handshakes were all taken: see wire.Gate).
 	var nc net.Conn
+	var verdict [2]byte // verdict, the acceptor's capabilities
 	var err error
 	for delay := time.Millisecond; ; delay = min(2*delay, 100*time.Millisecond) {
-		d := net.Dialer{KeepAliveConfig: keepAlive}
-		nc, err = d.DialContext(ctx, "tcp", addr)
-		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) {
+		nc, err = t.connect(ctx, addr, &verdict)
+		if err == nil || !wire.Retryable(err) {
 			break
 		}
 		select {
@@ -441,22 +442,6 @@ func (t *Transport) dial(rank int, addr string) {
 			err = fmt.Errorf("no connection within %v: %w", t.cfg.DialTimeout, err)
 		}
 		fail(err)
-		return
-	}
-	dl, _ := ctx.Deadline()
-	nc.SetDeadline(dl)
-	hello := wire.AppendVarint(nil, int64(t.cfg.Rank))
-	hello = wire.AppendString(hello, t.cfg.JobID)
-	hello = wire.AppendUvarint(hello, t.caps())
-	if err := wire.Dial(nc, t.cfg.Secret, roleTCP, hello); err != nil {
-		nc.Close()
-		fail(err)
-		return
-	}
-	var verdict [2]byte // verdict, the acceptor's capabilities
-	if _, err := io.ReadFull(nc, verdict[:]); err != nil {
-		nc.Close()
-		fail(fmt.Errorf("read connection verdict: %w", err))
 		return
 	}
 	nc.SetDeadline(time.Time{})
@@ -486,6 +471,31 @@ func (t *Transport) dial(rank int, addr string) {
 	}
 }
 
+// connect dials addr once, proves the job secret and reads the acceptor's
+// verdict.
+func (t *Transport) connect(ctx context.Context, addr string, verdict *[2]byte) (net.Conn, error) {
+	d := net.Dialer{KeepAliveConfig: keepAlive}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	dl, _ := ctx.Deadline()
+	nc.SetDeadline(dl)
+	hello := wire.AppendVarint(nil, int64(t.cfg.Rank))
+	hello = wire.AppendString(hello, t.cfg.JobID)
+	hello = wire.AppendUvarint(hello, t.caps())
+	if err := wire.Dial(nc, t.cfg.Secret, roleTCP, hello); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	if _, err := io.ReadFull(nc, verdict[:]); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("read connection verdict: %w", err)
+	}
+	nc.SetDeadline(time.Time{})
+	return nc, nil
+}
+
 var keepAlive = net.KeepAliveConfig{Enable: true, Idle: 10 * time.Second, Interval: 5 * time.Second, Count: 3}
 
 func (t *Transport) acceptLoop() {
@@ -505,9 +515,14 @@ func (t *Transport) acceptLoop() {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
+		if !t.gate.Enter() {
+			nc.Close() // too many handshakes in progress (see wire.Gate)
+			continue
+		}
 		t.wg.Add(1)
 		go func() {
 			defer t.wg.Done()
+			defer t.gate.Leave()
 			t.admit(nc)
 		}()
 	}
@@ -516,7 +531,7 @@ func (t *Transport) acceptLoop() {
 // admit authenticates an incoming connection and decides whether it is
 // the pair's connection (see the package comment).
 func (t *Transport) admit(nc *net.TCPConn) {
-	nc.SetDeadline(time.Now().Add(handshakeTimeout))
+	nc.SetDeadline(time.Now().Add(wire.HandshakeTimeout))
 	hello, err := wire.Accept(nc, t.cfg.Secret, roleTCP)
 	if err != nil {
 		t.log.Info("refused a TCP connection", zap.String("from", nc.RemoteAddr().String()), zap.Error(err))
