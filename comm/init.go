@@ -303,7 +303,7 @@ func (e *engine) startTransports(opts *Options, card *bootstrap.Card) error {
 	}
 	advertise := opts.TCPAdvertise
 	if opts.Iface != "" {
-		a, err := ifaceAddr(opts.Iface)
+		a, err := bootstrap.IfaceAddr(opts.Iface)
 		if err != nil {
 			return err
 		}
@@ -325,49 +325,6 @@ func (e *engine) startTransports(opts *Options, card *bootstrap.Card) error {
 	card.TCP = t.Addr()
 	e.addTransport(t)
 	return nil
-}
-
-// ifaceAddr returns the address TCP uses for --iface: the first IPv4
-// address (else IPv6) of the interface of that name, or this host's
-// address inside the CIDR.
-func ifaceAddr(spec string) (string, error) {
-	if _, ipnet, err := net.ParseCIDR(spec); err == nil {
-		addrs, err := net.InterfaceAddrs()
-		if err != nil {
-			return "", fmt.Errorf("--iface %s: %w", spec, err)
-		}
-		for _, a := range addrs {
-			if n, ok := a.(*net.IPNet); ok && ipnet.Contains(n.IP) {
-				return n.IP.String(), nil
-			}
-		}
-		return "", fmt.Errorf("--iface %s: this host has no address in that network", spec)
-	}
-	ifc, err := net.InterfaceByName(spec)
-	if err != nil {
-		return "", fmt.Errorf("--iface %s: %w", spec, err)
-	}
-	addrs, err := ifc.Addrs()
-	if err != nil {
-		return "", fmt.Errorf("--iface %s: %w", spec, err)
-	}
-	var v6 string
-	for _, a := range addrs {
-		n, ok := a.(*net.IPNet)
-		if !ok || n.IP.IsLinkLocalUnicast() {
-			continue
-		}
-		if n.IP.To4() != nil {
-			return n.IP.String(), nil
-		}
-		if v6 == "" {
-			v6 = n.IP.String()
-		}
-	}
-	if v6 != "" {
-		return v6, nil
-	}
-	return "", fmt.Errorf("--iface %s: the interface has no usable address", spec)
 }
 
 // listenHost picks the address to bind: the advertised one when it is a

@@ -53,8 +53,19 @@ type agentListener struct {
 	port int
 }
 
+// The listener is bound to the address of --iface when one is given; else
+// to all addresses, since an agent may reach mpirun by any of them (its
+// host may resolve mpirun's name differently, connectList).
 func (j *job) listenForAgents() (*agentListener, error) {
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{})
+	bind := &net.TCPAddr{}
+	if j.cfg.Iface != "" {
+		a, err := bootstrap.IfaceAddr(j.cfg.Iface)
+		if err != nil {
+			return nil, &ExitError{Code: 2, Err: err}
+		}
+		bind.IP = net.ParseIP(a)
+	}
+	ln, err := net.ListenTCP("tcp", bind)
 	if err != nil {
 		return nil, fmt.Errorf("listen for agents: %w", err)
 	}
@@ -74,6 +85,10 @@ func (al *agentListener) connectList(host string) string {
 			seen[a] = true
 			addrs = append(addrs, net.JoinHostPort(a, strconv.Itoa(al.port)))
 		}
+	}
+	if ip := al.ln.Addr().(*net.TCPAddr).IP; !ip.IsUnspecified() {
+		add(ip.String()) // bound to --iface's address: only it answers
+		return strings.Join(addrs, ",")
 	}
 	if a, err := routeTo(host); err == nil {
 		add(a)

@@ -225,11 +225,17 @@ func TestUnreachableHost(t *testing.T) {
 // startBlocking starts a job of blocking ranks on host1 and host2 and
 // waits until all have reported where they run.
 func startBlocking(t *testing.T) (*exec.Cmd, *bytes.Buffer, map[int][2]string) {
+	return startBlockingArgs(t)
+}
+
+// startBlockingArgs is startBlocking with more mpirun flags.
+func startBlockingArgs(t *testing.T, flags ...string) (*exec.Cmd, *bytes.Buffer, map[int][2]string) {
 	t.Helper()
 	dir := t.TempDir()
 	os.Chmod(dir, 0o777)
-	cmd := exec.Command(filepath.Join(bin, "mpirun"), "-x", "TESTPROG_DIR="+dir, "-H", "host1:2,host2:2",
+	args := append(append([]string{"-x", "TESTPROG_DIR=" + dir}, flags...), "-H", "host1:2,host2:2",
 		filepath.Join(bin, "testprog"), "block")
+	cmd := exec.Command(filepath.Join(bin, "mpirun"), args...)
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	if err := cmd.Start(); err != nil {
@@ -339,6 +345,37 @@ func jobFiles(job string) []string {
 		out = append(out, m...)
 	}
 	return out
+}
+
+// TestIfaceBindsListeners: with --iface, mpirun's listener for agents is
+// bound to that network's address, not to every address, and the job runs.
+func TestIfaceBindsListeners(t *testing.T) {
+	needHosts(t)
+	cmd, errb, _ := startBlockingArgs(t, "--iface", "198.19.0.0/24")
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		checkNoneLeft(t)
+	}()
+	out, err := exec.Command("ss", "-ltnpH").Output()
+	if err != nil {
+		proctest.Unavailable(t, "ss: %v", err)
+	}
+	pid := fmt.Sprintf("pid=%d,", cmd.Process.Pid)
+	var mine []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, pid) {
+			mine = append(mine, l)
+		}
+	}
+	if len(mine) == 0 {
+		t.Fatalf("mpirun listens on nothing?\n%s\n%s", out, errb.String())
+	}
+	for _, l := range mine {
+		if f := strings.Fields(l); len(f) < 4 || !strings.HasPrefix(f[3], "198.19.0.") {
+			t.Errorf("mpirun listens on %s with --iface 198.19.0.0/24", l)
+		}
+	}
 }
 
 func TestMpirunKilled(t *testing.T) {
