@@ -196,6 +196,16 @@ func TestForgedFrames(t *testing.T) {
 	})
 	t.Run("data outside the message", func(t *testing.T) {
 		ws := commtest.Worlds(t, 2, commtest.TCP)
+		// The connection first, both ways: while a link comes up, rank 0's
+		// flusher polls for it, and could answer the request for data.
+		for _, p := range [][2]int{{0, 1}, {1, 0}} {
+			if err := ws[p[0]].Send([]byte{1}, p[1], 9); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ws[p[1]].Recv(make([]byte, 1), p[0], 9); err != nil {
+				t.Fatal(err)
+			}
+		}
 		got := make([]byte, 1<<20)
 		recv := ws[1].Irecv(got, 0, 6)
 		send := ws[0].Isend(make([]byte, 1<<20), 1, 6)
