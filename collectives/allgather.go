@@ -19,7 +19,7 @@ var allgatherRingMin = 32 << 10
 // communications in multiport message-passing systems" (1997), for short
 // blocks, any rank count; a ring for long ones.
 func Allgather[T Elem](c *comm.Comm, send, recv []T) (err error) {
-	kv, err := begin(c, coll.Allgather, args[T](0, "", len(send)))
+	kv, err := start[T](c, coll.Allgather, 0, "", len(send))
 	if err != nil {
 		return err
 	}
@@ -79,7 +79,7 @@ func allgatherBruck[T Elem](k *call, recv []T, blk int) error {
 //
 // Algorithm: a ring, each step forwarding the block received last.
 func Allgatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int) (err error) {
-	kv, err := begin(c, coll.Allgatherv, args[T](0, "", 0))
+	kv, err := start[T](c, coll.Allgatherv, 0, "", 0)
 	if err != nil {
 		return err
 	}

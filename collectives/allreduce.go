@@ -30,7 +30,7 @@ func Allreduce[T Elem](c *comm.Comm, in, out []T, op Op) (err error) {
 	if err := checkOp[T](op); err != nil {
 		return opError(coll.Allreduce, err)
 	}
-	kv, err := begin(c, coll.Allreduce, args[T](0, op.name, len(in)))
+	kv, err := start[T](c, coll.Allreduce, 0, op.name, len(in))
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ import (
 // step s each rank exchanges with one partner (rank XOR s for a power of
 // two, else rank+s and rank-s), so no rank is flooded.
 func Alltoall[T Elem](c *comm.Comm, send, recv []T) (err error) {
-	kv, err := begin(c, coll.Alltoall, args[T](0, "", len(send)))
+	kv, err := start[T](c, coll.Alltoall, 0, "", len(send))
 	if err != nil {
 		return err
 	}
@@ -48,7 +48,7 @@ func Alltoall[T Elem](c *comm.Comm, send, recv []T) (err error) {
 // r, and receives recvCounts[r] elements from rank r at recvDispls[r] of
 // recv. Nil displacements pack the blocks in rank order.
 func Alltoallv[T Elem](c *comm.Comm, send []T, sendCounts, sendDispls []int, recv []T, recvCounts, recvDispls []int) (err error) {
-	kv, err := begin(c, coll.Alltoallv, args[T](0, "", 0))
+	kv, err := start[T](c, coll.Alltoallv, 0, "", 0)
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,7 @@ var bcastScatterMin = 256 << 10
 // allgather (van de Geijn; Thakur, Rabenseifner and Gropp, "Optimization of
 // collective communication operations in MPICH", 2005).
 func Bcast[T Elem](c *comm.Comm, xs []T, root int) (err error) {
-	kv, err := begin(c, coll.Bcast, args[T](root, "", len(xs)))
+	kv, err := start[T](c, coll.Bcast, root, "", len(xs))
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,15 @@ func begin(c *comm.Comm, kind coll.Kind, a coll.Args) (call, error) {
 	return call{name: kind.String(), k: k, rank: k.Rank, size: k.Size}, nil
 }
 
+// start checks that T can travel, then begins a collective of kind on c
+// with the check arguments root, op and count (see coll.Args).
+func start[T Elem](c *comm.Comm, kind coll.Kind, root int, op string, count int) (call, error) {
+	if err := checkType[T](); err != nil {
+		return call{}, opError(kind, err)
+	}
+	return begin(c, kind, args[T](root, op, count))
+}
+
 // args builds the check arguments of a call on vectors of T.
 func args[T Elem](root int, op string, count int) coll.Args {
 	return coll.Args{Root: root, Op: op, ElemSize: elemSize[T](), Count: count}

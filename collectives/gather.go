@@ -20,7 +20,7 @@ var gatherBinomialMax = 64 << 10
 // collective communication library (InterCom)", 1994), direct sends to the
 // root for long ones.
 func Gather[T Elem](c *comm.Comm, send, recv []T, root int) (err error) {
-	kv, err := begin(c, coll.Gather, args[T](root, "", len(send)))
+	kv, err := start[T](c, coll.Gather, root, "", len(send))
 	if err != nil {
 		return err
 	}
@@ -100,7 +100,7 @@ func gatherBinomial[T Elem](k *call, send, recv []T, root int) error {
 // Algorithm: binomial tree for short blocks, direct sends for long ones
 // (the mirror of Gather).
 func Scatter[T Elem](c *comm.Comm, send, recv []T, root int) (err error) {
-	kv, err := begin(c, coll.Scatter, args[T](root, "", len(recv)))
+	kv, err := start[T](c, coll.Scatter, root, "", len(recv))
 	if err != nil {
 		return err
 	}
@@ -203,7 +203,7 @@ func vOffset(counts, displs []int, i int) int {
 // (counts[r] elements). counts and displs matter at the root only; nil
 // displs packs the blocks in rank order.
 func Gatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int, root int) (err error) {
-	kv, err := begin(c, coll.Gatherv, args[T](root, "", 0))
+	kv, err := start[T](c, coll.Gatherv, root, "", 0)
 	if err != nil {
 		return err
 	}
@@ -255,7 +255,7 @@ func (k *call) waitRecvsSized(reqs []*comm.Request, sizes []int) error {
 // Scatterv sends counts[r] elements at displs[r] of root's send to rank
 // r's recv (which must hold them). counts and displs matter at the root.
 func Scatterv[T Elem](c *comm.Comm, send []T, counts, displs []int, recv []T, root int) (err error) {
-	kv, err := begin(c, coll.Scatterv, args[T](root, "", 0))
+	kv, err := start[T](c, coll.Scatterv, root, "", 0)
 	if err != nil {
 		return err
 	}

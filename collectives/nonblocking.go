@@ -108,7 +108,7 @@ func Ibarrier(c *comm.Comm) *comm.Request {
 // Ibcast starts a broadcast of root's xs (binomial tree) and returns its
 // request; xs belongs to the request until it completes.
 func Ibcast[T Elem](c *comm.Comm, xs []T, root int) *comm.Request {
-	kv, err := begin(c, coll.Bcast|coll.Nonblocking, args[T](root, "", len(xs)))
+	kv, err := start[T](c, coll.Bcast|coll.Nonblocking, root, "", len(xs))
 	if err != nil {
 		return failedRequest(err)
 	}
@@ -147,7 +147,7 @@ func Iallreduce[T Elem](c *comm.Comm, in, out []T, op Op) *comm.Request {
 	if err := checkOp[T](op); err != nil {
 		return failedRequest(opError(coll.Allreduce|coll.Nonblocking, err))
 	}
-	kv, err := begin(c, coll.Allreduce|coll.Nonblocking, args[T](0, op.name, len(in)))
+	kv, err := start[T](c, coll.Allreduce|coll.Nonblocking, 0, op.name, len(in))
 	if err != nil {
 		return failedRequest(err)
 	}

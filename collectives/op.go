@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/parley-hpc/parley/comm"
+	"github.com/parley-hpc/parley/internal/elem"
 )
 
 // An Op combines vectors element by element: Reduce(inout, in) sets
@@ -83,10 +84,21 @@ type Loc[T comm.Number] struct {
 	Index int64
 }
 
-// Elem is the set of element types collectives move: Go's fixed-size
-// numbers and the Loc pairs of the ordered ones.
-type Elem interface {
-	comm.Number | Loc[float64] | Loc[float32] | Loc[int] | Loc[int64] | Loc[int32] | Loc[uint64] | Loc[uint32]
+// Elem is what collectives move: any fixed-size type without pointers
+// (numbers, bool, and arrays and structs of them), as package comm's typed
+// messages. A type with a pointer anywhere is refused, naming the field,
+// before any communication. The predefined operators apply to numbers
+// (MinLoc and MaxLoc to Loc pairs); UserOp makes an operator for any
+// element type, structs included, and is always called on whole elements.
+type Elem = any
+
+// checkType reports whether T can travel, before any communication: every
+// rank finds the same.
+func checkType[T Elem]() error {
+	if err := elem.Check[T](); err != nil {
+		return fmt.Errorf("%w: %w", comm.ErrInvalidArg, err)
+	}
+	return nil
 }
 
 // checkOp reports whether op applies to T, before any communication: a
@@ -117,6 +129,11 @@ func checkOp[T Elem](op Op) error {
 		if op.kind != opSum && op.kind != opProd {
 			return notFor(op, "complex numbers")
 		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+	default:
+		return fmt.Errorf("%w: operator %s applies to numbers, not to %s: make an operator for it with collectives.UserOp",
+			comm.ErrInvalidArg, op, typeName[T]())
 	}
 	return nil
 }
@@ -359,15 +376,6 @@ func locKernel[T ordered](op Op, p, q *Loc[T], n int) error {
 }
 
 // asBytes views a vector as bytes, without a copy.
-func asBytes[T Elem](xs []T) []byte {
-	if len(xs) == 0 {
-		return []byte{}
-	}
-	var z T
-	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(xs))), len(xs)*int(unsafe.Sizeof(z)))
-}
+func asBytes[T Elem](xs []T) []byte { return elem.Bytes(xs) }
 
-func elemSize[T Elem]() int {
-	var z T
-	return int(unsafe.Sizeof(z))
-}
+func elemSize[T Elem]() int { return elem.Size[T]() }

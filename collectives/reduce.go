@@ -21,7 +21,7 @@ func Reduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) (err error) {
 	if err := checkOp[T](op); err != nil {
 		return opError(coll.Reduce, err)
 	}
-	kv, err := begin(c, coll.Reduce, args[T](root, op.name, len(in)))
+	kv, err := start[T](c, coll.Reduce, root, op.name, len(in))
 	if err != nil {
 		return err
 	}

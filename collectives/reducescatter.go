@@ -20,7 +20,7 @@ func ReduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) (err 
 	if err := checkOp[T](op); err != nil {
 		return opError(coll.ReduceScatter, err)
 	}
-	kv, err := begin(c, coll.ReduceScatter, args[T](0, op.name, len(in)))
+	kv, err := start[T](c, coll.ReduceScatter, 0, op.name, len(in))
 	if err != nil {
 		return err
 	}

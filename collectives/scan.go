@@ -28,7 +28,7 @@ func scan[T Elem](c *comm.Comm, kind coll.Kind, in, out []T, op Op, exclusive bo
 	if err := checkOp[T](op); err != nil {
 		return opError(kind, err)
 	}
-	kv, err := begin(c, kind, args[T](0, op.name, len(in)))
+	kv, err := start[T](c, kind, 0, op.name, len(in))
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -637,5 +638,102 @@ func TestWaitallNoStatus(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { comm.WaitallNoStatus(reqs...) }); n > 0 {
 		t.Errorf("%.1f allocations per call", n)
+	}
+}
+
+// TestWorldOfOne: a program run without mpirun is a world of one, on any
+// system (TestPortableBuild runs this with the non-Linux files): messages
+// to itself, blocking and not, persistent requests, communicators.
+func TestWorldOfOne(t *testing.T) {
+	w, err := comm.Init()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Rank() != 0 || w.Size() != 1 {
+		t.Fatalf("rank %d of %d", w.Rank(), w.Size())
+	}
+	if err := w.Send([]byte("self"), 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 8)
+	if st, err := w.Recv(buf, 0, 1); err != nil || string(buf[:st.Count]) != "self" {
+		t.Fatalf("recv from self: %+v %v", st, err)
+	}
+	r := w.Irecv(buf, comm.AnySource, 2)
+	if err := w.Send([]byte("again"), 0, 2); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := r.Wait(); err != nil || st.Count != 5 {
+		t.Fatalf("irecv from self: %+v %v", st, err)
+	}
+	d, err := w.Dup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Free(); err != nil {
+		t.Fatal(err)
+	}
+	if err := comm.Finalize(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// particle is a struct a program would send: fixed size, no pointers,
+// with padding (the bool).
+type particle struct {
+	Pos, Vel [3]float64
+	ID       int32
+	Alive    bool
+}
+
+// TestTypedStructs: structs travel through the generic calls, counted in
+// elements everywhere (Recv, Sendrecv, a typed Irecv's Wait, RecvInit);
+// a type with a pointer is refused before anything is sent, naming the
+// field.
+func TestTypedStructs(t *testing.T) {
+	ws := commtest.Worlds(t, 2, commtest.Shm)
+	ps := make([]particle, 5)
+	for i := range ps {
+		ps[i] = particle{Pos: [3]float64{float64(i), 2, 3}, ID: int32(i), Alive: i%2 == 0}
+	}
+	commtest.Run(t, ws, func(c *comm.Comm) error {
+		peer := 1 - c.Rank()
+		if c.Rank() == 0 {
+			if err := comm.Send(c, ps, 1, 1); err != nil {
+				return err
+			}
+			req := comm.Irecv(c, make([]particle, 8), 1, 2)
+			if st, err := req.Wait(); err != nil || st.Count != 3 {
+				return fmt.Errorf("typed Irecv: %+v %v, want 3 elements", st, err)
+			}
+		} else {
+			got := make([]particle, 10)
+			st, err := comm.Recv(c, got, 0, 1)
+			if err != nil || st.Count != 5 || got[3] != ps[3] {
+				return fmt.Errorf("typed Recv: %+v %v %+v", st, err, got[3])
+			}
+			if err := comm.Send(c, ps[:3], 0, 2); err != nil {
+				return err
+			}
+		}
+		back := make([]particle, 5)
+		st, err := comm.Sendrecv(c, ps[:2], peer, 3, back, peer, 3)
+		if err != nil || st.Count != 2 || back[1] != ps[1] {
+			return fmt.Errorf("typed Sendrecv: %+v %v", st, err)
+		}
+		return nil
+	})
+	type named struct {
+		ID   int
+		Name string
+	}
+	err := comm.Send(ws[0], []named{{1, "a"}}, 1, 1)
+	if !errors.Is(err, comm.ErrInvalidArg) || !strings.Contains(err.Error(), "field Name is a string") {
+		t.Fatalf("a struct with a string: %v", err)
+	}
+	if r := comm.Irecv(ws[0], []map[int]int{nil}, 1, 1); r == nil {
+		t.Fatal("nil request")
+	} else if _, err := r.Wait(); !errors.Is(err, comm.ErrInvalidArg) {
+		t.Fatalf("a map element: %v", err)
 	}
 }

@@ -54,6 +54,7 @@ type Request struct {
 	tag   int32 // the tag received with, or sent with
 	check uint32
 	ctx   uint32
+	esize int32 // a typed receive's element size: its status counts elements
 
 	qnext, qprev *Request // posted queue links
 	posted       bool
@@ -158,7 +159,16 @@ func (r *Request) Wait() (Status, error) {
 	if r.pers != nil {
 		r.pers.active = false
 	}
-	return r.status, r.err
+	return r.result()
+}
+
+// result is the request's status and error as the program sees them: a
+// typed receive counts elements.
+func (r *Request) result() (Status, error) {
+	if r.err != nil || r.esize <= 1 || r.kind != reqRecv {
+		return r.status, r.err
+	}
+	return countElements(r.c, "wait", r.status, int(r.esize))
 }
 
 // Test reports whether the request has completed, without blocking (it
@@ -189,7 +199,8 @@ func (r *Request) Test() (bool, Status, error) {
 	if r.pers != nil {
 		r.pers.active = false
 	}
-	return true, r.status, r.err
+	st, err := r.result()
+	return true, st, err
 }
 
 // Cancel withdraws a receive that has not matched yet; it reports whether
@@ -220,7 +231,7 @@ func (r *Request) Start() error {
 	if r.released.Load() {
 		return r.usedAfterRelease("start")
 	}
-	p := r.pers
+	p, esize := r.pers, r.esize
 	if p == nil {
 		return r.startError(fmt.Errorf("%w: only persistent requests (SendInit, RecvInit) can be started", ErrInvalidArg))
 	}
@@ -231,7 +242,7 @@ func (r *Request) Start() error {
 		return err
 	}
 	e := r.e
-	*r = Request{e: e, c: r.c, pers: p}
+	*r = Request{e: e, c: r.c, pers: p, esize: esize}
 	p.active = true
 	e.mu.Lock()
 	if p.send {

@@ -1,3 +1,5 @@
+//go:build linux && !parleyportable
+
 package tcp
 
 import (
