@@ -676,6 +676,12 @@ func TestWorldOfOne(t *testing.T) {
 	if err := comm.Finalize(); err != nil {
 		t.Fatal(err)
 	}
+	if w, err := comm.Init(); !errors.Is(err, comm.ErrFinalized) || w != nil {
+		t.Fatalf("Init after Finalize = %v, %v; want ErrFinalized", w, err)
+	}
+	if err := w.Send(nil, 0, 0); !errors.Is(err, comm.ErrFinalized) {
+		t.Fatalf("send after Finalize: %v", err)
+	}
 }
 
 // particle is a struct a program would send: fixed size, no pointers,

@@ -64,13 +64,31 @@ func newComm(e *engine, base uint32, rank int, group []int32, label string) *Com
 }
 
 // Rank returns the calling rank's number in the communicator, 0..Size()-1.
-func (c *Comm) Rank() int { return c.rank }
+// A nil communicator (what Split gives a rank that chose Undefined) has
+// rank -1 and size 0, and its other methods fail with ErrCommNull.
+func (c *Comm) Rank() int {
+	if c == nil {
+		return -1
+	}
+	return c.rank
+}
 
-// Size returns the number of ranks in the communicator.
-func (c *Comm) Size() int { return c.size }
+// Size returns the number of ranks in the communicator (0 for nil).
+func (c *Comm) Size() int {
+	if c == nil {
+		return 0
+	}
+	return c.size
+}
 
-// String names the communicator, for messages.
-func (c *Comm) String() string { return c.name() }
+// String names the communicator, for messages: "world" for the world,
+// "world.1" for its first child, and so on.
+func (c *Comm) String() string {
+	if c == nil {
+		return "nil"
+	}
+	return c.name()
+}
 
 func (c *Comm) name() string { return c.label }
 
@@ -91,7 +109,12 @@ func (c *Comm) commRank(w int) int {
 }
 
 // WorldRank returns the world rank of rank r of this communicator.
-func (c *Comm) WorldRank(r int) int { return c.worldRank(r) }
+func (c *Comm) WorldRank(r int) int {
+	if c == nil || r < 0 || r >= c.size {
+		return -1
+	}
+	return c.worldRank(r)
+}
 
 // nextCollective returns a sequence number, equal on every rank for the
 // n-th collective operation on this communicator: the tag of its

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"slices"
 )
 
@@ -44,19 +45,53 @@ func (c *Comm) Split(color, key int) (*Comm, error) {
 		return nil, &OpError{Op: "split", Comm: c.name(), Rank: c.rank, Peer: noPeer, Tag: noPeer,
 			Err: fmt.Errorf("%w: color %d is negative (use comm.Undefined to opt out)", ErrInvalidArg, color)}
 	}
-	base, rows, err := c.agreeContext("split", []int64{int64(color), int64(key)})
+	return c.split("split", int64(color), color != Undefined, key)
+}
+
+// TypeShared is the split type of SplitType that groups the ranks of one
+// host (MPI_COMM_TYPE_SHARED): those that share memory.
+const TypeShared = 1
+
+// SplitType splits c by a property of the ranks (MPI_Comm_split_type):
+// with TypeShared, the ranks of each host form one communicator, ranked
+// by key and then by their rank in c. Another split type, or Undefined,
+// gives the calling rank no communicator (nil). It is collective over c.
+func (c *Comm) SplitType(splitType, key int) (*Comm, error) {
+	if err := c.usable("split_type"); err != nil {
+		return nil, err
+	}
+	if splitType != TypeShared {
+		_, err := c.split("split_type", 0, false, key)
+		return nil, err
+	}
+	// The host's identity (the same PARLEY_NODE_ID or host name decides
+	// shared memory), hashed to the 64-bit color the ranks compare.
+	h := fnv.New64a()
+	h.Write([]byte(c.e.node))
+	return c.split("split_type", int64(h.Sum64()&(1<<63-1)), true, key)
+}
+
+// split partitions c: ranks with in and equal colors form a communicator,
+// ranked by key and then by their rank in c; a rank that is not in gets
+// nil.
+func (c *Comm) split(op string, color int64, in bool, key int) (*Comm, error) {
+	flag := int64(0)
+	if in {
+		flag = 1
+	}
+	base, rows, err := c.agreeContext(op, []int64{flag, color, int64(key)})
 	if err != nil {
 		return nil, err
 	}
-	if color == Undefined {
+	if !in {
 		c.e.releaseCtx(base) // this rank is in no part
 		return nil, nil
 	}
 	type member struct{ key, rank int }
 	var ms []member
 	for r, row := range rows {
-		if int(row[0]) == color {
-			ms = append(ms, member{int(row[1]), r})
+		if row[0] == 1 && row[1] == color {
+			ms = append(ms, member{int(row[2]), r})
 		}
 	}
 	slices.SortStableFunc(ms, func(a, b member) int {
@@ -120,6 +155,12 @@ func (c *Comm) Free() error {
 
 // Compare compares two communicators as MPI_Comm_compare does.
 func Compare(a, b *Comm) int {
+	if a == nil || b == nil {
+		if a == b {
+			return Ident
+		}
+		return Unequal
+	}
 	if a == b || a.e == b.e && a.ctx == b.ctx && slices.Equal(a.worldGroup(), b.worldGroup()) {
 		return Ident
 	}

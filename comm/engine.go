@@ -17,12 +17,13 @@ import (
 
 // Frame kinds of the point-to-point protocol (wire.Header.Kind).
 const (
-	kindEager  uint8 = 1 + iota // the whole message: Context, Source, Tag, payload
-	kindRTS                     // rendezvous request: Aux = size, Cookie = sender's request
-	kindCTS                     // clear to send: Cookie = sender's request, Aux = receiver's
-	kindData                    // FlagDirect data: Cookie = receiver's request, Aux = offset
-	kindFin                     // receiver is done with the sender's buffer: Cookie = sender's request
-	kindRevoke                  // a collective failed: Context = its collective context, Tag = its call, Aux = 1 for a mismatch, payload = why
+	kindEager   uint8 = 1 + iota // the whole message: Context, Source, Tag, payload
+	kindRTS                      // rendezvous request: Aux = size, Cookie = sender's request
+	kindCTS                      // clear to send: Cookie = sender's request, Aux = receiver's
+	kindData                     // FlagDirect data: Cookie = receiver's request, Aux = offset
+	kindFin                      // receiver is done with the sender's buffer: Cookie = sender's request
+	kindRevoke                   // a collective failed: Context = its collective context, Tag = its call, Aux = 1 for a mismatch, payload = why
+	kindRetract                  // the sender withdraws an unmatched RTS: Context, Cookie = sender's request; answered by FIN with Aux = 1
 )
 
 // flagRemoteRead on an RTS: the payload is the descriptor of the sender's

@@ -74,6 +74,9 @@ func Init() (*Comm, error) {
 	worldMu.Lock()
 	defer worldMu.Unlock()
 	if world != nil {
+		if world.e.finalized() {
+			return nil, fmt.Errorf("parley init: %w: Init after Finalize (MPI allows one of each per process)", ErrFinalized)
+		}
 		return world, nil
 	}
 	opts, err := optionsFromEnv()
@@ -116,7 +119,12 @@ func Finalize() error {
 
 // Finalize shuts down the world that c belongs to (see the package-level
 // Finalize); for worlds made with Start.
-func (c *Comm) Finalize() error { return c.e.finalize() }
+func (c *Comm) Finalize() error {
+	if err := c.usable("finalize"); err != nil && !errors.Is(err, ErrFinalized) && !errors.Is(err, ErrFreed) {
+		return err
+	}
+	return c.e.finalize()
+}
 
 func optionsFromEnv() (Options, error) {
 	var o Options
@@ -402,6 +410,14 @@ func (e *engine) pendingSends() bool {
 // Abort ends the whole job: mpirun stops every rank and exits with code.
 // Abort does not return.
 func (c *Comm) Abort(code int) {
+	if c == nil {
+		// A nil communicator has no runtime to tell: the world's does.
+		if w := World(); w != nil {
+			w.Abort(code)
+		}
+		fmt.Fprintf(os.Stderr, "parley: Abort(%d)\n", code)
+		os.Exit(code)
+	}
 	msg := fmt.Sprintf("rank %d of %s called Abort(%d)", c.rank, c.name(), code)
 	if err := c.e.kv.Abort(code, msg); err != nil {
 		fmt.Fprintln(os.Stderr, "parley:", msg)
@@ -410,7 +426,12 @@ func (c *Comm) Abort(code int) {
 }
 
 // JobID returns the job's id.
-func (c *Comm) JobID() string { return c.e.jobID }
+func (c *Comm) JobID() string {
+	if c == nil {
+		return ""
+	}
+	return c.e.jobID
+}
 
 // Hostname returns the name of the host this rank runs on.
 func Hostname() string {
@@ -455,18 +476,6 @@ func indexByte(s string, c byte) int {
 		}
 	}
 	return -1
-}
-
-// Close releases the world's transports without the collective handshake
-// of Finalize; for tearing down after a failed start-up.
-func (c *Comm) Close() error {
-	e := c.e
-	e.finMu.Lock()
-	defer e.finMu.Unlock()
-	if e.fin.Swap(true) {
-		return nil
-	}
-	return errors.Join(e.closeTransports(), e.kv.Close())
 }
 
 // debugInt reads a test-only knob from PARLEY_DEBUG ("name=value,...");

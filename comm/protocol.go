@@ -404,12 +404,18 @@ func (e *engine) Deliver(from int, h *transport.Header, payload []byte) {
 		e.revokeLocked(h.Context, RevokedError{By: from, Call: int(h.Tag), Kind: coll.KindOf(h.Check), Mismatch: h.Aux == 1, Reason: string(payload)})
 	case kindFin:
 		r := e.cookies[h.Cookie]
-		if r == nil || r.kind != reqSendRndv || int(r.peer) != from {
+		if r == nil || r.kind != reqSendRndv || int(r.peer) != from || h.Aux == 1 && !r.rv.retracting {
 			e.protocolErrorLocked(from, "end of transfer for request %d, which rank %d was not given", h.Cookie, from)
 			return
 		}
 		delete(e.cookies, h.Cookie)
+		if h.Aux == 1 {
+			e.endSendLocked(r, errRetracted) // the receiver dropped the unmatched message
+			return
+		}
 		e.endSendLocked(r, nil)
+	case kindRetract:
+		e.dropRetractedLocked(from, h)
 	default:
 		e.protocolErrorLocked(from, "a frame of unknown kind %d", h.Kind)
 	}
@@ -502,5 +508,64 @@ func rootCause(err error) error {
 			return err
 		}
 		err = u
+	}
+}
+
+// errRetracted completes a send withdrawn from its receiver before it
+// matched (WaitContext).
+var errRetracted = errors.New("send withdrawn from its receiver before it matched")
+
+// retract asks the receiver of send r, not complete, to drop it if no
+// receive has matched it yet (as MPI_Cancel does for sends). The outcome
+// comes back: a FIN that says the message was dropped (r fails with
+// errRetracted), or the transfer's normal end. A send to self is withdrawn
+// here; an eager send is already on its way and completes.
+func (e *engine) retract(r *Request) {
+	e.mu.Lock()
+	defer e.unlock()
+	if r.done.Load() || e.cause != nil {
+		return
+	}
+	rt := e.routeLocked(int(r.peer))
+	if rt.self {
+		q := e.queue(r.ctx)
+		for m := q.unexpHead; m != nil; m = m.next {
+			if m.selfReq == r {
+				q.removeUnexpected(m)
+				e.freeMessageLocked(m)
+				e.completeLocked(r, e.opError(r, "send", errRetracted))
+				return
+			}
+		}
+		return
+	}
+	if r.kind != reqSendRndv || r.rv == nil || r.rv.dataOps != nil || r.rv.retracting || rt.err != nil {
+		return
+	}
+	if e.cookies[r.rv.cookie] != r {
+		return // matched: the transfer is under way
+	}
+	r.rv.retracting = true
+	op := e.getOp(e)
+	op.Header = transport.Header{Kind: kindRetract, Context: r.ctx, Source: uint32(e.rank), Cookie: r.rv.cookie}
+	e.sendFrameLocked(rt, int(r.peer), op)
+}
+
+// dropRetractedLocked handles a retraction from world rank from: if the
+// RTS it names waits unmatched, it is dropped and the sender told so;
+// if it matched already, the transfer goes on and the sender learns its
+// normal end.
+func (e *engine) dropRetractedLocked(from int, h *transport.Header) {
+	q := e.queues[h.Context]
+	if q == nil {
+		return
+	}
+	for m := q.unexpHead; m != nil; m = m.next {
+		if int(m.src) == from && !m.eager && m.selfReq == nil && m.cookie == h.Cookie {
+			q.removeUnexpected(m)
+			e.freeMessageLocked(m)
+			e.sendControlLocked(e.routeLocked(from), from, kindFin, h.Cookie, 1)
+			return
+		}
 	}
 }

@@ -90,12 +90,13 @@ type rendezvous struct {
 	peerCookie uint64 // receive: the sender's cookie, for CTS and FIN
 	// desc is the descriptor of the sender's buffer: sent in the RTS by
 	// the sender, read from it by the receiver.
-	desc    [32]byte
-	ndesc   int
-	reader  transport.RemoteReader // set while the buffer is exposed, or the read is queued
-	got     int                    // receive: payload bytes placed so far
-	dataOps []transport.SendOp
-	opsLeft int
+	desc       [32]byte
+	ndesc      int
+	reader     transport.RemoteReader // set while the buffer is exposed, or the read is queued
+	got        int                    // receive: payload bytes placed so far
+	dataOps    []transport.SendOp
+	opsLeft    int
+	retracting bool // the sender asked the receiver to drop the unmatched RTS
 }
 
 // persistent is the operation a persistent request starts each time.

@@ -41,6 +41,18 @@ type Store struct {
 	// fence state
 	arrived int
 	gen     int
+	failed  error // a rank could not start: fences fail instead of waiting for it
+}
+
+// Fail makes every fence, now and later, return err: a rank that could
+// not start will never arrive.
+func (s *Store) Fail(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failed == nil {
+		s.failed = err
+	}
+	s.cond.Broadcast()
 }
 
 // NewStore returns a store for n ranks.
@@ -60,6 +72,9 @@ func (s *Store) Put(key string, value []byte) error {
 func (s *Store) Fence() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failed != nil {
+		return s.failed
+	}
 	gen := s.gen
 	s.arrived++
 	if s.arrived == s.n {
@@ -68,8 +83,11 @@ func (s *Store) Fence() error {
 		s.cond.Broadcast()
 		return nil
 	}
-	for gen == s.gen {
+	for gen == s.gen && s.failed == nil {
 		s.cond.Wait()
+	}
+	if gen == s.gen {
+		return s.failed
 	}
 	return nil
 }
@@ -109,16 +127,21 @@ func Worlds(tb testing.TB, n int, tr Transport) []*comm.Comm {
 			case Shm:
 			}
 			worlds[r], errs[r] = comm.Start(o)
+			if errs[r] != nil {
+				store.Fail(fmt.Errorf("rank %d did not start: %w", r, errs[r]))
+			}
 		}()
 	}
 	wg.Wait()
 	for r, err := range errs {
 		if err != nil {
+			var started []*comm.Comm
 			for _, w := range worlds {
 				if w != nil {
-					w.Close()
+					started = append(started, w)
 				}
 			}
+			Finalize(nil, started) // their fences fail: they only close
 			tb.Fatalf("start rank %d of %d: %v", r, n, err)
 		}
 	}
@@ -139,7 +162,7 @@ func Finalize(tb testing.TB, worlds []*comm.Comm) {
 	}
 	wg.Wait()
 	for r, err := range errs {
-		if err != nil {
+		if err != nil && tb != nil {
 			tb.Errorf("finalize rank %d: %v", r, err)
 		}
 	}
