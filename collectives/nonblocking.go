@@ -250,3 +250,391 @@ func (k *call) failedRequest(err error) *comm.Request {
 	k.settle(&err)
 	return failedRequest(err)
 }
+
+// The other nonblocking collectives, as schedules. Each is the simplest
+// schedule that is correct for any rank count: one round where every
+// message can go at once (gathers, scatters, all-to-all exchanges), or the
+// rounds of the blocking algorithm where each depends on the one before
+// (reductions, scans). The request advances whenever the program waits
+// for or tests it.
+
+// roundOf is a schedule of a single round.
+func roundOf(k *call, r round) *schedule { return &schedule{k: k, rounds: []round{r}} }
+
+// Igather starts a Gather (every rank's send to root's recv, in rank
+// order) and returns its request.
+func Igather[T Elem](c *comm.Comm, send, recv []T, root int) *comm.Request {
+	kv, err := start[T](c, coll.Gather|coll.Nonblocking, root, "", len(send))
+	if err != nil {
+		return failedRequest(err)
+	}
+	k := &kv
+	if err := k.checkRoot(root); err != nil {
+		return k.failedRequest(err)
+	}
+	blk := len(send)
+	if k.rank != root {
+		return roundOf(k, round{sends: []xfer{{asBytes(send), root}}}).request(c)
+	}
+	if len(recv) < blk*k.size {
+		return k.failedRequest(k.errorf("%w: recv holds %d elements, %d ranks of %d need %d", comm.ErrInvalidArg, len(recv), k.size, blk, blk*k.size))
+	}
+	var r round
+	for p := 0; p < k.size; p++ {
+		if p != root {
+			r.recvs = append(r.recvs, xfer{asBytes(recv[p*blk : (p+1)*blk]), p})
+		}
+	}
+	copy(recv[root*blk:(root+1)*blk], send)
+	return roundOf(k, r).request(c)
+}
+
+// Igatherv starts a Gatherv and returns its request.
+func Igatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int, root int) *comm.Request {
+	kv, err := start[T](c, coll.Gatherv|coll.Nonblocking, root, "", 0)
+	if err != nil {
+		return failedRequest(err)
+	}
+	k := &kv
+	if err := k.checkRoot(root); err != nil {
+		return k.failedRequest(err)
+	}
+	if k.rank != root {
+		return roundOf(k, round{sends: []xfer{{asBytes(send), root}}}).request(c)
+	}
+	if err := k.checkV("igatherv", counts, displs, len(recv)); err != nil {
+		return k.failedRequest(err)
+	}
+	var r round
+	for p := 0; p < k.size; p++ {
+		off := vOffset(counts, displs, p)
+		if p == root {
+			copy(recv[off:off+counts[p]], send)
+			continue
+		}
+		r.recvs = append(r.recvs, xfer{asBytes(recv[off : off+counts[p]]), p})
+	}
+	return roundOf(k, r).request(c)
+}
+
+// Iscatter starts a Scatter (block r of root's send to rank r's recv) and
+// returns its request.
+func Iscatter[T Elem](c *comm.Comm, send, recv []T, root int) *comm.Request {
+	kv, err := start[T](c, coll.Scatter|coll.Nonblocking, root, "", len(recv))
+	if err != nil {
+		return failedRequest(err)
+	}
+	k := &kv
+	if err := k.checkRoot(root); err != nil {
+		return k.failedRequest(err)
+	}
+	blk := len(recv)
+	if k.rank != root {
+		return roundOf(k, round{recvs: []xfer{{asBytes(recv), root}}}).request(c)
+	}
+	if len(send) < blk*k.size {
+		return k.failedRequest(k.errorf("%w: send holds %d elements, %d ranks of %d need %d", comm.ErrInvalidArg, len(send), k.size, blk, blk*k.size))
+	}
+	var r round
+	for p := 0; p < k.size; p++ {
+		if p != root {
+			r.sends = append(r.sends, xfer{asBytes(send[p*blk : (p+1)*blk]), p})
+		}
+	}
+	copy(recv, send[root*blk:(root+1)*blk])
+	return roundOf(k, r).request(c)
+}
+
+// Iscatterv starts a Scatterv and returns its request. Each rank's recv
+// must have exactly the length root's counts give it.
+func Iscatterv[T Elem](c *comm.Comm, send []T, counts, displs []int, recv []T, root int) *comm.Request {
+	kv, err := start[T](c, coll.Scatterv|coll.Nonblocking, root, "", 0)
+	if err != nil {
+		return failedRequest(err)
+	}
+	k := &kv
+	if err := k.checkRoot(root); err != nil {
+		return k.failedRequest(err)
+	}
+	if k.rank != root {
+		return roundOf(k, round{recvs: []xfer{{asBytes(recv), root}}}).request(c)
+	}
+	if err := k.checkV("iscatterv", counts, displs, len(send)); err != nil {
+		return k.failedRequest(err)
+	}
+	var r round
+	for p := 0; p < k.size; p++ {
+		off := vOffset(counts, displs, p)
+		if p == root {
+			copy(recv, send[off:off+counts[p]])
+			continue
+		}
+		r.sends = append(r.sends, xfer{asBytes(send[off : off+counts[p]]), p})
+	}
+	return roundOf(k, r).request(c)
+}
+
+// Iallgather starts an Allgather and returns its request.
+func Iallgather[T Elem](c *comm.Comm, send, recv []T) *comm.Request {
+	kv, err := start[T](c, coll.Allgather|coll.Nonblocking, 0, "", len(send))
+	if err != nil {
+		return failedRequest(err)
+	}
+	k := &kv
+	blk := len(send)
+	if len(recv) != blk*k.size {
+		return k.failedRequest(k.errorf("%w: recv holds %d elements, %d ranks of %d need %d", comm.ErrInvalidArg, len(recv), k.size, blk, blk*k.size))
+	}
+	var r round
+	for p := 0; p < k.size; p++ {
+		if p != k.rank {
+			r.sends = append(r.sends, xfer{asBytes(send), p})
+			r.recvs = append(r.recvs, xfer{asBytes(recv[p*blk : (p+1)*blk]), p})
+		}
+	}
+	copy(recv[k.rank*blk:(k.rank+1)*blk], send)
+	return roundOf(k, r).request(c)
+}
+
+// Iallgatherv starts an Allgatherv and returns its request.
+func Iallgatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int) *comm.Request {
+	kv, err := start[T](c, coll.Allgatherv|coll.Nonblocking, 0, "", 0)
+	if err != nil {
+		return failedRequest(err)
+	}
+	k := &kv
+	if err := k.checkV("iallgatherv", counts, displs, len(recv)); err != nil {
+		return k.failedRequest(err)
+	}
+	if counts[k.rank] != len(send) {
+		return k.failedRequest(k.errorf("%w: this rank sends %d elements but counts[%d] = %d", comm.ErrInvalidArg, len(send), k.rank, counts[k.rank]))
+	}
+	var r round
+	for p := 0; p < k.size; p++ {
+		off := vOffset(counts, displs, p)
+		if p == k.rank {
+			copy(recv[off:off+counts[p]], send)
+			continue
+		}
+		r.sends = append(r.sends, xfer{asBytes(send), p})
+		r.recvs = append(r.recvs, xfer{asBytes(recv[off : off+counts[p]]), p})
+	}
+	return roundOf(k, r).request(c)
+}
+
+// Ialltoall starts an Alltoall and returns its request.
+func Ialltoall[T Elem](c *comm.Comm, send, recv []T) *comm.Request {
+	kv, err := start[T](c, coll.Alltoall|coll.Nonblocking, 0, "", len(send))
+	if err != nil {
+		return failedRequest(err)
+	}
+	k := &kv
+	if len(send) != len(recv) || len(send)%k.size != 0 || sameVector(send, recv) {
+		return k.failedRequest(k.errorf("%w: send (%d) and recv (%d) must be distinct and hold %d equal blocks", comm.ErrInvalidArg, len(send), len(recv), k.size))
+	}
+	blk := len(send) / k.size
+	var r round
+	for p := 0; p < k.size; p++ {
+		if p != k.rank {
+			r.sends = append(r.sends, xfer{asBytes(send[p*blk : (p+1)*blk]), p})
+			r.recvs = append(r.recvs, xfer{asBytes(recv[p*blk : (p+1)*blk]), p})
+		}
+	}
+	copy(recv[k.rank*blk:(k.rank+1)*blk], send[k.rank*blk:(k.rank+1)*blk])
+	return roundOf(k, r).request(c)
+}
+
+// Ialltoallv starts an Alltoallv and returns its request.
+func Ialltoallv[T Elem](c *comm.Comm, send []T, sendCounts, sendDispls []int, recv []T, recvCounts, recvDispls []int) *comm.Request {
+	kv, err := start[T](c, coll.Alltoallv|coll.Nonblocking, 0, "", 0)
+	if err != nil {
+		return failedRequest(err)
+	}
+	k := &kv
+	if err := k.checkV("ialltoallv send", sendCounts, sendDispls, len(send)); err != nil {
+		return k.failedRequest(err)
+	}
+	if err := k.checkV("ialltoallv recv", recvCounts, recvDispls, len(recv)); err != nil {
+		return k.failedRequest(err)
+	}
+	so := func(i int) []T { o := vOffset(sendCounts, sendDispls, i); return send[o : o+sendCounts[i]] }
+	ro := func(i int) []T { o := vOffset(recvCounts, recvDispls, i); return recv[o : o+recvCounts[i]] }
+	if len(so(k.rank)) != len(ro(k.rank)) {
+		return k.failedRequest(k.errorf("%w: this rank sends itself %d elements but expects %d", comm.ErrInvalidArg, len(so(k.rank)), len(ro(k.rank))))
+	}
+	var r round
+	for p := 0; p < k.size; p++ {
+		if p != k.rank {
+			r.sends = append(r.sends, xfer{asBytes(so(p)), p})
+			r.recvs = append(r.recvs, xfer{asBytes(ro(p)), p})
+		}
+	}
+	copy(ro(k.rank), so(k.rank))
+	return roundOf(k, r).request(c)
+}
+
+// Ireduce starts a Reduce (binomial tree, lower ranks' values on the left,
+// as the blocking one; a non-commutative op reduces to rank 0 first) and
+// returns its request; in and out belong to it until it completes.
+func Ireduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) *comm.Request {
+	if err := checkOp[T](op); err != nil {
+		return failedRequest(opError(coll.Reduce|coll.Nonblocking, err))
+	}
+	kv, err := start[T](c, coll.Reduce|coll.Nonblocking, root, op.name, len(in))
+	if err != nil {
+		return failedRequest(err)
+	}
+	k := &kv
+	if err := k.checkRoot(root); err != nil {
+		return k.failedRequest(err)
+	}
+	if k.rank == root && len(out) < len(in) {
+		return k.failedRequest(k.errorf("%w: out holds %d elements, in %d", comm.ErrInvalidArg, len(out), len(in)))
+	}
+	treeRoot := root
+	if !op.commutative {
+		treeRoot = 0
+	}
+	acc := make([]T, len(in))
+	copy(acc, in)
+	s := &schedule{k: k}
+	n := k.size
+	vr := (k.rank - treeRoot + n) % n
+	for mask := 1; mask < n; mask <<= 1 {
+		if vr&mask != 0 {
+			s.rounds = append(s.rounds, round{sends: []xfer{{asBytes(acc), (vr&^mask + treeRoot) % n}}})
+			break
+		}
+		if src := vr | mask; src < n {
+			tmp := make([]T, len(in))
+			s.rounds = append(s.rounds, round{recvs: []xfer{{asBytes(tmp), (src + treeRoot) % n}},
+				then: func() error { return apply(op, acc, tmp) }})
+		}
+	}
+	if treeRoot != root {
+		switch k.rank {
+		case treeRoot:
+			s.rounds = append(s.rounds, round{sends: []xfer{{asBytes(acc), root}}})
+		case root:
+			s.rounds = append(s.rounds, round{recvs: []xfer{{asBytes(acc), treeRoot}}})
+		}
+	}
+	if k.rank == root {
+		s.rounds = append(s.rounds, round{then: func() error { copy(out, acc); return nil }})
+	}
+	return s.request(c)
+}
+
+// IreduceScatter starts a ReduceScatter and returns its request: every
+// rank sends each block to its owner at once, and the owner combines the
+// contributions in rank order (so non-commutative operators work).
+func IreduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) *comm.Request {
+	if err := checkOp[T](op); err != nil {
+		return failedRequest(opError(coll.ReduceScatter|coll.Nonblocking, err))
+	}
+	kv, err := start[T](c, coll.ReduceScatter|coll.Nonblocking, 0, op.name, len(in))
+	if err != nil {
+		return failedRequest(err)
+	}
+	k := &kv
+	if err := k.checkV("ireduce_scatter", counts, nil, len(in)); err != nil {
+		return k.failedRequest(err)
+	}
+	mine := counts[k.rank]
+	if len(out) < mine {
+		return k.failedRequest(k.errorf("%w: out holds %d elements, counts[%d] = %d", comm.ErrInvalidArg, len(out), k.rank, mine))
+	}
+	parts := make([][]T, k.size)
+	var r round
+	for p := 0; p < k.size; p++ {
+		off := vOffset(counts, nil, p)
+		if p == k.rank {
+			parts[p] = in[off : off+mine]
+			continue
+		}
+		r.sends = append(r.sends, xfer{asBytes(in[off : off+counts[p]]), p})
+		parts[p] = make([]T, mine)
+		r.recvs = append(r.recvs, xfer{asBytes(parts[p]), p})
+	}
+	r.then = func() error {
+		acc := make([]T, mine)
+		copy(acc, parts[0])
+		for p := 1; p < k.size; p++ {
+			if err := apply(op, acc, parts[p]); err != nil {
+				return err
+			}
+		}
+		copy(out, acc)
+		return nil
+	}
+	return roundOf(k, r).request(c)
+}
+
+// Iscan starts a Scan (inclusive prefix reduction in rank order) and
+// returns its request.
+func Iscan[T Elem](c *comm.Comm, in, out []T, op Op) *comm.Request {
+	return iscan(c, coll.Scan|coll.Nonblocking, in, out, op, false)
+}
+
+// Iexscan starts an Exscan (exclusive prefix reduction; rank 0's out is
+// left unchanged) and returns its request.
+func Iexscan[T Elem](c *comm.Comm, in, out []T, op Op) *comm.Request {
+	return iscan(c, coll.Exscan|coll.Nonblocking, in, out, op, true)
+}
+
+// iscan is the blocking scan's recursive doubling as rounds (see scan).
+func iscan[T Elem](c *comm.Comm, kind coll.Kind, in, out []T, op Op, exclusive bool) *comm.Request {
+	if err := checkOp[T](op); err != nil {
+		return failedRequest(opError(kind, err))
+	}
+	kv, err := start[T](c, kind, 0, op.name, len(in))
+	if err != nil {
+		return failedRequest(err)
+	}
+	k := &kv
+	if len(out) != len(in) {
+		return k.failedRequest(k.errorf("%w: out holds %d elements, in %d", comm.ErrInvalidArg, len(out), len(in)))
+	}
+	n := len(in)
+	partial, tmp := make([]T, n), make([]T, n)
+	copy(partial, in)
+	if !exclusive && !sameVector(in, out) {
+		copy(out, in)
+	}
+	haveOut := !exclusive
+	s := &schedule{k: k}
+	for mask := 1; mask < k.size; mask <<= 1 {
+		dst := k.rank ^ mask
+		if dst >= k.size {
+			continue
+		}
+		// The round sends partial and its step then changes it: a step runs
+		// only once the round's sends are complete.
+		s.rounds = append(s.rounds, round{
+			sends: []xfer{{asBytes(partial), dst}},
+			recvs: []xfer{{asBytes(tmp), dst}},
+			then: func() error {
+				if dst > k.rank {
+					return apply(op, partial, tmp)
+				}
+				if haveOut {
+					lower := make([]T, n)
+					copy(lower, tmp)
+					if err := apply(op, lower, out); err != nil {
+						return err
+					}
+					copy(out, lower)
+				} else {
+					copy(out, tmp)
+					haveOut = true
+				}
+				if err := apply(op, tmp, partial); err != nil {
+					return err
+				}
+				copy(partial, tmp)
+				return nil
+			},
+		})
+	}
+	return s.request(c)
+}
