@@ -6,7 +6,19 @@
 //	collectives.Reduce(world, in, out, collectives.Sum, root)
 //	collectives.Allreduce(world, in, out, collectives.Sum)
 //	collectives.Gather, Scatter, Allgather, Alltoall (and v-variants),
-//	ReduceScatter, Scan, Exscan; Iallreduce, Ibcast, Ibarrier
+//	ReduceScatter, ReduceScatterBlock, Scan, Exscan
+//	collectives.NeighborAllgather, NeighborAlltoall (on a comm.Cart)
+//
+// Every collective also has a nonblocking form (Ibarrier, Ibcast, Ireduce,
+// Iallreduce, Igather, Igatherv, Iscatter, Iscatterv, Iallgather,
+// Iallgatherv, Ialltoall, Ialltoallv, IreduceScatter, Iscan, Iexscan) that
+// returns a *comm.Request; its buffers belong to the request until it
+// completes, and it advances when the program waits for or tests it.
+//
+// Element types: any fixed-size type without pointers (numbers, bool, and
+// arrays and structs of them), checked once per type before anything is
+// sent. The predefined operators apply to numbers; UserOp makes one for
+// any type, and is called on whole elements only.
 //
 // Every rank of the communicator must call the same collectives in the
 // same order, with matching arguments. What happens when they do not:

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"sync"
@@ -643,8 +645,18 @@ func TestWaitallNoStatus(t *testing.T) {
 
 // TestWorldOfOne: a program run without mpirun is a world of one, on any
 // system (TestPortableBuild runs this with the non-Linux files): messages
-// to itself, blocking and not, persistent requests, communicators.
+// to itself, blocking and not, communicators; and after Finalize, Init
+// fails. It runs in a process of its own (the world is process-wide).
 func TestWorldOfOne(t *testing.T) {
+	if os.Getenv("COMM_TEST_WORLD_OF_ONE") != "1" {
+		exe, _ := os.Executable()
+		cmd := exec.Command(exe, "-test.run=^TestWorldOfOne$", "-test.v")
+		cmd.Env = append(os.Environ(), "COMM_TEST_WORLD_OF_ONE=1")
+		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "--- PASS: TestWorldOfOne") {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return
+	}
 	w, err := comm.Init()
 	if err != nil {
 		t.Fatal(err)

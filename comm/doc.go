@@ -42,8 +42,22 @@
 // or Ctrl-C on a job that has run a while) prints those records for every
 // rank, with the messages that arrived and match no receive.
 //
+// Typed messages: Send, Recv, Isend, Irecv, Sendrecv, SendInit and
+// RecvInit take slices of any fixed-size type without pointers (numbers,
+// bool, arrays and structs of them), sent as their bytes without a copy;
+// counts are elements. A type with a pointer is refused, naming the field.
+//
+// Grids: CartCreate lays ranks out on a Cartesian grid (DimsCreate picks
+// balanced dimensions); Cart.Shift names the neighbours of a halo
+// exchange, ProcNull past an open edge, where sends and receives complete
+// at once. SplitType(TypeShared, key) groups the ranks of each host.
+//
+// Cancellation: RecvContext, SendContext and Request.WaitContext bound a
+// wait by a context.Context; what was not matched yet is withdrawn.
+//
 // Transports: ranks on one host (same PARLEY_NODE_ID) use shared memory;
-// others use TCP. Connections are made on first use.
+// others use TCP. Connections are made on first use. Shared memory and
+// TCP are Linux's: elsewhere a program builds and runs as a world of one.
 //
 // Errors are *OpError values that wrap the sentinels in this package; test
 // them with errors.Is (comm.ErrTruncated, comm.ErrPeerLost, ...).

@@ -21,6 +21,7 @@ type Config struct {
 	NPerNode      int
 	Oversubscribe bool
 	MapBy         string // --map-by
+	CPUsPerRank   int    // --cpus-per-rank: cores bound to each rank (the pe=N of --map-by)
 	BindTo        string // --bind-to
 	ReportBinding bool
 

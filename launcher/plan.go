@@ -113,6 +113,7 @@ type Plan struct {
 	Hosts    []PlanHost
 	Ranks    []PlacedRank
 	Warnings []string
+	PE       int // cores (or hardware threads) per rank
 }
 
 // PlanHost is one host of the plan.
@@ -153,7 +154,7 @@ func makePlan(req planRequest) (*Plan, error) {
 	}
 	pe := max(req.mapBy.PE, 1)
 	over := req.oversubscribe || req.mapBy.Oversubscribe
-	p := &Plan{Hosts: make([]PlanHost, len(req.hosts))}
+	p := &Plan{Hosts: make([]PlanHost, len(req.hosts)), PE: pe}
 	places := make([][][]int, len(req.hosts))
 	slots := make([]int, len(req.hosts))
 	totalSlots := 0
@@ -232,6 +233,16 @@ func makePlan(req planRequest) (*Plan, error) {
 			for h := 0; left > 0; h = (h + 1) % len(counts) {
 				counts[h]++
 				left--
+			}
+		}
+	}
+	if pe > 1 && !over {
+		// Cores per rank were asked for: running the ranks unbound on
+		// fewer cores would not give them (Open MPI refuses too).
+		for i, n := range counts {
+			if have := distinctPlaces(places[i]); n > have {
+				return nil, fmt.Errorf("%d ranks of %d cores each do not fit %s, which has %d cores (%s): use fewer ranks or fewer cores per rank (--cpus-per-rank), or --oversubscribe to run them unbound",
+					n, pe, req.hosts[i].Name, have*pe, req.topos[i].Summary())
 			}
 		}
 	}
@@ -416,7 +427,8 @@ func hostPlaces(t *topology.Topology, m MapPolicy, pe int) ([][]int, error) {
 		}
 	}
 	if len(places) == 0 {
-		return nil, fmt.Errorf("no place for a rank of %d %s (%s)", pe, map[bool]string{true: "hardware threads", false: "cores"}[unitKind == topology.HWThread], t.Summary())
+		return nil, fmt.Errorf("no place for a rank of %d %s (%s): ask for fewer cores per rank (--cpus-per-rank, or pe= of --map-by)",
+			pe, map[bool]string{true: "hardware threads", false: "cores"}[unitKind == topology.HWThread], t.Summary())
 	}
 	return places, nil
 }

@@ -226,3 +226,20 @@ func FuzzHostfile(f *testing.F) {
 		}
 	})
 }
+
+// TestCoresPerRankRefused: ranks of several cores that do not fit a host
+// are refused, naming what exists and the way out (they ran unbound in
+// silence on default hosts); with --oversubscribe they run unbound.
+func TestCoresPerRankRefused(t *testing.T) {
+	vm := topo(t, "vm-1s2c")
+	req := planRequest{hosts: []HostSpec{{Name: "vm"}}, np: 2, mapBy: MapPolicy{By: "slot", PE: 2},
+		topos: []*topology.Topology{vm}, defaultHosts: true}
+	if _, err := makePlan(req); err == nil || !strings.Contains(err.Error(), "2 ranks of 2 cores each do not fit vm, which has 2 cores") {
+		t.Fatalf("2 ranks of 2 cores on 2 cores: %v", err)
+	}
+	req.oversubscribe = true
+	p, err := makePlan(req)
+	if err != nil || !p.Hosts[0].Oversubscribed || p.Ranks[0].Cpus != nil {
+		t.Fatalf("with --oversubscribe: %v %+v", err, p)
+	}
+}

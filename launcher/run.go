@@ -408,6 +408,12 @@ func (j *job) makePlan(hosts []HostSpec) error {
 	if err != nil {
 		return err
 	}
+	if n := j.cfg.CPUsPerRank; n > 0 {
+		if mapBy.PE > 0 && mapBy.PE != n {
+			return fmt.Errorf("--cpus-per-rank %d and --map-by %s disagree on the cores of a rank", n, j.cfg.MapBy)
+		}
+		mapBy.PE = n
+	}
 	if j.fromSlurm && j.cfg.MapBy == "" {
 		// sbatch -c N: each task is N cpus, as srun would give it.
 		mapBy.PE = slurmCPUsPerTask()
@@ -489,6 +495,11 @@ func (j *job) launch() {
 			if os.Getenv("GOMAXPROCS") == "" {
 				m.Env = append(m.Env, fmt.Sprintf("GOMAXPROCS=%d", max(1, len(host.Topology.CPUs)/len(host.Ranks))))
 			}
+		} else if pe := j.plan.PE; pe > 1 && os.Getenv("GOMAXPROCS") == "" {
+			// --cpus-per-rank N: each rank's goroutines run on its N cores
+			// (Go would size GOMAXPROCS from the binding anyway; the
+			// variable says so to the program, and holds unbound).
+			m.Env = append(m.Env, fmt.Sprintf("GOMAXPROCS=%d", pe))
 		}
 		m.Env = append(m.Env, bootstrap.EnvOversub+"="+oversub)
 		m.Env = append(m.Env, exported...)

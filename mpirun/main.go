@@ -35,6 +35,7 @@ type options struct {
 	npernode      int
 	oversubscribe bool
 	mapBy         string
+	cpusPerRank   int
 	bindTo        string
 	reportBind    bool
 	tagOutput     bool
@@ -77,6 +78,8 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.IntVar(&o.npernode, "ppn", 0, "same as --npernode")
 	fs.BoolVar(&o.oversubscribe, "oversubscribe", false, "allow more ranks than slots or cores")
 	fs.StringVar(&o.mapBy, "map-by", "", "slot|node|core|hwthread|socket|numa|l3cache|ppr:N:OBJECT, with :pe=N for N cores per rank")
+	fs.IntVar(&o.cpusPerRank, "cpus-per-rank", 0, "cores bound to each rank, which gets GOMAXPROCS=N (as --map-by slot:pe=N)")
+	fs.IntVar(&o.cpusPerRank, "cpus-per-proc", 0, "same as --cpus-per-rank")
 	fs.StringVar(&o.bindTo, "bind-to", "", "core|hwthread|socket|numa|l3cache|none (default: core when ranks <= cores, else none)")
 	fs.BoolVar(&o.reportBind, "report-bindings", false, "print each rank's binding")
 	fs.BoolVar(&o.tagOutput, "tag-output", false, "prefix each output line with [1,rank]<stdout|stderr>:")
@@ -102,7 +105,7 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.StringVar(&o.agentArgs.children, "agent-children", "", "hosts this agent starts agents on: host=node,...")
 	fs.StringVar(&o.agentArgs.ssh, "agent-ssh", "", "the ssh command for --agent-children")
 	fs.StringVar(&o.agentArgs.nodes, "agent-nodes", "", "host=index of every host, for agents started by srun")
-	for _, hidden := range []string{"agent", "agent-node", "agent-connect", "agent-children", "agent-ssh", "agent-nodes", "machinefile", "ppn", "wd"} {
+	for _, hidden := range []string{"agent", "agent-node", "agent-connect", "agent-children", "agent-ssh", "agent-nodes", "machinefile", "ppn", "wd", "cpus-per-proc"} {
 		fs.MarkHidden(hidden)
 	}
 	return fs
@@ -175,12 +178,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 func (o *options) config(argv []string) (launcher.Config, error) {
 	cfg := launcher.Config{
 		Program: argv[0], Args: argv[1:], NP: o.np, Hostfile: o.hostfile, NPerNode: o.npernode,
-		Oversubscribe: o.oversubscribe, MapBy: o.mapBy, BindTo: o.bindTo, ReportBinding: o.reportBind,
+		Oversubscribe: o.oversubscribe, MapBy: o.mapBy, CPUsPerRank: o.cpusPerRank, BindTo: o.bindTo, ReportBinding: o.reportBind,
 		TagOutput: o.tagOutput, TimestampOutput: o.timestamp, Env: o.env, Wdir: o.wdir, Verbose: o.verbose,
 		Transport: o.transport, Iface: o.iface, Compress: o.compress, Launcher: o.launcherKind, LaunchAgent: o.launchAgent, Prefix: o.prefix,
 	}
 	if o.np < 0 {
 		return cfg, fmt.Errorf("-np %d: the number of ranks cannot be negative", o.np)
+	}
+	if o.cpusPerRank < 0 {
+		return cfg, fmt.Errorf("--cpus-per-rank %d: cannot be negative", o.cpusPerRank)
 	}
 	if o.npernode < 0 {
 		return cfg, fmt.Errorf("--npernode %d: cannot be negative", o.npernode)

@@ -358,3 +358,28 @@ func TestInterruptReport(t *testing.T) {
 
 // interruptAfter is past launcher's interruptReportAfter (3 s).
 const interruptAfter = 3500 * time.Millisecond
+
+// TestCPUsPerRank: --cpus-per-rank N binds N cores to a rank and gives it
+// GOMAXPROCS=N.
+func TestCPUsPerRank(t *testing.T) {
+	if runtimeCPUs() < 2 {
+		proctest.Unavailable(t, "needs two cpus")
+	}
+	r := mpirun(t, "-np", "1", "--cpus-per-rank", "2", "rankprog", "cpus")
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	var allowed string
+	for _, l := range strings.Split(r.stdout, "\n") {
+		if f := strings.Fields(l); len(f) >= 4 && f[2] == "Cpus_allowed_list:" {
+			allowed = f[3]
+		}
+	}
+	if cpus := strings.Count(allowed, ",") + 1 + strings.Count(allowed, "-"); allowed == "" || cpus < 2 {
+		t.Errorf("rank bound to %q with --cpus-per-rank 2:\n%s", allowed, r.stdout)
+	}
+	r = mpirun(t, "-np", "1", "--cpus-per-rank", "2", "sh", "-c", "echo GOMAXPROCS=$GOMAXPROCS")
+	if !strings.Contains(r.stdout, "GOMAXPROCS=2") {
+		t.Errorf("GOMAXPROCS with --cpus-per-rank 2: %q %s", r.stdout, r.stderr)
+	}
+}
