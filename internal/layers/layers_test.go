@@ -91,8 +91,9 @@ func TestImportDirections(t *testing.T) {
 }
 
 // TestCollectivesUseCommOnly: collectives import nothing of the project
-// but comm and internal/coll, the bridge comm provides them (no back door
-// into transports or other internals), and no logger (they may reach zap
+// but comm, internal/coll (the bridge comm provides them) and
+// internal/elem (the element-type rule both share): no back door into
+// transports or other internals, and no logger (they may reach zap
 // through comm, which logs at its edges).
 func TestCollectivesUseCommOnly(t *testing.T) {
 	for pkg, imports := range deps(t, true) {
@@ -103,8 +104,8 @@ func TestCollectivesUseCommOnly(t *testing.T) {
 			if under(d, "go.uber.org/zap") || d == "log" || d == "log/slog" {
 				t.Errorf("%s imports %s: collectives never log", pkg, d)
 			}
-			if strings.HasPrefix(d, mod) && !under(d, mod+"comm") && d != mod+"internal/coll" {
-				t.Errorf("%s imports %s: collectives use comm's exported API and its bridge (internal/coll) only", pkg, d)
+			if strings.HasPrefix(d, mod) && !under(d, mod+"comm") && d != mod+"internal/coll" && d != mod+"internal/elem" {
+				t.Errorf("%s imports %s: collectives use comm's exported API, its bridge (internal/coll) and the element rule (internal/elem) only", pkg, d)
 			}
 		}
 	}
