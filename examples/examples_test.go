@@ -21,7 +21,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = dir
-	for _, p := range []string{"../mpirun", "./hello", "./ring"} {
+	for _, p := range append([]string{"../mpirun", "./hello", "./ring"}, teaching...) {
 		out := filepath.Join(dir, filepath.Base(p))
 		cmd := exec.Command("go", "build", "-o", out, p)
 		cmd.Stderr = os.Stderr
@@ -34,6 +34,50 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// teaching are the examples that check themselves against a serial run.
+var teaching = []string{"./heat2d", "./samplesort", "./sgd", "./particles", "./pi", "./workers", "./pingpong"}
+
+// TestExamples runs every teaching example through mpirun at 1, 2, 3 and 4
+// ranks, over shared memory and over TCP, at sizes that keep the suite
+// short; each example compares its parallel answer with a serial run and
+// exits non-zero at the first difference.
+func TestExamples(t *testing.T) {
+	args := map[string][]string{
+		"heat2d":     {"-n", "37", "-tol", "1e-2"},
+		"samplesort": {"-n", "3001"},
+		"sgd":        {"-n", "301", "-epochs", "10"},
+		"particles":  {"-n", "301", "-steps", "60"},
+		"pi":         {"-n", "1000003"},
+		"workers":    {"-w", "97", "-h", "61", "-iter", "200"},
+		"pingpong":   {"-max", "300000", "-iters", "50"},
+	}
+	ok := map[string]string{
+		"heat2d": "matches the serial run bit for bit", "samplesort": "every key kept", "sgd": "identical weights on every rank",
+		"particles": "where the serial run puts it", "pi": "intervals on", "workers": "as the serial run computes it", "pingpong": "bytes",
+	}
+	for _, ex := range teaching {
+		name := filepath.Base(ex)
+		for _, tr := range []string{"shm", "tcp"} {
+			for _, n := range []int{1, 2, 3, 4} {
+				t.Run(fmt.Sprintf("%s/%s/%d", name, tr, n), func(t *testing.T) {
+					flags := []string{"-np", fmt.Sprint(n), "--oversubscribe", "--timeout", "120"}
+					if tr == "tcp" {
+						flags = append(flags, "--transport", "tcp")
+					}
+					out := mpirun(t, append(append(flags, filepath.Join(bin, name)), args[name]...)...)
+					want := ok[name]
+					if name == "pingpong" && n < 2 {
+						want = "needs two ranks"
+					}
+					if !strings.Contains(out, want) {
+						t.Fatalf("output lacks %q:\n%s", want, out)
+					}
+				})
+			}
+		}
+	}
 }
 
 func mpirun(t *testing.T, args ...string) string {
