@@ -3,11 +3,11 @@
 # nodes and tasks by itself (here 3 nodes, 6 ranks), starts its node agents
 # with srun, and exits with the status of the first rank that fails.
 #
-#   go build -o ring ./examples/ring && go build -o mpirun ./mpirun
+#   make build        # bin/mpirun and bin/ring, among others
 #   sbatch examples/sbatch-ring.sh
 #
 # The same program also starts directly under Slurm, without mpirun:
-#   srun --mpi=pmi2 -N2 -n4 ./ring
+#   srun --mpi=pmi2 -N2 -n4 bin/ring
 #
 #SBATCH --job-name=parley-ring
 #SBATCH --nodes=3
@@ -17,4 +17,4 @@
 
 set -euo pipefail
 cd "${SLURM_SUBMIT_DIR:-.}"
-./mpirun --report-bindings ./ring -laps 100 -size 65536
+bin/mpirun --report-bindings bin/ring -laps 100 -size 65536
