@@ -1,13 +1,9 @@
 // Package collectives implements MPI's collective operations as generic
-// functions over a communicator:
-//
-//	collectives.Barrier(world)
-//	collectives.Bcast(world, xs, root)
-//	collectives.Reduce(world, in, out, collectives.Sum, root)
-//	collectives.Allreduce(world, in, out, collectives.Sum)
-//	collectives.Gather, Scatter, Allgather, Alltoall (and v-variants),
-//	ReduceScatter, ReduceScatterBlock, Scan, Exscan
-//	collectives.NeighborAllgather, NeighborAlltoall (on a comm.Cart)
+// functions over a communicator: Barrier, Bcast, Reduce, Allreduce,
+// Gather, Scatter, Allgather, Alltoall (and their v-variants),
+// ReduceScatter, ReduceScatterBlock, Scan, Exscan, and NeighborAllgather
+// and NeighborAlltoall on a comm.Cart. The Allreduce and UserOp examples
+// show the calls.
 //
 // Every collective also has a nonblocking form (Ibarrier, Ibcast, Ireduce,
 // Iallreduce, Igather, Igatherv, Iscatter, Iscatterv, Iallgather,

@@ -1,17 +1,9 @@
 // Package comm is what a parley program links: it starts the runtime,
 // gives the program its rank and the world, and moves tagged messages
-// between ranks with MPI's point-to-point semantics.
-//
-//	world, err := comm.Init()
-//	if err != nil { ... }
-//	defer comm.Finalize()
-//	if world.Rank() == 0 {
-//		err = world.Send([]byte("hello"), 1, 7)
-//	} else if world.Rank() == 1 {
-//		buf := make([]byte, 64)
-//		st, err := world.Recv(buf, comm.AnySource, comm.AnyTag)
-//		fmt.Println(string(buf[:st.Count]), "from", st.Source)
-//	}
+// between ranks with MPI's point-to-point semantics. A program calls Init
+// first and Finalize last; the Example functions (go doc -all, and go
+// test runs them) show the rest: Comm.Send for a message between ranks,
+// Send for structs, Comm.CartCreate for a grid of ranks.
 //
 // Semantics (as MPI): a receive matches on source (or AnySource) and tag
 // (or AnyTag); messages from one sender on one communicator are received
