@@ -50,6 +50,7 @@ type agent struct {
 	ln       *net.UnixListener
 	segments []string       // the host's segments, reserved before its ranks start
 	segEnv   map[int]string // per rank: its segment's environment entry
+	oom      oomTracker     // OOM kill counters of the ranks' memory cgroups
 
 	mu          sync.Mutex
 	ranks       map[int]*localRank
@@ -75,6 +76,7 @@ type localRank struct {
 	inFence     bool
 	exited      bool
 	exitCode    int
+	cgroups     rankCgroups // its memory cgroups, to tell an OOM kill from kill -9
 }
 
 // RunAgent serves mpirun on conn (after the handshake) until mpirun closes
@@ -279,13 +281,20 @@ func (a *agent) spawn(r *localRank, env []string) error {
 	if err != nil {
 		return err
 	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return err
+	var errR, errW *os.File
+	if l.Merge {
+		// --merge-stderr-to-stdout: one pipe, so the two streams keep
+		// their order.
+		cmd.Stdout, cmd.Stderr = outW, outW
+	} else {
+		errR, errW, err = os.Pipe()
+		if err != nil {
+			outR.Close()
+			outW.Close()
+			return err
+		}
+		cmd.Stdout, cmd.Stderr = outW, errW
 	}
-	cmd.Stdout, cmd.Stderr = outW, errW
 	var stdinW *os.File
 	if r.spec.Rank == 0 && l.Stdin {
 		var stdinR *os.File
@@ -298,16 +307,21 @@ func (a *agent) spawn(r *localRank, env []string) error {
 	}
 	err = a.spawner.Start(cmd, r.spec.Cpus)
 	outW.Close()
-	errW.Close()
+	if errW != nil {
+		errW.Close()
+	}
 	if err != nil {
 		outR.Close()
-		errR.Close()
+		if errR != nil {
+			errR.Close()
+		}
 		if stdinW != nil {
 			stdinW.Close()
 		}
 		return execError(l.Program, a.hostname, cmd, err)
 	}
 	r.cmd, r.pid = cmd, cmd.Process.Pid
+	r.cgroups = a.oom.watch(r.pid)
 	if c, err := linux.Watch(r.pid); err == nil {
 		// Waited for through its pidfd, without an OS thread per rank;
 		// os/exec's own handle is released.
@@ -323,9 +337,12 @@ func (a *agent) spawn(r *localRank, env []string) error {
 		go a.forwardStdin(stdinW, ch)
 	}
 	var outputs sync.WaitGroup
-	outputs.Add(2)
+	outputs.Add(1)
 	go a.forwardOutput(r.spec.Rank, bootstrap.Stdout, outR, &outputs)
-	go a.forwardOutput(r.spec.Rank, bootstrap.Stderr, errR, &outputs)
+	if errR != nil {
+		outputs.Add(1)
+		go a.forwardOutput(r.spec.Rank, bootstrap.Stderr, errR, &outputs)
+	}
 	a.wg.Add(1)
 	go a.waitRank(r, &outputs)
 	return nil
@@ -400,6 +417,9 @@ func (a *agent) waitRank(r *localRank, outputs *sync.WaitGroup) {
 	}
 	if m.Signal != 0 {
 		m.Code = 0
+		if m.Signal == int(syscall.SIGKILL) {
+			_, m.OOM = a.oom.killed(r.cgroups)
+		}
 		// A death by signal is reported at once, before the output is
 		// drained: the peers of a killed rank see their links fail within
 		// microseconds and may fail themselves, and mpirun must learn of

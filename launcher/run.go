@@ -167,6 +167,13 @@ func Run(cfg Config) (int, error) {
 	if err := j.makePlan(hosts); err != nil {
 		return exitFailure, &ExitError{Code: exitFailure, Err: err}
 	}
+	if cfg.OutputDir != "" {
+		files, err := newRankFiles(cfg.OutputDir, len(j.plan.Ranks), cfg.MergeStderr)
+		if err != nil {
+			return exitFailure, &ExitError{Code: exitFailure, Err: err}
+		}
+		j.out.files, j.out.noCopy = files, cfg.OutputNoCopy
+	}
 	j.launch()
 	return j.loop(), nil
 }
@@ -483,7 +490,7 @@ func (j *job) launch() {
 	for h, host := range j.plan.Hosts {
 		l := j.agents[h]
 		m := &bootstrap.Launch{JobID: j.id, Program: j.prog, Args: j.cfg.Args, Wdir: wdir,
-			Size: len(j.plan.Ranks), Stdin: j.cfg.StdinRank == 0}
+			Size: len(j.plan.Ranks), Stdin: j.cfg.StdinRank == 0, Merge: j.cfg.MergeStderr}
 		oversub := "0"
 		m.Env = append([]string(nil), env...)
 		if host.Oversubscribed {
@@ -621,6 +628,7 @@ func (j *job) handle(ev event) {
 	case bootstrap.TStarted:
 		if m, err := bootstrap.ParseStarted(ev.body); err == nil && j.validRank(m.Rank) {
 			j.ranks[m.Rank].pid = m.Pid
+			j.out.openRank(m.Rank)
 		}
 	case bootstrap.TExited:
 		m, err := bootstrap.ParseExited(ev.body)
@@ -691,6 +699,8 @@ func (j *job) onExit(m *bootstrap.Exited) {
 	switch {
 	case m.Err != "":
 		j.failRank(m.Rank, m.Code, fmt.Sprintf("rank %d could not start on %s: %s", m.Rank, s.host, m.Err))
+	case m.OOM != "":
+		j.failRank(m.Rank, 128+m.Signal, fmt.Sprintf("%s was killed by the kernel's out-of-memory killer (%s)", j.describeRank(m.Rank), m.OOM))
 	case m.Signal != 0:
 		j.failRank(m.Rank, 128+m.Signal, fmt.Sprintf("%s was killed by signal %d (%v)", j.describeRank(m.Rank), m.Signal, syscall.Signal(m.Signal)))
 	case m.Code != 0:
@@ -762,6 +772,9 @@ func (j *job) failRank(rank, code int, msg string) {
 	if j.suspectT != nil {
 		j.suspectT.Stop()
 		j.suspectT, j.suspect = nil, nil
+	}
+	if f := j.out.files; f != nil && j.validRank(rank) {
+		msg += " (see " + f.path(rank, 2) + ")"
 	}
 	j.failure = &failure{code: code, msg: msg, rank: rank}
 	// The ranks to stop: those started (mpirun knows their pid) that have
@@ -853,4 +866,5 @@ func (j *job) cleanup() {
 	for _, c := range j.cleanups {
 		c()
 	}
+	j.out.closeFiles() // after the agents: their last output is written
 }

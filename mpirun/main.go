@@ -40,6 +40,8 @@ type options struct {
 	reportBind    bool
 	tagOutput     bool
 	timestamp     bool
+	outputFile    string
+	mergeStderr   bool
 	env           []string
 	wdir          string
 	timeout       string
@@ -84,6 +86,8 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.BoolVar(&o.reportBind, "report-bindings", false, "print each rank's binding")
 	fs.BoolVar(&o.tagOutput, "tag-output", false, "prefix each output line with [1,rank]<stdout|stderr>:")
 	fs.BoolVar(&o.timestamp, "timestamp-output", false, "prefix each output line with the time")
+	fs.StringVar(&o.outputFile, "output-filename", "", "also write each rank's output to DIR/1/rank.N/stdout and stderr (DIR:nocopy: only there)")
+	fs.BoolVar(&o.mergeStderr, "merge-stderr-to-stdout", false, "send the ranks' stderr into their stdout")
 	fs.StringArrayVarP(&o.env, "export", "x", nil, "export VAR (its value here) or VAR=value to the ranks (repeatable)")
 	fs.StringVar(&o.wdir, "wdir", "", "working directory of the ranks (default: the current one)")
 	fs.StringVar(&o.wdir, "wd", "", "same as --wdir")
@@ -184,6 +188,23 @@ func (o *options) config(argv []string) (launcher.Config, error) {
 	}
 	if o.np < 0 {
 		return cfg, fmt.Errorf("-np %d: the number of ranks cannot be negative", o.np)
+	}
+	cfg.MergeStderr = o.mergeStderr
+	if o.outputFile != "" {
+		dir, mods, _ := strings.Cut(o.outputFile, ":")
+		for _, m := range strings.Split(mods, ",") {
+			switch m {
+			case "":
+			case "nocopy":
+				cfg.OutputNoCopy = true
+			default:
+				return cfg, fmt.Errorf("--output-filename %s: unknown modifier %q (nocopy is the one there is)", o.outputFile, m)
+			}
+		}
+		if dir == "" {
+			return cfg, fmt.Errorf("--output-filename %s: no directory", o.outputFile)
+		}
+		cfg.OutputDir = dir
 	}
 	if o.cpusPerRank < 0 {
 		return cfg, fmt.Errorf("--cpus-per-rank %d: cannot be negative", o.cpusPerRank)

@@ -67,6 +67,31 @@ func rankprog() int {
 			os.Exit(arg(0, 1))
 		}
 		blockForever()
+	case "talk": // rankprog talk RANK CODE: every rank prints a line to stdout and to stderr; RANK then exits with CODE, the others block (or end when CODE is 0)
+		fmt.Printf("out from rank %d\n", rank)
+		fmt.Fprintf(os.Stderr, "err from rank %d\n", rank)
+		fmt.Printf("more out from rank %d\n", rank)
+		if arg(1, 0) == 0 {
+			break
+		}
+		if rank == arg(0, 0) {
+			os.Exit(arg(1, 0))
+		}
+		blockForever()
+	case "alloc": // rankprog alloc RANK MIB: RANK allocates and touches MIB MiB, 16 MiB at a time; the others block
+		if rank == arg(0, 0) {
+			var keep [][]byte
+			for i := 0; i < arg(1, 1024)/16; i++ {
+				b := make([]byte, 16<<20)
+				for j := 0; j < len(b); j += 4096 {
+					b[j] = 1
+				}
+				keep = append(keep, b)
+			}
+			fmt.Printf("rank %d allocated %d MiB\n", rank, 16*len(keep))
+			os.Exit(3)
+		}
+		blockForever()
 	case "kill": // rankprog kill RANK: RANK kills itself with SIGKILL
 		if rank == arg(0, 0) {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)

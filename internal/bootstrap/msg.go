@@ -92,6 +92,7 @@ type Launch struct {
 	Wdir    string   // working directory ("" keeps the agent's)
 	Size    int      // ranks in the job
 	Stdin   bool     // rank 0, if here, reads mpirun's stdin (TStdin messages)
+	Merge   bool     // the ranks' stderr goes into their stdout (one pipe, order kept)
 	Ranks   []RankSpec
 }
 
@@ -103,11 +104,14 @@ func (m *Launch) Append(b []byte) []byte {
 	b = wire.AppendStrings(b, m.Env)
 	b = wire.AppendString(b, m.Wdir)
 	b = wire.AppendVarint(b, int64(m.Size))
-	stdin := uint64(0)
+	flags := uint64(0)
 	if m.Stdin {
-		stdin = 1
+		flags |= 1
 	}
-	b = wire.AppendUvarint(b, stdin)
+	if m.Merge {
+		flags |= 2
+	}
+	b = wire.AppendUvarint(b, flags)
 	b = wire.AppendUvarint(b, uint64(len(m.Ranks)))
 	for _, r := range m.Ranks {
 		b = wire.AppendVarint(b, int64(r.Rank))
@@ -123,7 +127,8 @@ func ParseLaunch(b []byte) (*Launch, error) {
 	r := wire.NewReader(b)
 	m := &Launch{JobID: r.String(), Program: r.String(), Args: r.Strings(), Env: r.Strings(),
 		Wdir: r.String(), Size: r.Int()}
-	m.Stdin = r.Uvarint() == 1
+	flags := r.Uvarint()
+	m.Stdin, m.Merge = flags&1 != 0, flags&2 != 0
 	n := r.Uvarint()
 	if n > uint64(r.Len()) {
 		return nil, fmt.Errorf("%w: launch lists %d ranks in %d bytes", wire.ErrMalformed, n, r.Len())
@@ -186,6 +191,7 @@ type Exited struct {
 	Initialized bool   // the rank called comm.Init
 	Finalized   bool   // the rank called comm.Finalize
 	Err         string // why it could not start, or ""
+	OOM         string // killed by the out-of-memory killer: the limit it hit ("cgroup limit 2.0 GiB"); "" otherwise
 }
 
 func (Exited) Type() Type { return TExited }
@@ -202,7 +208,8 @@ func (m *Exited) Append(b []byte) []byte {
 		flags |= 2
 	}
 	b = wire.AppendUvarint(b, flags)
-	return wire.AppendString(b, m.Err)
+	b = wire.AppendString(b, m.Err)
+	return wire.AppendString(b, m.OOM)
 }
 
 // ParseExited decodes an Exited body.
@@ -212,6 +219,7 @@ func ParseExited(b []byte) (*Exited, error) {
 	flags := r.Uvarint()
 	m.Initialized, m.Finalized = flags&1 != 0, flags&2 != 0
 	m.Err = r.String()
+	m.OOM = r.String()
 	return m, done(r, TExited)
 }
 

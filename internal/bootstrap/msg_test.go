@@ -15,7 +15,7 @@ func samples() map[Type]Msg {
 			Ranks: []RankSpec{{Rank: 0, LocalRank: 0, Cpus: []int{0, 1}, Env: []string{"R=0"}}, {Rank: 3, LocalRank: 1}}},
 		TStarted:   &Started{Rank: 3, Pid: 1234},
 		TOutput:    &Output{Rank: 1, Stream: Stderr, Data: []byte("line\n")},
-		TExited:    &Exited{Rank: 1, Pid: 5, Code: 3, Signal: 0, Initialized: true, Finalized: false, Err: "x"},
+		TExited:    &Exited{Rank: 1, Pid: 5, Code: 3, Signal: 0, Initialized: true, Finalized: false, Err: "x", OOM: "cgroup limit 64 MiB"},
 		TFence:     &Fence{Pairs: []KV{{Key: "card/0", Value: []byte{1, 2, 3}}, {Key: "k", Value: []byte{}}}},
 		TAbort:     &Abort{Rank: 2, Code: 9, Message: "bye"},
 		TSignal:    &Signal{Signal: 15},
