@@ -27,9 +27,9 @@ type Config struct {
 
 	TagOutput       bool
 	TimestampOutput bool
-	OutputDir       string // --output-filename: each rank's output in DIR/1/rank.N/{stdout,stderr}
-	OutputNoCopy    bool   // with OutputDir: not also on mpirun's stdout and stderr (":nocopy")
-	MergeStderr     bool   // --merge-stderr-to-stdout
+	OutputDir       string   // --output-filename: each rank's output in DIR/1/rank.N/{stdout,stderr}
+	OutputNoCopy    bool     // with OutputDir: not also on mpirun's stdout and stderr (":nocopy")
+	MergeStderr     bool     // --merge-stderr-to-stdout
 	Env             []string // -x: "VAR" (export its value) or "VAR=value"
 	Wdir            string
 	Timeout         time.Duration // end the job after this long, with a hang report

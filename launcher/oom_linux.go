@@ -25,7 +25,7 @@ import (
 type oomTracker struct {
 	mu   sync.Mutex
 	seen map[string]int64 // counter file -> the value already accounted for
-	root string            // "" or a directory standing in for /, for tests
+	root string           // "" or a directory standing in for /, for tests
 }
 
 // memCgroup is one memory cgroup directory and the files that matter.
