@@ -3,17 +3,36 @@
 GO      ?= go
 BIN     := bin
 TIMEOUT ?= 20m
+PREFIX  ?= /usr/local
 
-.PHONY: all build test test-shipped test-race vet clean
+# What mpirun --version and --info report. A tree without git (a release
+# tarball) gives VERSION on the command line.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)"
+EXAMPLES := hello ring pi pingpong workers heat2d samplesort sgd particles
+
+.PHONY: all build test test-shipped test-race vet clean install
 
 all: build
 
 build:
 	mkdir -p $(BIN)
-	CGO_ENABLED=0 $(GO) build -o $(BIN)/mpirun ./mpirun
-	CGO_ENABLED=0 $(GO) build -o $(BIN)/bench ./bench
-	CGO_ENABLED=0 $(GO) build -o $(BIN)/hello ./examples/hello
-	CGO_ENABLED=0 $(GO) build -o $(BIN)/ring ./examples/ring
+	$(GOBUILD) -o $(BIN)/mpirun ./mpirun
+	$(GOBUILD) -o $(BIN)/bench ./bench
+	$(GOBUILD) -o $(BIN)/hello ./examples/hello
+	$(GOBUILD) -o $(BIN)/ring ./examples/ring
+
+# make install PREFIX=/opt/parley/1.0: mpirun, bench and the examples (as
+# parley-hello, parley-ring, ...) in PREFIX/bin, static and pure Go, and a
+# modulefile for environment modules (Tcl) and for Lmod (Lua):
+#   module use PREFIX/share/modulefiles   &&  module load parley
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/modulefiles/parley $(DESTDIR)$(PREFIX)/share/lmod/modulefiles/parley
+	install -m 755 $(BIN)/mpirun $(BIN)/bench $(DESTDIR)$(PREFIX)/bin/
+	for e in $(EXAMPLES); do $(GOBUILD) -o $(DESTDIR)$(PREFIX)/bin/parley-$$e ./examples/$$e || exit 1; done
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' packaging/parley.tcl.in > $(DESTDIR)$(PREFIX)/share/modulefiles/parley/$(VERSION)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' packaging/parley.lua.in > $(DESTDIR)$(PREFIX)/share/lmod/modulefiles/parley/$(VERSION).lua
 
 vet:
 	$(GO) vet ./...

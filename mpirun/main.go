@@ -3,6 +3,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,8 +21,12 @@ import (
 	"github.com/parley-hpc/parley/launcher"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "0.1.0-dev"
+// version and commit are set at build time (make build, make install):
+// -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "0.1.0-dev"
+	commit  = ""
+)
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -55,6 +60,8 @@ type options struct {
 	prefix        string
 	ssh           string
 	showVersion   bool
+	info          bool
+	json          bool
 	help          bool
 	agent         bool
 	agentArgs     agentOptions
@@ -102,6 +109,8 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.StringVar(&o.prefix, "prefix", "", "install prefix on the remote hosts (PREFIX/bin/mpirun)")
 	fs.StringVar(&o.ssh, "ssh", "", "ssh command and options for remote hosts (default: $PARLEY_SSH or ssh)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	fs.BoolVar(&o.info, "info", false, "report this build, what this host offers (transports, launchers, limits, topology) and the binding -np N would get, and exit")
+	fs.BoolVar(&o.json, "json", false, "with --info: the report as JSON")
 	fs.BoolVarP(&o.help, "help", "h", false, "print this help and exit")
 	fs.BoolVar(&o.agent, "agent", false, "run as a node agent (started by mpirun itself)")
 	fs.IntVar(&o.agentArgs.node, "agent-node", 0, "this agent's host index")
@@ -147,6 +156,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case o.agent:
 		return runAgent(o, stderr)
+	case o.info:
+		return runInfo(o, fs, stdout, stderr)
+	case o.json:
+		fmt.Fprintln(stderr, "mpirun: --json goes with --info")
+		return 2
 	}
 	if fs.NArg() == 0 {
 		fmt.Fprintln(stderr, "mpirun: no program given")
@@ -368,5 +382,30 @@ func runAgent(o options, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mpirun agent: %v\n", err)
 		return 1
 	}
+	return 0
+}
+
+// runInfo prints mpirun --info: the report, as text or JSON.
+func runInfo(o options, fs *pflag.FlagSet, stdout, stderr io.Writer) int {
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "mpirun: --info takes no program (%s)\n", fs.Arg(0))
+		return 2
+	}
+	cfg, err := o.config([]string{""})
+	if err != nil {
+		fmt.Fprintf(stderr, "mpirun: %v\n", err)
+		return 2
+	}
+	in := launcher.GatherInfo(version, commit, cfg)
+	if o.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(in); err != nil {
+			fmt.Fprintf(stderr, "mpirun: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	in.WriteText(stdout)
 	return 0
 }

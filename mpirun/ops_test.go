@@ -3,17 +3,20 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/parley-hpc/parley/internal/proctest"
+	"github.com/parley-hpc/parley/launcher"
 )
 
 // memoryCgroup makes a memory cgroup with the given limit (v1's memory
@@ -186,3 +189,79 @@ func TestOutputFiles(t *testing.T) {
 		}
 	})
 }
+
+// TestInfo: mpirun --info reports what this host offers and where ranks
+// would run, as text and as JSON, and each probe reflects the host: a
+// full /dev/shm makes shm unusable with the reason, launcher variables in
+// the environment are named, -np and --bind-to change the binding.
+func TestInfo(t *testing.T) {
+	info := func(env []string, args ...string) (Info, string) {
+		cmd := exec.Command("mpirun", append([]string{"--info", "--json"}, args...)...)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("mpirun --info --json %v: %v\n%s", args, err, out)
+		}
+		var in Info
+		if err := json.Unmarshal(out, &in); err != nil {
+			t.Fatalf("not JSON: %v\n%s", err, out)
+		}
+		return in, string(out)
+	}
+	capability := func(in Info, name string) launcher.Capability {
+		for _, c := range append(in.Transports, in.Launchers...) {
+			if c.Name == name {
+				return c
+			}
+		}
+		t.Fatalf("no %s in the report", name)
+		return launcher.Capability{}
+	}
+	in, raw := info(nil, "-np", "2")
+	if in.Go != runtime.Version() || in.Ranks != 2 || len(in.Binding) != 2 || !strings.Contains(in.Topology, "cores") {
+		t.Errorf("report:\n%s", raw)
+	}
+	for _, name := range []string{"shm", "tcp", "cma", "local", "ssh", "slurm"} {
+		if c := capability(in, name); !c.InBuild {
+			t.Errorf("%s not in build: %+v", name, c)
+		}
+	}
+	if c := capability(in, "shm"); !c.Usable {
+		t.Errorf("shm unusable here: %s", c.Detail)
+	}
+	if c := capability(in, "verbs"); c.InBuild || c.Usable {
+		t.Errorf("verbs: %+v", c)
+	}
+	in, _ = info(nil, "-np", "1", "--bind-to", "none")
+	if len(in.Binding) != 1 || !strings.Contains(in.Binding[0], "not bound") {
+		t.Errorf("--bind-to none: %q", in.Binding)
+	}
+	in, _ = info([]string{"PARLEY_SHM=off", "SLURM_JOB_ID=7", "OMPI_COMM_WORLD_RANK=0"})
+	if c := capability(in, "shm"); c.Usable || !strings.Contains(c.Detail, "PARLEY_SHM=off") {
+		t.Errorf("PARLEY_SHM=off: %+v", c)
+	}
+	env := strings.Join(in.Environment, "; ")
+	if !strings.Contains(env, "SLURM_* (Slurm)") || !strings.Contains(env, "OMPI_* (Open MPI)") {
+		t.Errorf("environment: %q", in.Environment)
+	}
+	out, err := exec.Command("mpirun", "--info").CombinedOutput()
+	for _, want := range []string{"parley ", "transports:", "launchers:", "binding of "} {
+		if err != nil || !strings.Contains(string(out), want) {
+			t.Errorf("--info text lacks %q (%v):\n%s", want, err, out)
+		}
+	}
+	for _, args := range [][]string{{"--json"}, {"--info", "rankprog"}} {
+		if r := mpirun(t, args...); r.code != 2 {
+			t.Errorf("mpirun %v: exit status %d\n%s", args, r.code, r.stderr)
+		}
+	}
+	t.Run("full /dev/shm", func(t *testing.T) {
+		needRoot(t)
+		r := inShmNamespace(t, "size=64k", "", "--info")
+		if !regexp.MustCompile(`(?m)^  shm +unusable +/dev/shm: .*fall back to TCP$`).MatchString(r.stdout) {
+			t.Errorf("exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+		}
+	})
+}
+
+type Info = launcher.Info

@@ -366,3 +366,22 @@ func roundUp(n uint64) uint64 {
 	}
 	return m
 }
+
+// Probe reports the room in dir and whether a segment of size bytes can
+// be made there now: it creates one (as Reserve does, pages reserved) and
+// removes it. For mpirun --info.
+func Probe(dir string, size int) (free uint64, err error) {
+	free, _, _, err = room(dir)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", dir, err)
+	}
+	name := Prefix + "probe-" + NewToken()
+	if err := Reserve(dir, []string{name}, size, os.Getpid()); err != nil {
+		return free, err
+	}
+	os.Remove(filepath.Join(dir, name))
+	return free, nil
+}
+
+// Human prints a byte count for people ("64 MiB").
+func Human(n uint64) string { return human(n) }

@@ -33,6 +33,7 @@ func Yield() { runtime.Gosched() }
 func ReadRemote(dst []byte, pid int, addr uintptr) error { return notSupported("process_vm_readv") }
 
 // Affinity is not available.
+func ProbeReadRemote() error   { return notSupported("process_vm_readv") }
 func Affinity() ([]int, error) { return nil, notSupported("sched_getaffinity") }
 
 // SetThreadAffinity is not available.

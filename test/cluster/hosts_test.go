@@ -167,6 +167,24 @@ func TestHelloAcrossHosts(t *testing.T) {
 	t.Logf("3 hosts x 2 ranks: %v", r.took)
 }
 
+// TestOutputFilesAcrossHosts: --output-filename holds each remote rank's
+// output in its own file.
+func TestOutputFilesAcrossHosts(t *testing.T) {
+	needHosts(t)
+	dir := t.TempDir()
+	r := mpirun(t, "-H", "host1:1,host2:1,host3:1", "--output-filename", dir+":nocopy", filepath.Join(bin, "hello"))
+	if r.code != 0 || strings.Contains(r.stdout, "hello") {
+		t.Fatalf("status %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	for rank := range 3 {
+		b, err := os.ReadFile(filepath.Join(dir, "1", fmt.Sprintf("rank.%d", rank), "stdout"))
+		want := fmt.Sprintf("hello from rank %d of 3 on host%d ", rank, rank+1)
+		if err != nil || !strings.HasPrefix(string(b), want) {
+			t.Errorf("rank %d's stdout file: %q %v, want %q...", rank, b, err, want)
+		}
+	}
+}
+
 func TestRingAcrossHosts(t *testing.T) {
 	needHosts(t)
 	r := mpirun(t, "-v", "-H", strings.Join(hosts, ":2,")+":2", filepath.Join(bin, "ring"), "-laps", "20", "-size", "300000")

@@ -139,12 +139,21 @@ func TestSbatchPlacement(t *testing.T) {
 	}
 }
 
+// TestSbatchRankFails: a rank on the second node fails; the job's exit
+// code is the rank's status, the summary line names it and, with
+// --output-filename, the file holding what it wrote, which mpirun wrote
+// on the first node from the output the agent forwarded.
 func TestSbatchRankFails(t *testing.T) {
 	needSlurm(t)
-	script := fmt.Sprintf(`%s/mpirun sh -c 'if [ "$PARLEY_RANK" = 3 ]; then exit 3; fi; exec %s/testprog block'`, bin, bin)
-	out, exit := sbatch(t, []string{"-N2", "-n4"}, script)
-	if !strings.HasPrefix(exit, "3:") || !strings.Contains(out, "on node2) exited with status 3") {
+	script := fmt.Sprintf(`%s/mpirun --output-filename out sh -c 'if [ "$PARLEY_RANK" = 3 ]; then echo "rank 3 gives up" >&2; exit 3; fi; exec %s/testprog block'`, bin, bin)
+	j := submit(t, []string{"-N2", "-n4"}, script)
+	out, exit := waitJob(t, j)
+	if !strings.HasPrefix(exit, "3:") || !strings.Contains(out, "on node2) exited with status 3 (see out/1/rank.3/stderr)") {
 		t.Fatalf("exit %s:\n%s", exit, out)
+	}
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(j.out), "out/1/rank.3/stderr"))
+	if err != nil || string(b) != "rank 3 gives up\n" {
+		t.Errorf("out/1/rank.3/stderr: %q %v", b, err)
 	}
 	checkNoneLeft(t)
 }
