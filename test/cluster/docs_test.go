@@ -284,6 +284,7 @@ func runShell(t *testing.T, root string, b docBlock) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", b.text)
 	cmd.Dir = root
+	cmd.Env = docEnv(t)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var out bytes.Buffer
@@ -297,6 +298,21 @@ func runShell(t *testing.T, root string, b docBlock) {
 	for _, m := range submitted.FindAllStringSubmatch(out.String(), -1) {
 		checkBatchJob(t, b, m[1])
 	}
+}
+
+// docEnv is the environment documented commands run in: a HOME of their
+// own (a block may install into $HOME), with Go's caches where they are,
+// so that nothing is downloaded or rebuilt from scratch.
+func docEnv(t *testing.T) []string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOCACHE", "GOMODCACHE", "GOPATH").Output()
+	v := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if err != nil || len(v) != 3 {
+		t.Fatalf("go env: %v %q", err, out)
+	}
+	home := t.TempDir()
+	os.Chmod(home, 0o755)
+	return append(os.Environ(), "HOME="+home, "GOCACHE="+v[0], "GOMODCACHE="+v[1], "GOPATH="+v[2])
 }
 
 // checkBatchJob waits for a job a documented command submitted: it must
