@@ -36,6 +36,7 @@ install: build
 
 vet:
 	$(GO) vet ./...
+	CGO_ENABLED=1 $(GO) vet -tags pmix ./internal/pmix ./comm   # the PMIx build (libpmix-dev)
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 # The whole suite, twice: first as shipped (the pure-Go build users run:

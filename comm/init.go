@@ -15,7 +15,6 @@ import (
 
 	"github.com/parley-hpc/parley/internal/bootstrap"
 	"github.com/parley-hpc/parley/internal/linux"
-	"github.com/parley-hpc/parley/internal/pmi2"
 	"github.com/parley-hpc/parley/transport"
 	"github.com/parley-hpc/parley/transport/shm"
 	"github.com/parley-hpc/parley/transport/tcp"
@@ -57,8 +56,8 @@ type Options struct {
 	Iface  string
 	Logger *zap.Logger
 
-	agent *agentKV     // set by Init under mpirun
-	pmi   *pmi2.Client // set by Init under srun --mpi=pmi2
+	agent *agentKV  // set by Init under mpirun
+	pmi   pmiClient // set by Init when a process manager started the rank
 }
 
 var (
@@ -129,8 +128,11 @@ func (c *Comm) Finalize() error {
 func optionsFromEnv() (Options, error) {
 	var o Options
 	if os.Getenv(bootstrap.EnvRank) == "" {
-		if pmi2.Available() {
+		if directLaunch() {
 			return optionsFromPMI()
+		}
+		if why := foreignLauncher(); why != "" {
+			return o, errors.New(why)
 		}
 		o.Size = 1
 		o.LocalSize = 1

@@ -24,6 +24,9 @@ type Config struct {
 	CPUsPerRank   int    // --cpus-per-rank: cores bound to each rank (the pe=N of --map-by)
 	BindTo        string // --bind-to
 	ReportBinding bool
+	// DisplayAllocation prints the hosts and slots taken; DoNotLaunch
+	// also plans the ranks, prints where they would run and stops there.
+	DisplayAllocation, DoNotLaunch bool
 
 	TagOutput       bool
 	TimestampOutput bool

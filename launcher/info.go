@@ -270,7 +270,7 @@ func localBinding(cfg Config) (int, []string, []string, string) {
 	if err != nil {
 		return 0, nil, nil, err.Error()
 	}
-	j := &job{cfg: cfg}
+	j := &job{cfg: cfg, allocFrom: "this host"}
 	hosts := []HostSpec{{Name: localName()}} // as allocation() without -H
 	j.agents = []*agentLink{{host: hosts[0].Name, topo: topo}}
 	j.out = &printer{stdout: discard{}, stderr: discard{}}

@@ -59,6 +59,7 @@ type job struct {
 	noticed    map[string]bool // notices printed already
 	started    time.Time       // when the ranks were launched
 	fromSlurm  bool            // the hosts are a Slurm allocation's
+	allocFrom  string          // where the hosts came from, for --display-allocation
 
 	stdinAck chan struct{}
 	done     chan struct{} // closed when the loop ends
@@ -161,11 +162,23 @@ func Run(cfg Config) (int, error) {
 	if err != nil {
 		return 2, &ExitError{Code: 2, Err: err}
 	}
+	if cfg.DisplayAllocation || cfg.DoNotLaunch {
+		j.displayAllocation(hosts)
+	}
 	if err := j.startAgents(hosts); err != nil {
 		return exitFailure, err
 	}
 	if err := j.makePlan(hosts); err != nil {
 		return exitFailure, &ExitError{Code: exitFailure, Err: err}
+	}
+	if cfg.DoNotLaunch {
+		if !cfg.ReportBinding {
+			for _, line := range j.plan.BindingReport() {
+				j.out.notice("%s", line)
+			}
+		}
+		j.out.notice("--do-not-launch: %d ranks planned on %d host(s); none started", len(j.plan.Ranks), len(j.plan.Hosts))
+		return 0, nil
 	}
 	if cfg.OutputDir != "" {
 		files, err := newRankFiles(cfg.OutputDir, len(j.plan.Ranks), cfg.MergeStderr)
@@ -176,6 +189,34 @@ func Run(cfg Config) (int, error) {
 	}
 	j.launch()
 	return j.loop(), nil
+}
+
+// displayAllocation prints the hosts and slots the job may use, and where
+// they came from (Open MPI's --display-allocation).
+func (j *job) displayAllocation(hosts []HostSpec) {
+	total := 0
+	for _, h := range hosts {
+		total += h.Slots
+	}
+	slots := fmt.Sprintf("%d slots", total)
+	if total == 0 {
+		slots = "one slot per core"
+	}
+	nh := fmt.Sprintf("%d hosts", len(hosts))
+	if len(hosts) == 1 {
+		nh = "1 host"
+	}
+	j.out.notice("allocation from %s: %s, %s", j.allocFrom, nh, slots)
+	for _, h := range hosts {
+		s := "slots=" + strconv.Itoa(h.Slots)
+		if h.Slots == 0 {
+			s = "slots=cores"
+		}
+		if h.MaxSlots > 0 {
+			s += " max_slots=" + strconv.Itoa(h.MaxSlots)
+		}
+		j.out.notice("  %s %s", h.Name, s)
+	}
 }
 
 // allocation returns the hosts the job may use.
@@ -205,17 +246,34 @@ func (j *job) allocation() ([]HostSpec, error) {
 		}
 		hosts = hf
 	}
+	switch {
+	case len(j.cfg.Hosts) > 0 && j.cfg.Hostfile != "":
+		j.allocFrom = "hostfile " + j.cfg.Hostfile + ", hosts chosen with -H"
+	case j.cfg.Hostfile != "":
+		j.allocFrom = "hostfile " + j.cfg.Hostfile
+	case len(hosts) > 0:
+		j.allocFrom = "-H"
+	}
 	if len(hosts) == 0 && j.cfg.Launcher != "ssh" && inAllocation() {
 		var err error
 		if hosts, err = slurmAllocation(); err != nil {
 			return nil, err
 		}
 		j.fromSlurm = true
+		j.allocFrom = "Slurm job " + os.Getenv("SLURM_JOB_ID")
+	}
+	if len(hosts) == 0 && j.cfg.Launcher != "slurm" {
+		sched, from, err := schedulerAllocation()
+		if err != nil {
+			return nil, err
+		}
+		hosts, j.allocFrom = sched, from
 	}
 	if len(hosts) == 0 {
 		if j.cfg.Launcher == "slurm" {
 			return nil, fmt.Errorf("--launcher slurm: not inside a Slurm allocation (no SLURM_JOB_ID and SLURM_JOB_NODELIST); use sbatch or salloc")
 		}
+		j.allocFrom = "this host (no -H, hostfile or batch job)"
 		return []HostSpec{{Name: localName()}}, nil
 	}
 	// Names of this machine collapse into one local host.
@@ -246,7 +304,7 @@ func localName() string {
 }
 
 func (j *job) defaultHosts() bool {
-	return len(j.cfg.Hosts) == 0 && j.cfg.Hostfile == "" && !j.fromSlurm
+	return strings.HasPrefix(j.allocFrom, "this host")
 }
 
 // startAgents starts one agent per host and waits for their hellos.

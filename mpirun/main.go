@@ -43,6 +43,8 @@ type options struct {
 	cpusPerRank   int
 	bindTo        string
 	reportBind    bool
+	displayAlloc  bool
+	doNotLaunch   bool
 	tagOutput     bool
 	timestamp     bool
 	outputFile    string
@@ -91,6 +93,8 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.IntVar(&o.cpusPerRank, "cpus-per-proc", 0, "same as --cpus-per-rank")
 	fs.StringVar(&o.bindTo, "bind-to", "", "core|hwthread|socket|numa|l3cache|none (default: core when ranks <= cores, else none)")
 	fs.BoolVar(&o.reportBind, "report-bindings", false, "print each rank's binding")
+	fs.BoolVar(&o.displayAlloc, "display-allocation", false, "print the hosts and slots taken (from -H, a hostfile, or a Slurm, PBS, LSF or Grid Engine job)")
+	fs.BoolVar(&o.doNotLaunch, "do-not-launch", false, "print the allocation and where each rank would run, and start nothing")
 	fs.BoolVar(&o.tagOutput, "tag-output", false, "prefix each output line with [1,rank]<stdout|stderr>:")
 	fs.BoolVar(&o.timestamp, "timestamp-output", false, "prefix each output line with the time")
 	fs.StringVar(&o.outputFile, "output-filename", "", "also write each rank's output to DIR/1/rank.N/stdout and stderr (DIR:nocopy: only there)")
@@ -197,6 +201,7 @@ func (o *options) config(argv []string) (launcher.Config, error) {
 	cfg := launcher.Config{
 		Program: argv[0], Args: argv[1:], NP: o.np, Hostfile: o.hostfile, NPerNode: o.npernode,
 		Oversubscribe: o.oversubscribe, MapBy: o.mapBy, CPUsPerRank: o.cpusPerRank, BindTo: o.bindTo, ReportBinding: o.reportBind,
+		DisplayAllocation: o.displayAlloc, DoNotLaunch: o.doNotLaunch,
 		TagOutput: o.tagOutput, TimestampOutput: o.timestamp, Env: o.env, Wdir: o.wdir, Verbose: o.verbose,
 		Transport: o.transport, Iface: o.iface, Compress: o.compress, Launcher: o.launcherKind, LaunchAgent: o.launchAgent, Prefix: o.prefix,
 	}

@@ -27,6 +27,10 @@ import (
 	"sync"
 )
 
+// ErrVersion: the server does not speak PMI-2 (it may speak PMI-1 on the
+// same socket).
+var ErrVersion = errors.New("the process manager does not speak PMI-2")
+
 // MaxValue is the longest value PMI-2 servers accept (PMI2_MAX_VALLEN).
 const MaxValue = 1024
 
@@ -75,8 +79,16 @@ func New(rw io.ReadWriteCloser, jobID string, rank int) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pmi2 init: %w", err)
 	}
-	if !strings.Contains(line, "rc=0") {
-		return nil, fmt.Errorf("pmi2 init refused: %q", strings.TrimSpace(line))
+	// "cmd=response_to_init pmi_version=2 pmi_subversion=0 rc=0": a
+	// server of PMI-1 only answers with its own version or an error.
+	fields := map[string]string{}
+	for _, tok := range strings.Fields(line) {
+		if k, v, ok := strings.Cut(tok, "="); ok {
+			fields[k] = v
+		}
+	}
+	if fields["rc"] != "0" || fields["pmi_version"] != "2" {
+		return nil, fmt.Errorf("pmi2 init: %w: the server answered %q", ErrVersion, strings.TrimSpace(line))
 	}
 	resp, err := c.call("fullinit", "pmijobid", jobID, "pmirank", strconv.Itoa(rank), "threaded", "FALSE")
 	if err != nil {

@@ -3,6 +3,7 @@
 //
 //	testprog hello   print rank, size and host
 //	testprog block   report, then wait for a message that never comes
+//	testprog nofinalize  report, then exit 0 without comm.Finalize
 package main
 
 import (
@@ -32,6 +33,9 @@ func main() {
 	fmt.Printf("rank %d of %d on %s\n", world.Rank(), world.Size(), host)
 	if len(os.Args) > 1 && os.Args[1] == "block" {
 		world.Recv(make([]byte, 1), comm.AnySource, 12345)
+	}
+	if len(os.Args) > 1 && os.Args[1] == "nofinalize" {
+		os.Exit(0)
 	}
 	comm.Finalize()
 }
