@@ -76,6 +76,13 @@ func TestHydra(t *testing.T) {
 			"-genv", "PARLEY_VERBOSE", "1", ring, "-laps", "5", "-size", "100000")
 		checkRing(t, out, code, true)
 		checkNoneLeft(t)
+		// PARLEY_IFACE chooses the network, as mpirun's --iface.
+		out, code = run(t, nil, hydra, "-launcher", "ssh", "-iface", "hx-br0", "-hosts", "host1:1,host2:1", "-n", "2",
+			"-genv", "PARLEY_IFACE", "nosuch0", ring)
+		if code == 0 || !strings.Contains(out, "nosuch0") {
+			t.Fatalf("PARLEY_IFACE=nosuch0: exit status %d:\n%s", code, out)
+		}
+		checkNoneLeft(t)
 	})
 }
 
