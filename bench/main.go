@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"sort"
 	"strconv"
 	"strings"
@@ -55,6 +56,7 @@ type options struct {
 	smoke            bool   // tiny iteration counts, for tests
 	quiet            bool   // no progress line
 	cpuProfile       string // write a CPU profile per rank
+	trace            string // write an execution trace per rank
 }
 
 func parseSizes(s string) (int, int, error) {
@@ -173,6 +175,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			defer pprof.StopCPUProfile()
 		}
 	}
+	if o.trace != "" {
+		f, err := os.Create(fmt.Sprintf("%s.%d", o.trace, world.Rank()))
+		if err == nil {
+			trace.Start(f)
+			defer f.Close()
+			defer trace.Stop()
+		}
+	}
 	be := &bencher{world: world, o: o, b: b, out: stdout, progress: stderr, started: time.Now()}
 	if !o.smoke {
 		if err := warmProcess(world); err != nil {
@@ -213,6 +223,7 @@ func parseOptions(b *benchmark, args []string, stderr io.Writer) (options, error
 	fs.BoolVar(&o.smoke, "smoke", false, "tiny iteration counts (tests)")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress line")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write each rank's CPU profile to FILE.RANK")
+	fs.StringVar(&o.trace, "trace", "", "write each rank's execution trace (runtime/trace) to FILE.RANK")
 	fs.BoolVar(&randomData, "random", false, "incompressible payloads (for mpirun --compress)")
 	if err := fs.Parse(args); err != nil {
 		return o, err

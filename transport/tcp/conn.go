@@ -22,8 +22,7 @@ const maxIov = 64
 type conn struct {
 	peer int
 	addr string
-	nc   *net.TCPConn
-	fd   int // nc's descriptor; valid until nc is closed
+	fd   int // the socket, detached from Go's netpoller (detachFD); closed by close
 
 	// Read side: rbuf[r:w] holds bytes read but not yet delivered.
 	rbuf []byte
@@ -49,13 +48,23 @@ type conn struct {
 	dead error
 }
 
+// newConn makes a connection of nc, which it takes over (nc is closed).
 func newConn(peer int, nc *net.TCPConn) (*conn, error) {
-	fd, err := rawFD(nc)
+	nc.SetNoDelay(true)
+	addr := nc.RemoteAddr().String()
+	fd, err := detachFD(nc)
 	if err != nil {
 		return nil, err
 	}
-	nc.SetNoDelay(true)
-	return &conn{peer: peer, addr: nc.RemoteAddr().String(), nc: nc, fd: fd, rbuf: make([]byte, recvBufSize)}, nil
+	return &conn{peer: peer, addr: addr, fd: fd, rbuf: make([]byte, recvBufSize)}, nil
+}
+
+// close closes the socket; once only (the progress loop's).
+func (c *conn) close() {
+	if c.fd >= 0 {
+		closeFD(c.fd)
+		c.fd = -1
+	}
 }
 
 func (c *conn) lost(op string, err error) error {

@@ -24,7 +24,9 @@ func notSupported() error {
 	return fmt.Errorf("the TCP transport on %s/%s: %w", runtime.GOOS, runtime.GOARCH, linux.ErrNotSupported)
 }
 
-func rawFD(nc *net.TCPConn) (int, error) { return -1, notSupported() }
+func detachFD(nc *net.TCPConn) (int, error) { return -1, notSupported() }
+
+func closeFD(fd int) {}
 
 func sysRead(fd int, b []byte) (int, error) { return 0, notSupported() }
 

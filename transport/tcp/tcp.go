@@ -307,7 +307,7 @@ func (t *Transport) fail(c *conn, err error) {
 		}
 	}
 	t.watch.remove(c.fd)
-	c.nc.Close()
+	c.close()
 	for op := c.sendq.Pop(); op != nil; op = c.sendq.Pop() {
 		op.Complete(c.dead)
 	}
@@ -604,7 +604,7 @@ func (t *Transport) Close() error {
 	for _, p := range t.peers {
 		if p.c != nil && p.c.dead == nil {
 			p.c.dead = closedErr
-			p.c.nc.Close()
+			p.c.close()
 			for op := p.c.sendq.Pop(); op != nil; op = p.c.sendq.Pop() {
 				op.Complete(closedErr)
 			}

@@ -339,7 +339,7 @@ func FuzzFraming(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.nc.Close()
+		defer c.close()
 		defer w.Close()
 		e := &endpoint{}
 		split = max(0, min(split, len(data)))
