@@ -32,6 +32,10 @@ type point struct {
 	Max        float64 `json:"max,omitempty"`
 	Rate       float64 `json:"rate,omitempty"` // messages per second (mbw_mr)
 	Iterations int     `json:"iterations"`
+	// Overlap benchmarks: Value is the overall time; these the rest.
+	Compute float64 `json:"compute,omitempty"`
+	Pure    float64 `json:"pure,omitempty"`
+	Overlap float64 `json:"overlap,omitempty"`
 }
 
 // largeMessage is OSU's LARGE_MESSAGE_SIZE: above it, fewer iterations.
@@ -64,7 +68,7 @@ func (be *bencher) counts(size int) (iters, warmup int) {
 		if large {
 			iters, warmup = 20, 2
 		}
-	case "collective":
+	case "collective", "overlap":
 		iters, warmup = 1000, 100
 		if large {
 			iters, warmup = 100, 10
@@ -145,7 +149,7 @@ func (be *bencher) result() *Result {
 		tr = "auto"
 	}
 	r := &Result{Schema: schema, Benchmark: be.b.name, Implementation: "parley", Ranks: be.world.Size(),
-		Transport: tr, Unit: unitOf(be.b.kind), LowerIsBetter: be.b.kind == "latency" || be.b.kind == "collective",
+		Transport: tr, Unit: unitOf(be.b.kind), LowerIsBetter: be.b.kind == "latency" || be.b.kind == "collective" || be.b.kind == "overlap",
 		Host: comm.Hostname(), Time: time.Now().UTC().Format(time.RFC3339), Results: be.results}
 	if be.b.kind == "bandwidth" || be.b.kind == "rate" {
 		r.Window = be.o.window
@@ -205,6 +209,10 @@ func printTable(w io.Writer, r *Result) {
 			fmt.Fprintf(w, "%-10d %16.2f\n", p.Size, p.Value)
 		}
 	default:
+		if len(r.Results) > 0 && r.Results[0].Pure > 0 {
+			printOverlap(w, r)
+			return
+		}
 		if r.Benchmark == "latency" || r.Benchmark == "multi_lat" {
 			fmt.Fprintf(w, "%-10s %16s\n", "# Size", "Latency (us)")
 			for _, p := range r.Results {

@@ -70,6 +70,8 @@ type engine struct {
 	log        *zap.Logger
 	kv         kvStore
 
+	progress progressState // asynchronous progress (progress.go)
+
 	mu         sync.Mutex
 	queues     map[uint32]*matchQueue
 	lastCtx    uint32
@@ -372,6 +374,7 @@ func (e *engine) completeLocked(r *Request, err error) {
 	if err != nil && r.err == nil {
 		r.err = err
 	}
+	e.untrackLocked(r)
 	// Nothing of r may be touched once done is set: its waiter may return
 	// and reuse it (finish) at once.
 	ch := r.ch

@@ -249,6 +249,7 @@ func Start(opts Options) (*Comm, error) {
 			return nil, fmt.Errorf("exchange cards: %w", err)
 		}
 	}
+	e.startProgress(opts.LocalSize)
 	return newComm(e, worldCtx, opts.Rank, nil, "world"), nil
 }
 
@@ -378,6 +379,7 @@ func (e *engine) finalize() error {
 	if e.fin.Load() {
 		return nil
 	}
+	e.stopProgress()
 	// Push out frames still queued (acknowledgements a peer waits for).
 	deadline := time.Now().Add(10 * time.Second)
 	for e.pendingSends() && time.Now().Before(deadline) {

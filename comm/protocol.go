@@ -68,6 +68,7 @@ func (e *engine) sendrecv(c *Comm, sbuf []byte, dest, stag int, rbuf []byte, src
 // the collective check word (0 for the program's messages).
 func (e *engine) startSendLocked(r *Request, buf []byte, dest int, tag int, ctx uint32, sync bool, check uint32) {
 	r.kind, r.peer, r.tag, r.ctx, r.check = reqSend, int32(dest), int32(tag), ctx, check
+	e.trackLocked(r)
 	if e.cause != nil {
 		e.completeLocked(r, e.opError(r, "send", e.cause))
 		return
@@ -238,6 +239,7 @@ func (e *engine) irecv(c *Comm, buf []byte, src, tag int, ctx uint32, internal b
 func (e *engine) startRecvLocked(r *Request, buf []byte, src, tag int, ctx uint32, check uint32) {
 	r.kind = reqRecv
 	r.buf, r.src, r.peer, r.tag, r.ctx, r.check = buf, int32(src), int32(src), int32(tag), ctx, check
+	e.trackLocked(r)
 	if e.cause != nil {
 		e.completeLocked(r, e.opError(r, "recv", e.cause))
 		return

@@ -42,6 +42,9 @@ type Request struct {
 	// internal marks requests the program never sees (blocking calls, the
 	// collectives' own), which the engine recycles.
 	internal bool
+	// tracked: counted as outstanding for asynchronous progress (under
+	// mu; a generic request's under genericMu).
+	tracked  bool
 	released atomic.Bool
 	// Test loops: how often Test found the request incomplete, and the
 	// record that says so in the hang report once that is often.
@@ -509,7 +512,9 @@ func anyEngine(reqs []*Request) *engine {
 // testing the requests of the next step) and must not block. It is how
 // nonblocking collectives are built over point-to-point requests.
 func (c *Comm) newGeneric(label string, ctx uint32, tag int, check uint32, poll func() (done bool, err error)) *Request {
-	return &Request{e: c.e, c: c, poll: poll, label: label, ctx: ctx, tag: int32(tag), check: check, peer: noPeer}
+	r := &Request{e: c.e, c: c, poll: poll, label: label, ctx: ctx, tag: int32(tag), check: check, peer: noPeer}
+	c.e.trackGeneric(r)
+	return r
 }
 
 func (r *Request) testGeneric() (bool, error) {
@@ -525,6 +530,7 @@ func (r *Request) testGeneric() (bool, error) {
 	if done || err != nil {
 		r.err = err
 		r.done.Store(true)
+		r.e.genericDoneLocked(r)
 		return true, err
 	}
 	return false, nil

@@ -129,6 +129,8 @@ func (e *engine) wait(r *Request, what waitWhat) {
 	if r.done.Load() {
 		return
 	}
+	e.enterWait()
+	defer e.leaveWait()
 	var start, idleSince time.Time
 	var rec *waitRecord
 	busy := false // progress since the last check of the clock
@@ -204,6 +206,8 @@ func (e *engine) mayProgress(i int) bool {
 // requests). done is called without locks held. rec says what the
 // goroutine waits for, for the hang report.
 func (e *engine) waitFor(done func() bool, rec waitRecord) {
+	e.enterWait()
+	defer e.leaveWait()
 	var start time.Time
 	var p *waitRecord
 	defer func() { e.waits.remove(p) }()

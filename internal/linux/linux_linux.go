@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -85,6 +86,31 @@ func ProbeReadRemote() error {
 		return fmt.Errorf("process_vm_readv copied %d, not 42", dst[0])
 	}
 	return nil
+}
+
+// OnlineCPUs returns how many cpus the host has online
+// (/sys/devices/system/cpu/online), whatever this process's affinity;
+// 0 if unknown.
+func OnlineCPUs() int {
+	b, err := os.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, part := range strings.Split(strings.TrimSpace(string(b)), ",") {
+		lo, hi, found := strings.Cut(part, "-")
+		a, err1 := strconv.Atoi(lo)
+		z := a
+		var err2 error
+		if found {
+			z, err2 = strconv.Atoi(hi)
+		}
+		if err1 != nil || err2 != nil || z < a {
+			return 0
+		}
+		n += z - a + 1
+	}
+	return n
 }
 
 // Affinity returns the cpus the calling thread may run on.

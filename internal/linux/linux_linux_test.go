@@ -4,6 +4,7 @@ package linux
 
 import (
 	"errors"
+	"runtime"
 	"testing"
 )
 
@@ -22,5 +23,11 @@ func TestAllowPeers(t *testing.T) {
 		if granted != tc.granted || (err != nil) != tc.err || (err != nil && !errors.Is(err, ErrNotSupported)) {
 			t.Errorf("scope %q: granted %v, err %v", tc.scope, granted, err)
 		}
+	}
+}
+
+func TestOnlineCPUs(t *testing.T) {
+	if n := OnlineCPUs(); n < runtime.NumCPU() {
+		t.Errorf("OnlineCPUs() = %d, fewer than the %d this process may use", n, runtime.NumCPU())
 	}
 }

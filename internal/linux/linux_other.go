@@ -33,6 +33,8 @@ func Yield() { runtime.Gosched() }
 func ReadRemote(dst []byte, pid int, addr uintptr) error { return notSupported("process_vm_readv") }
 
 // Affinity is not available.
+func OnlineCPUs() int { return 0 }
+
 func ProbeReadRemote() error   { return notSupported("process_vm_readv") }
 func Affinity() ([]int, error) { return nil, notSupported("sched_getaffinity") }
 
