@@ -10,7 +10,7 @@ PREFIX  ?= /usr/local
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)"
-EXAMPLES := hello ring pi pingpong workers heat2d samplesort sgd particles
+EXAMPLES := hello ring pi pingpong workers heat2d samplesort sgd particles hybrid
 
 .PHONY: all build test test-shipped test-race vet clean install
 

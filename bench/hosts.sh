@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # TCP between two emulated hosts (test/cluster/hosts-up.sh: network
-# namespaces joined by veth pairs and a bridge, one cpu each): parley
-# against Open MPI on the same hosts, then mpirun --compress on a link
-# shaped to RATE, on data that compresses and on data that does not.
+# namespaces joined by veth pairs and a bridge): parley against Open MPI
+# on the same hosts, measured both ways: with one cpu per host (each rank
+# alone on its core, GOMAXPROCS=1), and with both hosts sharing both
+# cores (ranks unbound, GOMAXPROCS=2, where the runtime's scheduling
+# shows); then mpirun --compress on a link shaped to RATE, on data that
+# compresses and on data that does not.
 # Prints Markdown tables; needs root, takes about 5 minutes.
 #
 #   bench/hosts.sh [RATE]     # RATE for the shaped link, default 1gbit
@@ -31,6 +34,12 @@ echo
 compare "latency" -impl parley,openmpi latency -m 0:4M
 compare "bw" -impl parley,openmpi bw -m 1:4M
 compare "bw, parley with --compress (payload compresses)" -impl parley,openmpi -parley-flags --compress bw -m 64K:4M -i 10 -x 2
+
+eval "$(test/cluster/hosts-up.sh 2)"
+echo "### Two emulated hosts sharing both cores (ranks unbound, GOMAXPROCS=2)"
+echo
+compare "latency" -impl parley,openmpi latency -m 0:64K
+compare "bw" -impl parley,openmpi bw -m 1K:4M
 
 eval "$(test/cluster/hosts-up.sh 2 --cpus-per-host 1 --rate "$rate")"
 echo "### Two emulated hosts, links shaped to $rate"

@@ -10,6 +10,7 @@
 //	samplesort  sample sort with Alltoallv
 //	sgd         data-parallel gradient descent with Allreduce
 //	particles   structs moving between neighbouring ranks, Gatherv
+//	hybrid      several goroutines per rank, halo exchange overlapped with computation
 //
 // Each program checks its parallel answer against a serial run and exits
 // non-zero if they differ; TestExamples runs them all at 1 to 4 ranks.

@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 }
 
 // teaching are the examples that check themselves against a serial run.
-var teaching = []string{"./heat2d", "./samplesort", "./sgd", "./particles", "./pi", "./workers", "./pingpong"}
+var teaching = []string{"./heat2d", "./samplesort", "./sgd", "./particles", "./pi", "./workers", "./pingpong", "./hybrid"}
 
 // TestExamples runs every teaching example through mpirun at 1, 2, 3 and 4
 // ranks, over shared memory and over TCP, at sizes that keep the suite
@@ -52,10 +52,12 @@ func TestExamples(t *testing.T) {
 		"pi":         {"-n", "1000003"},
 		"workers":    {"-w", "97", "-h", "61", "-iter", "200"},
 		"pingpong":   {"-max", "300000", "-iters", "50"},
+		"hybrid":     {"-n", "67", "-iters", "20", "-workers", "3"},
 	}
 	ok := map[string]string{
 		"heat2d": "matches the serial run bit for bit", "samplesort": "every key kept", "sgd": "identical weights on every rank",
 		"particles": "where the serial run puts it", "pi": "intervals on", "workers": "as the serial run computes it", "pingpong": "bytes",
+		"hybrid": "matches the serial run bit for bit",
 	}
 	for _, ex := range teaching {
 		name := filepath.Base(ex)
