@@ -57,6 +57,7 @@ type options struct {
 	quiet            bool   // no progress line
 	cpuProfile       string // write a CPU profile per rank
 	trace            string // write an execution trace per rank
+	busy             bool   // latency: GOMAXPROCS-1 goroutines compute meanwhile
 }
 
 func parseSizes(s string) (int, int, error) {
@@ -223,6 +224,7 @@ func parseOptions(b *benchmark, args []string, stderr io.Writer) (options, error
 	fs.BoolVar(&o.smoke, "smoke", false, "tiny iteration counts (tests)")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress line")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write each rank's CPU profile to FILE.RANK")
+	fs.BoolVar(&o.busy, "busy", false, "latency: keep every P but one computing meanwhile (a hybrid program's goroutines)")
 	fs.StringVar(&o.trace, "trace", "", "write each rank's execution trace (runtime/trace) to FILE.RANK")
 	fs.BoolVar(&randomData, "random", false, "incompressible payloads (for mpirun --compress)")
 	if err := fs.Parse(args); err != nil {

@@ -2,6 +2,9 @@ package main
 
 import (
 	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/parley-hpc/parley/collectives"
 	"github.com/parley-hpc/parley/comm"
@@ -93,6 +96,10 @@ func pingPong(be *bencher, peer int, lead bool, size, iters, warmup int) (float6
 // runLatency is osu_latency: ranks 0 and 1 ping-pong; latency = RTT/2.
 func runLatency(be *bencher) error {
 	w := be.world
+	if be.o.busy {
+		stop := busyGoroutines(runtime.GOMAXPROCS(0) - 1)
+		defer stop()
+	}
 	for _, size := range be.sizes() {
 		iters, warmup := be.counts(size)
 		if err := collectives.Barrier(w); err != nil {
@@ -323,4 +330,29 @@ func statsOver(w *comm.Comm, v float64) (avg, lo, hi float64, err error) {
 		return
 	}
 	return out[0] / float64(w.Size()), out[1], out[2], nil
+}
+
+// busyGoroutines starts n goroutines that compute without calling the
+// runtime (latency -busy: every P but the communicating goroutine's is
+// busy, as in a hybrid program), and returns the function that stops them.
+func busyGoroutines(n int) func() {
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			x := 1.0
+			for !stop.Load() {
+				for i := 0; i < 1000; i++ {
+					x = x*1.0000001 + 1e-9
+				}
+			}
+			sink = x
+		}()
+	}
+	return func() {
+		stop.Store(true)
+		wg.Wait()
+	}
 }

@@ -54,6 +54,29 @@ for bind in core none; do
     grep -E "$rows" || echo "# failed"
 done
 
+echo; echo "## hybrid: 8-byte and 1 MiB latency (us), 2 ranks, by cores per rank"
+for how in "--bind-to core" "--bind-to none" "--cpus-per-rank 2" "--cpus-per-rank 4"; do
+  for tr in shm tcp; do
+    for busy in "" -busy; do
+      printf '%s %s %s: ' "$how" "$tr" "${busy:-idle}"
+      # shellcheck disable=SC2086
+      timeout 60 "$d/bin/mpirun" -np 2 $how --transport "$tr" "$d/bin/bench" latency -m 8:1M $busy |
+        awk '$1==8{a=$2} $1==1048576{b=$2} END {print a, b}'
+    done
+  done
+done
+
+echo; echo "## overlap (%), 2 ranks with 4 cores each (async progress on), and with it off"
+for prog in on off; do
+  for b in iallreduce ibcast isend_overlap; do
+    for tr in shm tcp; do
+      printf '%s %s %s: ' "$b" "$tr" "$prog"
+      timeout 120 "$d/bin/mpirun" -np 2 --cpus-per-rank 4 --transport "$tr" -x PARLEY_PROGRESS=$prog \
+        "$d/bin/bench" "$b" -m 64K:1M | awk '$1==65536{a=$5} $1==1048576{b=$5} END {print "64K", a, "1M", b}'
+    done
+  done
+done
+
 echo; echo "## start-up of $maxnp ranks, median of 15 (ms)"
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 startup() { # NAME COMMAND...
