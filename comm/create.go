@@ -221,7 +221,7 @@ func (c *Comm) agreeContext(op string, extra []int64) (uint32, [][]int64, error)
 	floor := uint32(ctxStride)
 	for {
 		row := append([]int64{int64(e.proposeCtx(floor))}, extra...)
-		rows, err := c.exchange(op, row)
+		rows, err := c.exchange(op, row, inCreate)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -234,7 +234,7 @@ func (c *Comm) agreeContext(op string, extra []int64) (uint32, [][]int64, error)
 		if claimed {
 			flag = 1
 		}
-		flags, err := c.exchange(op, []int64{flag})
+		flags, err := c.exchange(op, []int64{flag}, inCreate)
 		if err != nil {
 			if claimed {
 				e.releaseCtx(base)
@@ -291,9 +291,10 @@ func (e *engine) releaseCtx(id uint32) {
 
 // exchange gathers every rank's row of numbers (all rows the same length)
 // at every rank, over c's internal context: a gather to rank 0 and a
-// broadcast back. It runs only when communicators are made, so a simple
-// O(size) algorithm suffices.
-func (c *Comm) exchange(op string, row []int64) ([][]int64, error) {
+// broadcast back. It runs only when communicators are made and at
+// Finalize, so a simple O(size) algorithm suffices. what names the call
+// for the hang report.
+func (c *Comm) exchange(op string, row []int64, what waitWhat) ([][]int64, error) {
 	e := c.e
 	ctx := c.base + ctxInternal
 	n := len(row)
@@ -311,21 +312,21 @@ func (c *Comm) exchange(op string, row []int64) ([][]int64, error) {
 		for r := 1; r < c.size; r++ {
 			reqs = append(reqs, e.irecv(c, all[r*rowBytes:(r+1)*rowBytes], c.worldRank(r), tagGather, ctx, false, 0))
 		}
-		if err := e.waitCreate(reqs); err != nil {
+		if err := e.waitAll(reqs, what); err != nil {
 			return nil, wrap(err)
 		}
 		reqs = reqs[:0]
 		for r := 1; r < c.size; r++ {
 			reqs = append(reqs, e.isend(c, all, c.worldRank(r), tagBcast, ctx, false, false, 0))
 		}
-		if err := e.waitCreate(reqs); err != nil {
+		if err := e.waitAll(reqs, what); err != nil {
 			return nil, wrap(err)
 		}
 	} else {
-		if _, err := e.finish(e.isend(c, all[c.rank*rowBytes:(c.rank+1)*rowBytes], c.worldRank(0), tagGather, ctx, false, true, 0), inCreate); err != nil {
+		if _, err := e.finish(e.isend(c, all[c.rank*rowBytes:(c.rank+1)*rowBytes], c.worldRank(0), tagGather, ctx, false, true, 0), what); err != nil {
 			return nil, wrap(err)
 		}
-		st, err := e.finish(e.irecv(c, all, c.worldRank(0), tagBcast, ctx, true, 0), inCreate)
+		st, err := e.finish(e.irecv(c, all, c.worldRank(0), tagBcast, ctx, true, 0), what)
 		if err != nil {
 			return nil, wrap(err)
 		}
@@ -343,11 +344,12 @@ func (c *Comm) exchange(op string, row []int64) ([][]int64, error) {
 	return rows, nil
 }
 
-// waitCreate waits for the requests of a communicator's creation.
-func (e *engine) waitCreate(reqs []*Request) error {
+// waitAll waits for internal requests (a communicator's creation, or
+// Finalize's) and returns the first error.
+func (e *engine) waitAll(reqs []*Request, what waitWhat) error {
 	var first error
 	for _, r := range reqs {
-		e.wait(r, inCreate)
+		e.wait(r, what)
 		if r.err != nil && first == nil {
 			first = r.err
 		}

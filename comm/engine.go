@@ -1,6 +1,7 @@
 package comm
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -97,6 +98,10 @@ type engine struct {
 	flushWG    sync.WaitGroup
 	vacancy    chan struct{}
 	finalizing bool
+	// closed holds, while finalizing, the peers whose links closed and
+	// why: they send nothing more, so a receive from one fails.
+	closed map[int]error
+	world  *Comm // the world communicator: Finalize waits on its internal context
 	cause      error // why the world was cancelled
 	dead       atomic.Bool
 	// revoked holds the collective contexts on which a collective failed
@@ -413,14 +418,40 @@ func (e *engine) progressOnce() {
 	e.unlock()
 }
 
-// linkFailedLocked ends the world when a link to a peer fails, unless the
-// ranks are finalizing (when peers close their links on purpose).
+// linkFailedLocked ends the world when a link to a peer fails. While
+// finalizing, peers close their links on purpose once Finalize's barrier
+// let them go, so a closed link fails only what this rank still expects
+// from that peer: the barrier's message, if it has not come, which means
+// the peer died rather than finished.
 func (e *engine) linkFailedLocked(err error) {
 	if e.finalizing {
+		var pe *transport.PeerError
+		if errors.As(err, &pe) && pe.Rank >= 0 && e.closed[pe.Rank] == nil {
+			if e.closed == nil {
+				e.closed = make(map[int]error)
+			}
+			e.closed[pe.Rank] = err
+			e.failRecvsFromLocked(pe.Rank, err)
+		}
 		return
 	}
 	e.log.Error("lost a peer", zap.Error(err))
 	e.cancelLocked(err)
+}
+
+// failRecvsFromLocked fails the posted receives from world rank peer.
+func (e *engine) failRecvsFromLocked(peer int, cause error) {
+	for _, q := range e.queues {
+		for r := q.postedHead; r != nil; {
+			next := r.qnext
+			if int(r.src) == peer {
+				q.removePosted(r)
+				e.completeLocked(r, e.opError(r, "recv", cause))
+			}
+			r = next
+		}
+	}
+	e.bell.Ring()
 }
 
 // cancelLocked fails every pending operation and every later one with

@@ -250,7 +250,8 @@ func Start(opts Options) (*Comm, error) {
 		}
 	}
 	e.startProgress(opts.LocalSize)
-	return newComm(e, worldCtx, opts.Rank, nil, "world"), nil
+	e.world = newComm(e, worldCtx, opts.Rank, nil, "world")
+	return e.world, nil
 }
 
 // setWaitPolicy chooses how long a waiting rank spins and yields before it
@@ -394,7 +395,14 @@ func (e *engine) finalize() error {
 		errs = append(errs, leftover)
 	}
 	if e.size > 1 {
+		// No rank closes its links before every rank has reached
+		// Finalize. The process manager's fence need not be a barrier
+		// (Hydra's PMI-2 kvs-fence answers a rank before the others
+		// arrive), so a barrier over the world's own links follows it;
+		// a fence that fails (a rank that never started) skips it.
 		if err := e.kv.Fence(); err != nil {
+			errs = append(errs, fmt.Errorf("finalize: %w", err))
+		} else if _, err := e.world.exchange("finalize", nil, inFinalize); err != nil {
 			errs = append(errs, fmt.Errorf("finalize: %w", err))
 		}
 	}

@@ -253,6 +253,8 @@ func (e *engine) startRecvLocked(r *Request, buf []byte, src, tag int, ctx uint3
 		q.removeUnexpected(m)
 		e.matchUnexpectedLocked(r, m)
 		e.freeMessageLocked(m)
+	} else if err := e.closed[src]; err != nil {
+		e.completeLocked(r, e.opError(r, "recv", err))
 	} else {
 		q.post(r)
 	}

@@ -306,3 +306,72 @@ func TestHangRecords(t *testing.T) {
 		t.Fatalf("records left after the waits ended:\n%s", text)
 	}
 }
+
+// eagerFence is a store whose fences after the first (Start's) return
+// at once, as Hydra's PMI-2 kvs-fence answers a rank before the others
+// arrive.
+type eagerFence struct {
+	*commtest.Store
+	startFences int // how many fences are Start's: the ranks
+	mu          sync.Mutex
+	fences      int
+}
+
+func (s *eagerFence) Fence() error {
+	s.mu.Lock()
+	s.fences++
+	first := s.fences <= s.startFences
+	s.mu.Unlock()
+	if first {
+		return s.Store.Fence()
+	}
+	return nil
+}
+
+// TestFinalizeWaitsForEveryRank: a rank that finalizes early does not
+// close its links under ranks still communicating, even when the process
+// manager's fence is no barrier. Over Hydra, such a rank closed its TCP
+// links, and a peer still waiting for a third rank failed with "lost a
+// peer: unexpected EOF".
+func TestFinalizeWaitsForEveryRank(t *testing.T) {
+	both(t, func(t *testing.T, tr commtest.Transport) {
+		const n = 3
+		store := &eagerFence{Store: commtest.NewStore(n), startFences: n}
+		secret := bytes.Repeat([]byte{7}, 32)
+		job := fmt.Sprintf("finwait-%s-%d", tr, time.Now().UnixNano())
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for r := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				o := comm.Options{Rank: r, Size: n, LocalRank: r, LocalSize: n, JobID: job, Secret: secret, KV: store,
+					TCPAdvertise: "127.0.0.1", Node: job, ForceTCP: tr == commtest.TCP, NoShm: tr == commtest.TCP}
+				c, err := comm.Start(o)
+				if err != nil {
+					errs[r] = err
+					return
+				}
+				buf := make([]byte, 16)
+				switch r {
+				case 0: // done at once: straight to Finalize
+					err = c.Send([]byte("from 0"), 1, 9)
+				case 1:
+					if _, err = c.Recv(buf, 0, 9); err == nil {
+						_, err = c.Recv(buf, 2, 9) // rank 2 is late
+					}
+				case 2:
+					time.Sleep(300 * time.Millisecond)
+					err = c.Send([]byte("from 2"), 1, 9)
+				}
+				errs[r] = errors.Join(err, c.Finalize())
+			}()
+		}
+		wg.Wait()
+		for r, err := range errs {
+			if err != nil {
+				t.Errorf("rank %d: %v", r, err)
+			}
+		}
+	})
+}

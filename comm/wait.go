@@ -36,11 +36,12 @@ const (
 	inWaitall                  // Waitall
 	inCreate                   // Dup, Split and the other communicator constructors
 	inTest                     // a loop of Test (or Testall, Testany, Testsome) on a request that does not complete
+	inFinalize                 // Finalize, waiting for every rank to reach it
 )
 
 var waitNames = [...]string{inWait: "wait", inRecv: "recv", inSend: "send", inProbe: "probe",
 	inWaitany: "waitany", inWaitsome: "waitsome", inWaitall: "waitall", inCreate: "communicator creation",
-	inTest: "a loop testing a request"}
+	inTest: "a loop testing a request", inFinalize: "finalize"}
 
 // waitRecord is what one blocked goroutine waits for.
 type waitRecord struct {
