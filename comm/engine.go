@@ -102,8 +102,8 @@ type engine struct {
 	// why: they send nothing more, so a receive from one fails.
 	closed map[int]error
 	world  *Comm // the world communicator: Finalize waits on its internal context
-	cause      error // why the world was cancelled
-	dead       atomic.Bool
+	cause  error // why the world was cancelled
+	dead   atomic.Bool
 	// revoked holds the collective contexts on which a collective failed
 	// (on this rank, or on a member that told this one), and why: their
 	// pending operations failed, and later ones fail at once.
