@@ -101,3 +101,7 @@ func Report(c *Comm) string {
 	text, _, _ := c.e.report()
 	return text
 }
+
+// LooseFence tells Start that o.KV's Fence is no barrier (as Hydra's
+// PMI-2 kvs-fence), so that Finalize adds its own.
+func LooseFence(o *Options) { o.looseFence = true }

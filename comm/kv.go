@@ -36,12 +36,22 @@ type kvStore interface {
 	// Notice gives the user a line at default verbosity: mpirun prints it
 	// once per job, however many ranks say it.
 	Notice(text string) error
+	// FenceSyncs reports whether Fence is a barrier: no rank returns
+	// before every rank has called it. Finalize adds a barrier of its own
+	// where it is not.
+	FenceSyncs() bool
 	Close() error
 }
 
-// plainKV adapts a KeyValueStore given by a program or test.
-type plainKV struct{ KeyValueStore }
+// plainKV adapts a KeyValueStore given by a program or test, whose Fence
+// is a barrier by KeyValueStore's contract (tests break it on purpose:
+// loose).
+type plainKV struct {
+	KeyValueStore
+	loose bool
+}
 
+func (p plainKV) FenceSyncs() bool      { return !p.loose }
 func (plainKV) Abort(int, string) error { return ErrNotSupported }
 func (plainKV) Finalized() error        { return nil }
 func (plainKV) Notice(string) error     { return nil }
@@ -157,6 +167,10 @@ func (a *agentKV) Abort(code int, msg string) error {
 }
 
 func (a *agentKV) Finalized() error { return a.conn.Send(bootstrap.TFinalize, nil) }
+
+// FenceSyncs: the agents answer a fence once every rank of the job is in
+// it.
+func (a *agentKV) FenceSyncs() bool { return true }
 
 func (a *agentKV) Notice(text string) error {
 	return a.conn.SendMsg(&bootstrap.Text{T: bootstrap.TNotice, Text: text})

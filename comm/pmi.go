@@ -347,7 +347,15 @@ func slurmLocal() (int, int) {
 }
 
 // pmiKV is the store of a directly launched job.
-type pmiKV struct{ c pmiClient }
+type pmiKV struct {
+	c pmiClient
+	// syncs: the client's fence is a barrier. PMI-1's barrier and PMIx's
+	// fence are; PMI-2's kvs-fence need not be (Hydra answers a rank
+	// before the others arrive, making only later gets wait).
+	syncs bool
+}
+
+func (p *pmiKV) FenceSyncs() bool { return p.syncs }
 
 func (p *pmiKV) Put(key string, value []byte) error { return p.c.Put(key, hex.EncodeToString(value)) }
 func (p *pmiKV) Fence() error                       { return p.c.Fence() }

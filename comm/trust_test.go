@@ -347,6 +347,7 @@ func TestFinalizeWaitsForEveryRank(t *testing.T) {
 				defer wg.Done()
 				o := comm.Options{Rank: r, Size: n, LocalRank: r, LocalSize: n, JobID: job, Secret: secret, KV: store,
 					TCPAdvertise: "127.0.0.1", Node: job, ForceTCP: tr == commtest.TCP, NoShm: tr == commtest.TCP}
+				comm.LooseFence(&o)
 				c, err := comm.Start(o)
 				if err != nil {
 					errs[r] = err

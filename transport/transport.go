@@ -68,10 +68,18 @@ type Caps struct {
 	// RemoteRead says the transport is a RemoteReader: a receiver can read
 	// a large payload straight out of the sender's memory.
 	RemoteRead bool
+	// Registers says memory must be registered with the adapter before a
+	// peer can read it (RDMA): Expose costs a registration, which the
+	// transport caches, and a descriptor names a key the peer was given.
+	Registers bool
 	// Woken says the transport rings the rank's Bell by itself when a frame
 	// arrives (shared memory: the sender rings it); otherwise it is an
 	// Armer and must be armed before the rank sleeps.
 	Woken bool
+	// WholeFrames says a frame arrives whole or not at all, and that a
+	// sender's death is found outside the transport (by the node agent):
+	// shared memory, where a frame is published in one store.
+	WholeFrames bool
 }
 
 // A Transport moves frames between this rank and its peers, one link per

@@ -23,7 +23,7 @@
 // writes sits on a cache line of its own):
 //
 //	   0  magic "PRLYSHM2" (8), version (4), rings (4), slots per ring (4),
-//	      (4), owner pid (8), owner start time (8)
+//	      closed (4: 1 once the owner closed), owner pid (8), owner start time (8)
 //	  64  bell: futex word, 1 while the owner sleeps or is about to
 //	 128  active bitmap: bit r set once local rank r sends here
 //	4096  ring 0, ring 1, ...; each ring is one line holding its tail

@@ -44,7 +44,7 @@ func producer() int {
 		op := frame(1, uint64(i), payload(rng, t.maxLen), i%7 == 0)
 		t.Send(0, op)
 		for t.Pending() {
-			t.flush()
+			t.flush() // a closed consumer would end the producer: it does not close here
 		}
 		if op.Failed() {
 			fmt.Fprintln(os.Stderr, "send failed")

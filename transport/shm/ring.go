@@ -35,7 +35,7 @@ type header struct {
 	version uint32
 	nrings  uint32
 	nslots  uint32
-	_       uint32
+	closed  atomic.Uint32 // 1 once the owner closed the transport: frames for it can never be read
 	pid     uint64
 	start   uint64 // the owner's start time (clock ticks after boot), against pid reuse
 	_       [cacheLine - 40]byte

@@ -22,7 +22,7 @@ func TestLayout(t *testing.T) {
 	if sz := unsafe.Sizeof(h); sz > bitmapOff {
 		t.Fatalf("header of %d bytes overlaps the bitmap at %d", sz, bitmapOff)
 	}
-	if unsafe.Offsetof(h.pid) != 24 || unsafe.Offsetof(h.start) != 32 {
+	if unsafe.Offsetof(h.pid) != 24 || unsafe.Offsetof(h.start) != 32 || unsafe.Offsetof(h.closed) != 20 {
 		t.Fatalf("pid/start at %d/%d, Sweep reads them at 24/32", unsafe.Offsetof(h.pid), unsafe.Offsetof(h.start))
 	}
 	if frameDataOff != 48 || slotSize != 64 {

@@ -181,7 +181,7 @@ func (t *Transport) Bell() transport.Bell { return transport.NewBell(&t.own.g.hd
 
 // Caps reports what this transport does.
 func (t *Transport) Caps() transport.Caps {
-	return transport.Caps{Name: "shm", EagerLimit: t.cfg.EagerLimit, MaxFrame: maxDataFrame, RemoteRead: true, Woken: true}
+	return transport.Caps{Name: "shm", EagerLimit: t.cfg.EagerLimit, MaxFrame: maxDataFrame, RemoteRead: true, Woken: true, WholeFrames: true}
 }
 
 // Reach maps the segment named name of peer rank (process pid) for
@@ -309,7 +309,11 @@ func (t *Transport) Poll(h transport.Handler) (int, error) {
 	}
 	n := 0
 	if len(t.waiting) > 0 {
-		n += t.flush()
+		k, err := t.flush()
+		n += k
+		if err != nil {
+			return n, err
+		}
 	}
 	if err := t.refreshLive(); err != nil {
 		return n, err
@@ -458,13 +462,25 @@ func (t *Transport) drain(rx *rxRing, from int, h transport.Handler) (int, error
 	return n, nil
 }
 
-// flush retries queued frames in order; it returns how many went out.
-func (t *Transport) flush() int {
+// flush retries queued frames in order; it returns how many went out, and
+// the failure of a peer that closed its transport with frames still
+// queued for it (their ops fail).
+func (t *Transport) flush() (int, error) {
 	n := 0
+	var lost error
 	keep := t.waiting[:0]
 	for _, p := range t.waiting {
 		for op := p.queue.Head(); op != nil; op = p.queue.Head() {
 			if !t.put(p, op) {
+				if p.seg.g.hdr.closed.Load() != 0 {
+					err := &transport.PeerError{Rank: p.rank, Op: "send to", Err: errors.New("the rank closed its shared memory with frames queued for it")}
+					for op := p.queue.Pop(); op != nil; op = p.queue.Pop() {
+						op.Complete(err)
+					}
+					if lost == nil {
+						lost = err
+					}
+				}
 				break
 			}
 			p.queue.Pop()
@@ -480,7 +496,7 @@ func (t *Transport) flush() int {
 	}
 	t.waiting = keep
 	t.queued.Store(len(keep) > 0)
-	return n
+	return n, lost
 }
 
 // Expose appends buf's address to dst: a peer on this host reads the
@@ -537,6 +553,7 @@ func (t *Transport) Close() error {
 	}
 	t.peers = nil
 	t.waiting = nil
+	t.own.g.hdr.closed.Store(1) // senders with frames queued for this rank give up
 	errs = append(errs, t.own.remove(), t.own.retire())
 	return errors.Join(errs...)
 }
