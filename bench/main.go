@@ -152,8 +152,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bench: %v\n", err)
 		return 2
 	}
-	if o.transport == "tcp" {
-		os.Setenv("PARLEY_TRANSPORT", "tcp")
+	if o.transport != "" {
+		os.Setenv("PARLEY_TRANSPORT", o.transport)
 	}
 	world, err := comm.Init()
 	if err != nil {
@@ -217,7 +217,7 @@ func parseOptions(b *benchmark, args []string, stderr io.Writer) (options, error
 	fs.IntVar(&o.warmup, "x", -1, "warm-up iterations per size")
 	fs.IntVar(&o.window, "W", 64, "window size")
 	fs.BoolVar(&o.validate, "c", false, "validate received data")
-	fs.StringVar(&o.transport, "transport", "", "shm or tcp")
+	fs.StringVar(&o.transport, "transport", "", "shm, tcp or verbs (default: what mpirun chose)")
 	fs.StringVar(&o.jsonPath, "json", "", "write JSON results to FILE")
 	fs.StringVar(&o.svgPath, "svg", "", "write an SVG plot to FILE")
 	fs.StringVar(&o.format, "format", "osu", "osu or go")
@@ -244,9 +244,9 @@ func parseOptions(b *benchmark, args []string, stderr io.Writer) (options, error
 		return o, fmt.Errorf("-W %d: the window must be at least 1", o.window)
 	}
 	switch o.transport {
-	case "", "shm", "tcp":
+	case "", "shm", "tcp", "verbs":
 	default:
-		return o, fmt.Errorf("--transport %q: shm or tcp", o.transport)
+		return o, fmt.Errorf("--transport %q: shm, tcp or verbs", o.transport)
 	}
 	switch o.format {
 	case "osu", "go":

@@ -17,7 +17,7 @@ import (
 )
 
 func both(t *testing.T, f func(t *testing.T, tr commtest.Transport)) {
-	for _, tr := range []commtest.Transport{commtest.Shm, commtest.TCP} {
+	for _, tr := range []commtest.Transport{commtest.Shm, commtest.TCP, commtest.Verbs} {
 		t.Run(tr.String(), func(t *testing.T) { f(t, tr) })
 	}
 }

@@ -12,8 +12,6 @@ import (
 
 	"github.com/parley-hpc/parley/internal/bootstrap"
 	"github.com/parley-hpc/parley/transport"
-	"github.com/parley-hpc/parley/transport/shm"
-	"github.com/parley-hpc/parley/transport/tcp"
 )
 
 // Frame kinds of the point-to-point protocol (wire.Header.Kind).
@@ -127,9 +125,10 @@ type engine struct {
 	transports []transport.Transport // polled in this order
 	peekers    []transport.Peeker    // nil entries for transports without the ability
 	armers     []transport.Armer
-	tcp        *tcp.Transport
-	shm        *shm.Transport // nil: no shared memory
-	forceTCP   bool
+	// links are the transports routes are chosen from, in order of
+	// preference (transports.go).
+	links         []link
+	bellInSegment bool // the bell's word lives in the shared-memory segment
 	// noRemoteRead turns single-copy reads off (PARLEY_DEBUG=no_cma=1), to
 	// test and measure the pipelined copy through the rings.
 	noRemoteRead bool
@@ -166,8 +165,7 @@ func (e *engine) queue(ctx uint32) *matchQueue {
 }
 
 // routeLocked returns how to reach world rank dest, resolving it from the
-// peer's card on first use: shared memory for a rank of this host, TCP
-// otherwise.
+// peer's card on first use (chooseLocked).
 func (e *engine) routeLocked(dest int) *route {
 	rt := &e.routes[dest]
 	if rt.ready {
@@ -189,25 +187,7 @@ func (e *engine) routeLocked(dest int) *route {
 		return rt
 	}
 	rt.host = card.Hostname
-	if e.shm != nil && !e.forceTCP && card.Node == e.node && card.Shm != "" {
-		if err := e.shm.Reach(dest, card.Shm, card.Pid); err == nil {
-			e.useLocked(rt, e.shm)
-			e.log.Info("transport chosen", zap.Int("peer", dest), zap.String("via", "shm"), zap.String("segment", card.Shm))
-			return rt
-		} else {
-			e.log.Warn("shared memory to a rank on this host failed; using TCP", zap.Int("peer", dest), zap.Error(err))
-		}
-	}
-	if e.tcp == nil || card.TCP == "" {
-		rt.err = fmt.Errorf("rank %d on host %s: %w", dest, card.Hostname, transport.ErrNoRoute)
-		return rt
-	}
-	if err := e.tcp.Reach(dest, card.TCP, card.Pid); err != nil {
-		rt.err = err
-		return rt
-	}
-	e.useLocked(rt, e.tcp)
-	e.log.Info("transport chosen", zap.Int("peer", dest), zap.String("via", "tcp"), zap.String("addr", card.TCP))
+	e.chooseLocked(rt, dest, card)
 	return rt
 }
 

@@ -30,8 +30,10 @@ func DebugEngine(c *Comm) string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	s := fmt.Sprintf("rank %d sleeping=%v flushing=%v", e.rank, e.sleeping, e.flushing)
-	if e.tcp != nil {
-		s += " tcp: " + e.tcp.DebugState()
+	for _, l := range e.links {
+		if d, ok := l.t.(interface{ DebugState() string }); ok {
+			s += " " + l.name + ": " + d.DebugState()
+		}
 	}
 	for _, rec := range e.waits.snapshot() {
 		s += "\n  " + e.describeWait(rec)

@@ -14,10 +14,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/parley-hpc/parley/internal/bootstrap"
-	"github.com/parley-hpc/parley/internal/linux"
 	"github.com/parley-hpc/parley/transport"
-	"github.com/parley-hpc/parley/transport/shm"
-	"github.com/parley-hpc/parley/transport/tcp"
+	"github.com/parley-hpc/parley/transport/verbs"
 )
 
 // Options start a world without the PARLEY_ environment: for tests that
@@ -35,10 +33,21 @@ type Options struct {
 	// Node identifies the host: ranks with equal Node use shared memory
 	// (default: the host name).
 	Node string
+	// Transport chooses how ranks talk: "" or "auto" (shared memory
+	// within a host; between hosts RDMA verbs where this binary has it and
+	// both ends have an active port, else TCP), "shm" (shared memory
+	// within hosts required), "tcp" (TCP between all ranks, as ForceTCP),
+	// or "verbs" (verbs between hosts required: Start fails, naming what
+	// is missing, where it cannot have them).
+	Transport string
 	// ForceTCP makes every pair of ranks use TCP, even on one host.
 	ForceTCP bool
 	// NoShm disables shared memory.
 	NoShm bool
+	// VerbsDevice is the RDMA adapter to use instead of the one libibverbs
+	// finds (PARLEY_VERBS_DEVICE names that one): tests give a fake
+	// adapter of verbs.NewFabric.
+	VerbsDevice verbs.Device
 	// ShmSegment is this rank's segment, created and reserved by its node
 	// agent for every rank of the host (all or none): then no rank of the
 	// host can lack shared memory, and TCP is needed only for other hosts.
@@ -161,8 +170,8 @@ func optionsFromEnv() (Options, error) {
 	if err != nil {
 		return o, err
 	}
-	o.ForceTCP = os.Getenv(bootstrap.EnvTransport) == "tcp"
-	o.NoShm = os.Getenv(bootstrap.EnvTransport) == "tcp" || os.Getenv(bootstrap.EnvShm) == "off"
+	o.Transport = os.Getenv(bootstrap.EnvTransport)
+	o.NoShm = os.Getenv(bootstrap.EnvShm) == "off"
 	o.ShmSegment = os.Getenv(bootstrap.EnvShmSeg)
 	o.Oversubscribed = os.Getenv(bootstrap.EnvOversub) == "1"
 	o.TCPAdvertise = os.Getenv(bootstrap.EnvTCPAddr)
@@ -214,7 +223,7 @@ func Start(opts Options) (*Comm, error) {
 	e := &engine{
 		rank: opts.Rank, size: opts.Size, node: opts.Node, jobID: opts.JobID, secret: opts.Secret,
 		log: log, queues: make(map[uint32]*matchQueue), routes: make([]route, opts.Size),
-		cookies: make(map[uint64]*Request), ctxClaimed: map[uint32]bool{worldCtx: true}, forceTCP: opts.ForceTCP,
+		cookies: make(map[uint64]*Request), ctxClaimed: map[uint32]bool{worldCtx: true},
 	}
 	e.setWaitPolicy(opts.Oversubscribed)
 	e.noRemoteRead = debugInt("no_cma") == 1
@@ -283,65 +292,6 @@ func (e *engine) setWaitPolicy(oversubscribed bool) {
 	}
 }
 
-func (e *engine) startTransports(opts *Options, card *bootstrap.Card) error {
-	if !opts.NoShm && !opts.ForceTCP && opts.LocalSize > 1 {
-		t, err := shm.Open(shm.Config{JobID: opts.JobID, Rank: opts.Rank, Size: opts.Size, LocalRank: opts.LocalRank,
-			LocalSize: opts.LocalSize, EagerLimit: debugInt("shm_eager"), Segment: opts.ShmSegment})
-		if err != nil && opts.ShmSegment != "" {
-			// The agent reserved it: the host's other ranks count on this
-			// rank's shared memory, and would find no TCP listener here.
-			return fmt.Errorf("the segment the node agent reserved for this rank: %w", err)
-		}
-		if err != nil {
-			e.log.Warn("no shared memory for this rank; its local peers reach it over TCP", zap.Error(err))
-		} else {
-			e.shm = t
-			e.bell = t.Bell()
-			card.Shm = t.Addr()
-			e.addTransport(t)
-			if debugInt("nondumpable") == 1 {
-				linux.ForbidReads() // tests: the kernel refuses peers' reads of this rank
-			}
-			if what, err := linux.AllowPeersToRead(); err != nil {
-				e.noRemoteRead = true
-				host, _ := os.Hostname()
-				e.mu.Lock()
-				e.noticeLocked(fmt.Sprintf("%s: single-copy transfers between ranks are off (%v); large messages are copied through shared memory instead, at lower bandwidth", host, err))
-				e.unlock()
-			} else {
-				e.log.Debug("single copy", zap.String("ptrace policy", what))
-			}
-		}
-	}
-	if e.shm != nil && opts.LocalSize == opts.Size && opts.ShmSegment != "" {
-		return nil // every rank is on this host, all with shared memory: no TCP needed
-	}
-	advertise := opts.TCPAdvertise
-	if opts.Iface != "" {
-		a, err := bootstrap.IfaceAddr(opts.Iface)
-		if err != nil {
-			return err
-		}
-		advertise = a
-	}
-	if advertise == "" {
-		advertise = defaultAdvertise()
-	}
-	listen := opts.TCPListen
-	if listen == "" {
-		listen = net.JoinHostPort(listenHost(advertise), "0")
-	}
-	t, err := tcp.Listen(tcp.Config{Rank: opts.Rank, JobID: opts.JobID, Secret: opts.Secret,
-		Listen: listen, Advertise: advertise, Bell: e.bell, Logger: e.log, Compress: opts.Compress})
-	if err != nil {
-		return err
-	}
-	e.tcp = t
-	card.TCP = t.Addr()
-	e.addTransport(t)
-	return nil
-}
-
 // listenHost picks the address to bind: the advertised one when it is a
 // literal address (so that --iface keeps traffic on that interface), else
 // all interfaces.
@@ -364,7 +314,7 @@ func (e *engine) closeTransports() error {
 	e.unlock()
 	e.flushWG.Wait()
 	e.mu.Lock()
-	if e.shm != nil {
+	if e.bellInSegment {
 		// The bell lives in the segment about to be unmapped.
 		e.bell = transport.NewBell(&e.bellWord)
 	}

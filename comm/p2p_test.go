@@ -11,7 +11,7 @@ import (
 )
 
 func TestPingPong(t *testing.T) {
-	for _, tr := range []commtest.Transport{commtest.TCP, commtest.Shm} {
+	for _, tr := range []commtest.Transport{commtest.TCP, commtest.Shm, commtest.Verbs} {
 		t.Run(tr.String(), func(t *testing.T) { testPingPong(t, tr) })
 	}
 	// Large messages through the rings in data frames, as where the kernel
@@ -88,8 +88,11 @@ func TestTrafficModel(t *testing.T) {
 	if !testing.Short() {
 		sizes = append(sizes, 32)
 	}
-	for _, tr := range []commtest.Transport{commtest.Shm, commtest.TCP} {
+	for _, tr := range []commtest.Transport{commtest.Shm, commtest.TCP, commtest.Verbs} {
 		for _, n := range sizes {
+			if tr == commtest.Verbs && n > 8 {
+				continue // each verbs link registers a megabyte of buffers
+			}
 			t.Run(fmt.Sprintf("%s/%d", tr, n), func(t *testing.T) {
 				per := 12
 				if n >= 32 {

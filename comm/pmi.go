@@ -144,6 +144,7 @@ func optionsFromPMI() (Options, error) {
 	}
 	o.TCPAdvertise = directAdvertise(host)
 	o.Iface = os.Getenv(bootstrap.EnvIface) // PARLEY_IFACE, as mpirun's --iface
+	o.Transport = os.Getenv(bootstrap.EnvTransport)
 	o.Logger.Debug("started by a process manager", zap.String("interface", kind),
 		zap.Int("local rank", o.LocalRank), zap.Int("local size", o.LocalSize))
 	return o, nil

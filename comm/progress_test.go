@@ -23,7 +23,7 @@ func TestAsyncProgress(t *testing.T) {
 		mode      string
 		duringRun bool // the send completes while rank 1 computes
 	}{{"on", true}, {"off", false}} {
-		for _, tr := range []commtest.Transport{commtest.Shm, commtest.TCP} {
+		for _, tr := range []commtest.Transport{commtest.Shm, commtest.TCP, commtest.Verbs} {
 			t.Run(fmt.Sprintf("%s/%v", c.mode, tr), func(t *testing.T) {
 				t.Setenv("PARLEY_PROGRESS", c.mode)
 				worlds := commtest.Worlds(t, 2, tr)

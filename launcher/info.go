@@ -193,12 +193,15 @@ func transportInfo(topo *topology.Topology, err error) []Capability {
 	if len(addrs) == 0 {
 		tcp.Detail = "no interface with an IPv4 address is up"
 	}
-	verbs := Capability{Name: "verbs", Detail: "not in this build"}
+	// Verbs lives in the program, not in mpirun: a program built with
+	// -tags verbs uses it between hosts where a port is active.
+	verbs := Capability{Name: "verbs", InBuild: false, Detail: "in programs built with -tags verbs (cgo, libibverbs)"}
 	if devs, _ := filepath.Glob("/sys/class/infiniband/*"); len(devs) > 0 {
 		var names []string
 		for _, d := range devs {
 			names = append(names, filepath.Base(d))
 		}
+		verbs.Usable = true
 		verbs.Detail += "; RDMA devices here: " + strings.Join(names, ", ")
 	} else {
 		verbs.Detail += "; no RDMA devices here (/sys/class/infiniband is empty)"

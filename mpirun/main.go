@@ -105,7 +105,7 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.StringVar(&o.timeout, "timeout", "", "end the job after this long (seconds, or a duration like 90s or 5m), printing what each rank was blocked in")
 	fs.CountVarP(&o.verbose, "verbose", "v", "more messages from mpirun and the runtime (repeat for more)")
 	fs.StringVar(&o.stdin, "stdin", "0", "rank that reads mpirun's standard input: 0 or none")
-	fs.StringVar(&o.transport, "transport", "", "force the transport between ranks: tcp")
+	fs.StringVar(&o.transport, "transport", "", "how ranks talk: auto (shared memory within hosts; between hosts RDMA verbs where built in and a port is active, else TCP), shm, tcp, or verbs (required between hosts)")
 	fs.StringVar(&o.iface, "iface", "", "network interface name or CIDR for TCP between hosts")
 	fs.BoolVar(&o.compress, "compress", false, "compress large TCP payloads (for slow links; skipped for incompressible data)")
 	fs.StringVar(&o.launcherKind, "launcher", "", "how to start agents on other hosts: ssh or slurm (default: slurm inside an allocation, else ssh)")
@@ -263,9 +263,9 @@ func (o *options) config(argv []string) (launcher.Config, error) {
 		return cfg, fmt.Errorf("--launcher %q: must be ssh or slurm", o.launcherKind)
 	}
 	switch o.transport {
-	case "", "tcp", "shm":
+	case "", "auto", "tcp", "shm", "verbs":
 	default:
-		return cfg, fmt.Errorf("--transport %q: must be tcp or shm", o.transport)
+		return cfg, fmt.Errorf("--transport %q: must be auto, shm, tcp or verbs", o.transport)
 	}
 	for _, x := range o.env {
 		name, _, _ := strings.Cut(x, "=")

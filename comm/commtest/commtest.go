@@ -1,8 +1,9 @@
 // Package commtest runs several ranks of a world inside one test process,
 // each a goroutine with its own runtime, connected over the real
-// transports (loopback TCP, or shared memory in this process's own
-// segments), so that tests of comm and of collectives exercise real
-// progress and matching without starting processes.
+// transports (loopback TCP, shared memory in this process's own
+// segments, or RDMA verbs over the fake adapter of verbs.NewFabric), so
+// that tests of comm and of collectives exercise real progress and
+// matching without starting processes.
 package commtest
 
 import (
@@ -14,19 +15,24 @@ import (
 	"testing"
 
 	"github.com/parley-hpc/parley/comm"
+	"github.com/parley-hpc/parley/transport/verbs"
 )
 
 // Transport selects how the in-process ranks talk.
 type Transport int
 
 const (
-	TCP Transport = iota // loopback TCP between every pair
-	Shm                  // shared memory between every pair
+	TCP   Transport = iota // loopback TCP between every pair
+	Shm                    // shared memory between every pair
+	Verbs                  // each rank a node of its own, verbs between them over a fake adapter
 )
 
 func (t Transport) String() string {
-	if t == Shm {
+	switch t {
+	case Shm:
 		return "shm"
+	case Verbs:
+		return "verbs"
 	}
 	return "tcp"
 }
@@ -110,6 +116,7 @@ func Worlds(tb testing.TB, n int, tr Transport) []*comm.Comm {
 	rand.Read(secret)
 	job := "test-" + hex.EncodeToString(secret[:6])
 	store := NewStore(n)
+	fabric := verbs.NewFabric()
 	worlds := make([]*comm.Comm, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -125,6 +132,9 @@ func Worlds(tb testing.TB, n int, tr Transport) []*comm.Comm {
 			case TCP:
 				o.ForceTCP, o.NoShm = true, true
 			case Shm:
+			case Verbs:
+				o.Transport, o.VerbsDevice = "verbs", fabric.Open(fmt.Sprintf("fake%d", r))
+				o.Node, o.LocalRank, o.LocalSize = fmt.Sprintf("commtest-%s-%d", job, r), 0, 1
 			}
 			worlds[r], errs[r] = comm.Start(o)
 			if errs[r] != nil {

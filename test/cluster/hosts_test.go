@@ -468,3 +468,33 @@ func TestBenchAcrossHosts(t *testing.T) {
 		t.Errorf("no Open MPI column:\n%s", out)
 	}
 }
+
+// TestVerbsSelection: between hosts without an RDMA adapter (these have
+// none), a program built with -tags verbs says with -v why it uses TCP,
+// and --transport verbs fails at start-up naming what is missing: the
+// adapter in a verbs build, the build tag in the default one.
+func TestVerbsSelection(t *testing.T) {
+	needHosts(t)
+	hv := filepath.Join(bin, "ring-verbs")
+	cmd := exec.Command("go", "build", "-tags", "verbs", "-o", hv, "../../examples/ring")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		proctest.Unavailable(t, "go build -tags verbs (libibverbs-dev): %v\n%s", err, out)
+	}
+	two := "host1:1,host2:1"
+	r := mpirun(t, "-v", "-H", two, hv, "-laps", "3")
+	for _, want := range []string{"checksum ok", "verbs not used between hosts; TCP is", "no RDMA device", `"via": "tcp"`} {
+		if r.code != 0 || !strings.Contains(r.stdout+r.stderr, want) {
+			t.Fatalf("auto: status %d, no %q:\n%s\n%s", r.code, want, r.stdout, r.stderr)
+		}
+	}
+	for _, c := range []struct{ prog, want string }{
+		{hv, "--transport verbs: no RDMA device"},
+		{filepath.Join(bin, "ring"), "--transport verbs: this binary was built without RDMA verbs support (go build -tags verbs"},
+	} {
+		r := mpirun(t, "--transport", "verbs", "-H", two, c.prog)
+		if r.code == 0 || !strings.Contains(r.stderr, c.want) {
+			t.Fatalf("--transport verbs, %s: status %d, want %q:\n%s", filepath.Base(c.prog), r.code, c.want, r.stderr)
+		}
+	}
+}
