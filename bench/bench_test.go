@@ -213,3 +213,20 @@ func TestCompareWithPrebuiltReference(t *testing.T) {
 		})
 	}
 }
+
+// TestCompareTransportArgs: verbs is for comparing across hosts; other
+// transports are refused by name.
+func TestCompareTransportArgs(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-transport", "verbs", "latency"}, "-transport verbs: only between hosts (-hosts h1,h2)"},
+		{[]string{"-transport", "ib", "latency"}, `-transport "ib": shm, tcp, or verbs with -hosts`},
+	} {
+		var out, errb strings.Builder
+		if code := runCompare(c.args, &out, &errb); code != 2 || !strings.Contains(errb.String(), c.want) {
+			t.Errorf("compare %v: status %d, %q; want 2 and %q", c.args, code, errb.String(), c.want)
+		}
+	}
+}

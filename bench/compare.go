@@ -34,7 +34,7 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 	np := fs.Int("np", 2, "ranks")
 	reps := fs.Int("reps", 3, "repetitions of each implementation, interleaved")
 	impls := fs.String("impl", "parley,openmpi,mpich", "implementations to run, in this order within a repetition")
-	transport := fs.String("transport", "shm", "shm or tcp, for every implementation")
+	transport := fs.String("transport", "shm", "shm or tcp, for every implementation; with -hosts tcp (default) or verbs (parley's verbs build, Open MPI's UCX)")
 	mpirunPath := fs.String("mpirun", "", "parley's mpirun (default: the mpirun beside this bench binary)")
 	svgPath := fs.String("svg", "", "write a plot of the medians")
 	jsonPath := fs.String("json", "", "write the medians of every implementation as JSON")
@@ -47,7 +47,7 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() < 1 {
-		fmt.Fprintln(stderr, "usage: bench compare [-np N] [-reps R] [-impl parley,openmpi,mpich] [-transport shm|tcp] BENCHMARK [bench options]")
+		fmt.Fprintln(stderr, "usage: bench compare [-np N] [-reps R] [-impl parley,openmpi,mpich] [-transport shm|tcp|verbs] [-hosts h1,h2] BENCHMARK [bench options]")
 		return 2
 	}
 	name, benchArgs := fs.Arg(0), fs.Args()[1:]
@@ -56,11 +56,15 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bench compare: unknown benchmark %q\n", name)
 		return 2
 	}
-	if *hosts != "" {
-		*transport = "tcp" // between hosts there is nothing else
-	}
-	if *transport != "shm" && *transport != "tcp" {
-		fmt.Fprintf(stderr, "bench compare: -transport %q: shm or tcp\n", *transport)
+	switch {
+	case *hosts != "" && (*transport == "shm" || *transport == "tcp"):
+		*transport = "tcp" // between hosts: TCP, unless verbs is asked for
+	case *hosts != "" && *transport == "verbs":
+	case *transport == "verbs":
+		fmt.Fprintln(stderr, "bench compare: -transport verbs: only between hosts (-hosts h1,h2)")
+		return 2
+	case *transport != "shm" && *transport != "tcp":
+		fmt.Fprintf(stderr, "bench compare: -transport %q: shm, tcp, or verbs with -hosts\n", *transport)
 		return 2
 	}
 	work, err := os.MkdirTemp("", "parley-compare-")
@@ -213,6 +217,8 @@ func newImpl(name string, c implConfig) (impl, error) {
 		return impl{name: name, cmd: func(np int, bench string, args []string, out string) *exec.Cmd {
 			a := []string{"--allow-run-as-root", "-np", fmt.Sprint(np)}
 			switch {
+			case len(c.hosts) > 0 && c.transport == "verbs":
+				a = append(a, "-H", c.hostSlots(), "--map-by", "node", "--bind-to", "none", "--mca", "pml", "ucx")
 			case len(c.hosts) > 0:
 				a = append(a, "-H", c.hostSlots(), "--map-by", "node", "--bind-to", "none",
 					"--mca", "pml", "ob1", "--mca", "btl", "tcp,self")

@@ -10,7 +10,9 @@
 // the transport until the op reports Done.
 //
 // Implementations live in subpackages (shm, tcp, verbs), which never
-// import each other; comm chooses among them from their Caps.
+// import each other; comm chooses among them by where the peer is and
+// what it published (comm/transports.go), and adapts its protocols to
+// their Caps. transporttest is the conformance suite each of them passes.
 //
 // Sleeping: when a rank has nothing to do it waits on a Bell, a futex word
 // that every transport rings when something arrives (the shm transport's
