@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -228,5 +229,29 @@ func TestCompareTransportArgs(t *testing.T) {
 		if code := runCompare(c.args, &out, &errb); code != 2 || !strings.Contains(errb.String(), c.want) {
 			t.Errorf("compare %v: status %d, %q; want 2 and %q", c.args, code, errb.String(), c.want)
 		}
+	}
+}
+
+// TestLimits: bench limits prints a row per size with a number in every
+// column (process_vm_readv is permitted for a process's own memory).
+func TestLimits(t *testing.T) {
+	var out, errb strings.Builder
+	if code := runLimits([]string{"-reps", "3"}, &out, &errb); code != 0 {
+		t.Fatalf("status %d: %s", code, errb.String())
+	}
+	rows := 0
+	for _, l := range strings.Split(out.String(), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 5 && !strings.HasPrefix(l, "#") {
+			for _, v := range f[1:] {
+				if _, err := strconv.ParseFloat(v, 64); err != nil {
+					t.Fatalf("row %q: %q is not a number", l, v)
+				}
+			}
+			rows++
+		}
+	}
+	if rows != 4 {
+		t.Fatalf("%d rows, want 4:\n%s", rows, out.String())
 	}
 }

@@ -109,6 +109,7 @@ func usage(w io.Writer) {
        bench compare [compare options] BENCHMARK [options]
        bench plot -o OUT.svg [-title T] RESULT.json...
        bench reference DIR   (build the C reference for compare -ref DIR)
+       bench limits [-reps N] (memcpy, process_vm_readv and reduction bandwidth here)
 
 benchmarks: %s
 
@@ -141,6 +142,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if args[0] == "reference" {
 		return runReference(args[1:], stdout, stderr)
+	}
+	if args[0] == "limits" {
+		return runLimits(args[1:], stdout, stderr)
 	}
 	b := benchmarks[args[0]]
 	if b == nil {

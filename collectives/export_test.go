@@ -12,18 +12,18 @@ type Algorithm struct {
 }
 
 func thresholds(small bool) func() {
-	old := [4]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin}
+	old := [5]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin}
 	if small {
 		// Always the short-message algorithms.
-		bcastScatterMin, allreduceLargeMin, allgatherRingMin = math.MaxInt, math.MaxInt, math.MaxInt
+		bcastScatterMin, allreduceLargeMin, allgatherRingMin, reduceLargeMin = math.MaxInt, math.MaxInt, math.MaxInt, math.MaxInt
 		gatherBinomialMax = math.MaxInt
 	} else {
 		// Always the long-message algorithms.
-		bcastScatterMin, allreduceLargeMin, allgatherRingMin = 0, 0, 0
+		bcastScatterMin, allreduceLargeMin, allgatherRingMin, reduceLargeMin = 0, 0, 0, 0
 		gatherBinomialMax = -1
 	}
 	return func() {
-		bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin = old[0], old[1], old[2], old[3]
+		bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin = old[0], old[1], old[2], old[3], old[4]
 	}
 }
 

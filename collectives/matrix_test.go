@@ -98,6 +98,15 @@ func matrixOnRank(c *comm.Comm) error {
 					return err
 				}
 			}
+			ip := slices.Clone(in)
+			if err := collectives.Reduce(c, ip, ip, collectives.Sum, root); err != nil {
+				return err
+			}
+			if me == root {
+				if err := check(fmt.Sprintf("reduce in place, root %d", root), ip, sum); err != nil {
+					return err
+				}
+			}
 			b := make([]float64, cnt)
 			if me == root {
 				copy(b, sum)

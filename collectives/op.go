@@ -8,6 +8,7 @@ import (
 
 	"github.com/parley-hpc/parley/comm"
 	"github.com/parley-hpc/parley/internal/elem"
+	"github.com/parley-hpc/parley/internal/vec"
 )
 
 // An Op combines vectors element by element: Reduce(inout, in) sets
@@ -255,8 +256,17 @@ type integer interface {
 func floatKernel[T float](op Op, d, s []T) error {
 	switch op.kind {
 	case opSum:
-		for i := range d {
-			d[i] += s[i]
+		// Vectorized where the CPU allows (internal/vec): the same bits
+		// as the loop below, several times faster.
+		switch dd := any(d).(type) {
+		case []float32:
+			vec.AddFloat32(dd, any(s).([]float32))
+		case []float64:
+			vec.AddFloat64(dd, any(s).([]float64))
+		default:
+			for i := range d {
+				d[i] += s[i]
+			}
 		}
 	case opProd:
 		for i := range d {

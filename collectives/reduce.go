@@ -10,11 +10,16 @@ import (
 // be nil). At the root, passing the same slice as in and out reduces in
 // place.
 //
-// Algorithm: a binomial tree (as MPICH's): rank vr (relative to the root)
-// receives the partial results of its subtrees, lowest first, and passes
-// its own up; every partial result is lower ranks op higher ranks. A
-// non-commutative op is reduced with root 0 (so relative and absolute
-// ranks agree) and sent to the root after.
+// Algorithm: for short vectors a binomial tree (as MPICH's): rank vr
+// (relative to the root) receives the partial results of its subtrees,
+// lowest first, and passes its own up; every partial result is lower
+// ranks op higher ranks. A non-commutative op is reduced with root 0 (so
+// relative and absolute ranks agree) and sent to the root after. Long
+// vectors of a commutative op use Rabenseifner's reduce-scatter by
+// recursive halving and a binomial gather of the reduced blocks: each rank
+// reduces 1/p of the vector instead of the root reducing all of it p-1
+// times (two ranks: each reduces half, and half the vector travels to
+// the root).
 func Reduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) (err error) {
 	// Before the call begins: every rank finds the same, and nobody is
 	// left waiting (see call.settle).
@@ -32,6 +37,9 @@ func Reduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) (err error) {
 	}
 	if k.rank == root && len(out) < len(in) {
 		return k.errorf("%w: out holds %d elements, in %d", comm.ErrInvalidArg, len(out), len(in))
+	}
+	if pof2 := floorPow2(k.size); op.commutative && k.size > 1 && len(asBytes(in)) >= reduceLargeMin && len(in) >= pof2 {
+		return reduceRabenseifner(k, in, out, op, root)
 	}
 	treeRoot := root
 	if !op.commutative {
@@ -56,6 +64,102 @@ func Reduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) (err error) {
 		}
 	}
 	if k.rank == root {
+		copy(out, acc)
+	}
+	return nil
+}
+
+// reduceLargeMin is the vector size in bytes from which Reduce uses
+// Rabenseifner's algorithm (as allreduceLargeMin, from bench reduce at 2
+// and 4 ranks).
+var reduceLargeMin = 32 << 10
+
+// reduceRabenseifner reduces the ranks' in vectors into root's out:
+// reduce-scatter by recursive halving (allreduceRabenseifner's first
+// half), then the reduced blocks gathered to the first of the
+// power-of-two ranks by a binomial tree, and passed to root if that is
+// another rank.
+func reduceRabenseifner[T Elem](k *call, in, out []T, op Op, root int) error {
+	n := len(in)
+	pof2 := floorPow2(k.size)
+	rem := k.size - pof2
+	target := realRank(0, rem)
+	var acc []T
+	if k.rank == root && root == target && !sameVector(in, out[:n]) {
+		acc = out[:n]
+	} else {
+		var buf scratchBuf
+		acc, buf = scratch[T](n)
+		defer buf.release()
+	}
+	tmp, release := scratch[T](n)
+	defer release.release()
+	src := in // the first halving step reads the input
+	newrank := k.rank
+	if rem > 0 {
+		copy(acc, in)
+		src = acc
+		var err error
+		if newrank, err = foldIn(k, acc, tmp, op, pof2); err != nil {
+			return err
+		}
+	}
+	if newrank >= 0 {
+		off := blocks(n, pof2)
+		lo, hi := 0, pof2
+		for d := pof2 / 2; d >= 1; d /= 2 {
+			partner := newrank ^ d
+			dst := realRank(partner, rem)
+			mid := (lo + hi) / 2
+			keepLo, keepHi, sendLo, sendHi := lo, mid, mid, hi
+			if newrank&d != 0 {
+				keepLo, keepHi, sendLo, sendHi = mid, hi, lo, mid
+			}
+			kept := acc[off[keepLo]:off[keepHi]]
+			got := tmp[off[keepLo]:off[keepHi]]
+			if err := k.exchange(asBytes(src[off[sendLo]:off[sendHi]]), dst, asBytes(got), dst); err != nil {
+				return err
+			}
+			if !sameVector(src, acc) {
+				copy(kept, src[off[keepLo]:off[keepHi]])
+			}
+			src = acc
+			if err := combine(op, kept, got, dst < k.rank); err != nil {
+				return k.fail(err)
+			}
+			lo, hi = keepLo, keepHi
+		}
+		// Binomial gather to new rank 0: at step d a rank whose low bits
+		// are clear holds blocks [newrank, newrank+d) and takes its
+		// partner's d blocks above them; the partner is done.
+		for d := 1; d < pof2; d *= 2 {
+			if newrank&d != 0 {
+				dst := realRank(newrank^d, rem)
+				if err := k.send(asBytes(acc[off[newrank]:off[newrank+d]]), dst); err != nil {
+					return k.fail(err)
+				}
+				break
+			}
+			partner := newrank | d
+			if err := k.recvExact(asBytes(acc[off[partner]:off[partner+d]]), realRank(partner, rem)); err != nil {
+				return err
+			}
+		}
+	}
+	if target != root {
+		switch k.rank {
+		case target:
+			if err := k.send(asBytes(acc), root); err != nil {
+				return k.fail(err)
+			}
+		case root:
+			if err := k.recvExact(asBytes(out[:n]), target); err != nil {
+				return err
+			}
+			return nil
+		}
+	}
+	if k.rank == root && !sameVector(acc, out[:n]) {
 		copy(out, acc)
 	}
 	return nil
