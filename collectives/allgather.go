@@ -33,7 +33,10 @@ func Allgather[T Elem](c *comm.Comm, send, recv []T) (err error) {
 	if k.size == 1 || blk == 0 {
 		return nil
 	}
-	if blk*elemSize[T]() >= allgatherRingMin {
+	// Up to 3 ranks the ring takes no more steps than Bruck's algorithm,
+	// and receives straight into recv, where Bruck's copies every block
+	// through a scratch vector twice.
+	if blk*elemSize[T]() >= allgatherRingMin || k.size <= 3 {
 		return allgatherRing(k, recv, blk)
 	}
 	return allgatherBruck(k, recv, blk)

@@ -4,8 +4,9 @@
 # of 16 ranks. Everything comes from the directory bench/device/pack.sh
 # made; nothing is installed. Prints one short table per measurement.
 #
-#   DIR/run.sh            # all of it, about 4 minutes on 16 cores
-#   NPS="2 4" DIR/run.sh  # fewer rank counts (for trying it on a small machine)
+#   DIR/run.sh            # all of it
+#   PARTS="p2p collectives" NPS="2 4" DIR/run.sh   # some parts, some rank counts
+# Parts: p2p collectives binding hybrid overlap startup.
 set -uo pipefail
 d=$(cd "$(dirname "$0")" && pwd)
 export OPAL_PREFIX=$d/ompi
@@ -25,6 +26,8 @@ cores=$(nproc)
 nps=${NPS:-2 4 8 16}
 maxnp=${nps##* }
 rows='^(# |0 |8 |1024 |65536 |1048576 |4194304 )'
+parts=" ${PARTS:-p2p collectives binding hybrid overlap startup} "
+want() { [[ $parts == *" $1 "* ]]; }
 echo "# device: $cores cores, $(uname -r), $(date -u +%FT%TZ)"
 
 compare() { # NP REPS BENCH [bench options]
@@ -35,26 +38,30 @@ compare() { # NP REPS BENCH [bench options]
     echo "# $* at $np ranks: failed or timed out"
 }
 
-echo; echo "## point to point, 2 ranks"
-compare 2 3 latency -m 8:4M
-compare 2 3 bw -m 8:4M
-for np in $nps; do
-  [ "$np" -ge 4 ] || continue
+if want p2p; then
+  echo; echo "## point to point, 2 ranks"
+  for b in latency bw bibw mbw_mr; do
+    compare 2 3 "$b" -m 8:4M
+  done
+fi
+# Every collective at every rank count: the whole table in one run.
+colls="allreduce reduce reduce_scatter bcast gather scatter allgather alltoall"
+want collectives && for np in $nps; do
   echo; echo "## collectives, $np ranks"
-  compare "$np" 3 allreduce -m 8:4M
-  [ "$np" = "$maxnp" ] || continue
-  compare "$np" 3 bcast -m 8:4M
+  for c in $colls; do
+    compare "$np" 3 "$c" -m 8:4M
+  done
   compare "$np" 3 barrier
 done
 
-echo; echo "## binding, parley allreduce at $maxnp ranks (us)"
+want binding && echo && echo "## binding, parley allreduce at $maxnp ranks (us)" &&
 for bind in core none; do
   echo "# --bind-to $bind"
   timeout 120 "$d/bin/mpirun" -np "$maxnp" --bind-to "$bind" "$d/bin/bench" allreduce -m 8:1M |
     grep -E "$rows" || echo "# failed"
 done
 
-echo; echo "## hybrid: 8-byte and 1 MiB latency (us), 2 ranks, by cores per rank"
+want hybrid && echo && echo "## hybrid: 8-byte and 1 MiB latency (us), 2 ranks, by cores per rank" &&
 for how in "--bind-to core" "--bind-to none" "--cpus-per-rank 2" "--cpus-per-rank 4"; do
   for tr in shm tcp; do
     for busy in "" -busy; do
@@ -66,7 +73,7 @@ for how in "--bind-to core" "--bind-to none" "--cpus-per-rank 2" "--cpus-per-ran
   done
 done
 
-echo; echo "## overlap (%), 2 ranks with 4 cores each (async progress on), and with it off"
+want overlap && echo && echo "## overlap (%), 2 ranks with 4 cores each (async progress on), and with it off" &&
 for prog in on off; do
   for b in iallreduce ibcast isend_overlap; do
     for tr in shm tcp; do
@@ -77,6 +84,7 @@ for prog in on off; do
   done
 done
 
+want startup || exit 0
 echo; echo "## start-up of $maxnp ranks, median of 15 (ms)"
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 startup() { # NAME COMMAND...
