@@ -98,9 +98,10 @@ func Init() (*Comm, error) {
 		if opts.agent != nil {
 			opts.agent.Close()
 		}
-		if opts.pmi != nil {
-			opts.pmi.Close()
-		}
+		// The process manager's connection stays open until the process
+		// exits: Hydra kills the whole job (SIGKILL) the moment a rank
+		// closes it without finalizing, which lost the error the program
+		// was about to print.
 		return nil, fmt.Errorf("parley init: %w", err)
 	}
 	world = w
