@@ -33,10 +33,7 @@ func Allgather[T Elem](c *comm.Comm, send, recv []T) (err error) {
 	if k.size == 1 || blk == 0 {
 		return nil
 	}
-	// Up to 3 ranks the ring takes no more steps than Bruck's algorithm,
-	// and receives straight into recv, where Bruck's copies every block
-	// through a scratch vector twice.
-	if blk*elemSize[T]() >= allgatherRingMin || k.size <= 3 {
+	if blk*elemSize[T]() >= allgatherRingMin {
 		return allgatherRing(k, recv, blk)
 	}
 	return allgatherBruck(k, recv, blk)
