@@ -12,7 +12,7 @@ type Algorithm struct {
 }
 
 func thresholds(small bool) func() {
-	old := [5]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin}
+	old := [6]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin, reduceRabenseifnerMaxRanks}
 	if small {
 		// Always the short-message algorithms.
 		bcastScatterMin, allreduceLargeMin, allgatherRingMin, reduceLargeMin = math.MaxInt, math.MaxInt, math.MaxInt, math.MaxInt
@@ -20,10 +20,11 @@ func thresholds(small bool) func() {
 	} else {
 		// Always the long-message algorithms.
 		bcastScatterMin, allreduceLargeMin, allgatherRingMin, reduceLargeMin = 0, 0, 0, 0
-		gatherBinomialMax = -1
+		gatherBinomialMax, reduceRabenseifnerMaxRanks = -1, math.MaxInt
 	}
 	return func() {
 		bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin = old[0], old[1], old[2], old[3], old[4]
+		reduceRabenseifnerMaxRanks = old[5]
 	}
 }
 

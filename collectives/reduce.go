@@ -14,8 +14,9 @@ import (
 // (relative to the root) receives the partial results of its subtrees,
 // lowest first, and passes its own up; every partial result is lower
 // ranks op higher ranks. A non-commutative op is reduced with root 0 (so
-// relative and absolute ranks agree) and sent to the root after. Long
-// vectors of a commutative op use Rabenseifner's reduce-scatter by
+// relative and absolute ranks agree) and sent to the root after. On two
+// ranks (see reduceRabenseifnerMaxRanks), long vectors of a commutative
+// op use Rabenseifner's reduce-scatter by
 // recursive halving and a binomial gather of the reduced blocks: each rank
 // reduces 1/p of the vector instead of the root reducing all of it p-1
 // times (two ranks: each reduces half, and half the vector travels to
@@ -38,7 +39,8 @@ func Reduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) (err error) {
 	if k.rank == root && len(out) < len(in) {
 		return k.errorf("%w: out holds %d elements, in %d", comm.ErrInvalidArg, len(out), len(in))
 	}
-	if pof2 := floorPow2(k.size); op.commutative && k.size > 1 && len(asBytes(in)) >= reduceLargeMin && len(in) >= pof2 {
+	if pof2 := floorPow2(k.size); op.commutative && k.size > 1 && k.size <= reduceRabenseifnerMaxRanks &&
+		len(asBytes(in)) >= reduceLargeMin && len(in) >= pof2 {
 		return reduceRabenseifner(k, in, out, op, root)
 	}
 	treeRoot := root
@@ -73,6 +75,13 @@ func Reduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) (err error) {
 // Rabenseifner's algorithm (as allreduceLargeMin, from bench reduce at 2
 // and 4 ranks).
 var reduceLargeMin = 32 << 10
+
+// reduceRabenseifnerMaxRanks limits Rabenseifner's Reduce to rank counts
+// where it was measured faster. At 2 ranks it took 1 MiB from 361 to 129
+// us; at 4 ranks on 2 cores it doubled the time (every halving step waits
+// for a partner that may not be running), and no machine with a core per
+// rank was at hand to measure 4 and more (bench/device/run.sh does).
+var reduceRabenseifnerMaxRanks = 2
 
 // reduceRabenseifner reduces the ranks' in vectors into root's out:
 // reduce-scatter by recursive halving (allreduceRabenseifner's first
