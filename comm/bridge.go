@@ -33,31 +33,30 @@ func collBegin(c any, k coll.Kind, a coll.Args) (coll.Call, error) {
 	}
 	v := cm.coll
 	tag := int(cm.nextCollective() % (MaxTag + 1))
-	if err := v.e.revokedErr(v.ctx); err != nil {
-		return coll.Call{}, &OpError{Op: k.String(), Comm: cm.name(), Rank: cm.rank, Peer: noPeer, Tag: noPeer, Err: err}
+	// One lock for both checks: this is every collective's fixed cost.
+	v.e.mu.Lock()
+	revoked := v.e.revoked[v.ctx]
+	var stale error
+	if revoked == nil {
+		stale = v.e.staleLocked(v, tag)
 	}
-	if err := v.e.stale(v, tag); err != nil {
-		return coll.Call{}, err
+	v.e.unlock()
+	if revoked != nil {
+		return coll.Call{}, &OpError{Op: k.String(), Comm: cm.name(), Rank: cm.rank, Peer: noPeer, Tag: noPeer, Err: revoked}
+	}
+	if stale != nil {
+		return coll.Call{}, stale
 	}
 	return coll.Call{View: v, Rank: v.rank, Size: v.size, Tag: tag, Check: coll.Check(k, a)}, nil
 }
 
-// revokedErr returns why collective context ctx was revoked, or nil.
-func (e *engine) revokedErr(ctx uint32) error {
-	e.mu.Lock()
-	defer e.unlock()
-	return e.revoked[ctx]
-}
-
-// stale looks, as collective call tag begins on the collective view v, for
+// staleLocked looks, as collective call tag begins on the collective view v, for
 // messages of earlier collective calls that no receive on this rank took:
 // their sender believed this rank would receive them (a Bcast whose ranks
 // named different roots leaves such messages, and returns without error
 // on the ranks that only send). It reports the first as ErrMismatch, and
 // drops them all, so that the error is reported once.
-func (e *engine) stale(v *Comm, tag int) error {
-	e.mu.Lock()
-	defer e.unlock()
+func (e *engine) staleLocked(v *Comm, tag int) error {
 	q := e.queues[v.ctx]
 	if q == nil || q.unexpLen == 0 {
 		return nil

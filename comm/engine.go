@@ -77,6 +77,7 @@ type engine struct {
 	lastQ      *matchQueue
 	routes     []route
 	cookies    map[uint64]*Request
+	msgFree    []*message // unexpected-message records for reuse (newMessageLocked)
 	nextCookie uint64
 	ctxClaimed map[uint32]bool // context ids (multiples of ctxStride) in use on this rank
 	// reads are rendezvous receives whose payload a goroutine reads from

@@ -476,8 +476,19 @@ func (e *engine) deliverMessageLocked(from int, h *transport.Header, payload []b
 	q.addUnexpected(m)
 }
 
-// newMessageLocked returns a new unexpected-message record.
+// maxFreeMessages bounds the unexpected-message records kept for reuse.
+const maxFreeMessages = 64
+
+// newMessageLocked returns an unexpected-message record, reusing a freed
+// one: a small message that arrives before its receive is posted (the
+// common case in collectives) then allocates nothing.
 func (e *engine) newMessageLocked(src, tag int32, size int) *message {
+	if n := len(e.msgFree); n > 0 {
+		m := e.msgFree[n-1]
+		e.msgFree = e.msgFree[:n-1]
+		*m = message{src: src, tag: tag, size: size}
+		return m
+	}
 	return &message{src: src, tag: tag, size: size}
 }
 
@@ -495,8 +506,17 @@ func (e *engine) holdPayloadLocked(m *message, payload []byte) {
 }
 
 // freeMessageLocked drops a matched message's references.
+//
+// Only a small eager message (its payload inline) is kept for reuse: no
+// request refers to it once matched, where a rendezvous request may keep
+// its descriptor. Callers may still read m until they release the lock
+// (its links and fields stay as they were until reuse).
 func (e *engine) freeMessageLocked(m *message) {
+	reuse := m.eager && m.selfReq == nil && len(m.data) <= len(m.inline)
 	m.data, m.selfReq = nil, nil
+	if reuse && len(e.msgFree) < maxFreeMessages {
+		e.msgFree = append(e.msgFree, m)
+	}
 }
 
 // rootCause returns the innermost error of err's chain, without the
