@@ -51,7 +51,7 @@ func args[T Elem](root int, op string, count int) coll.Args {
 // them waits forever for a message this rank will never send.
 func (k *call) settle(err *error) {
 	if *err != nil {
-		coll.Bridge.Abandon(&k.k, *err)
+		coll.Bridge.Abandon(k.k, *err)
 	}
 }
 
@@ -70,21 +70,21 @@ func (k *call) errorf(format string, args ...any) error {
 	return fmt.Errorf("%s (rank %d of %d): %w", k.name, k.rank, k.size, fmt.Errorf(format, args...))
 }
 
-func (k *call) send(buf []byte, peer int) error { return coll.Bridge.Send(&k.k, buf, peer) }
+func (k *call) send(buf []byte, peer int) error { return coll.Bridge.Send(k.k, buf, peer) }
 
 func (k *call) isend(buf []byte, peer int) *comm.Request {
-	return coll.Bridge.Isend(&k.k, buf, peer).(*comm.Request)
+	return coll.Bridge.Isend(k.k, buf, peer).(*comm.Request)
 }
 
 func (k *call) irecv(buf []byte, peer int) *comm.Request {
-	return coll.Bridge.Irecv(&k.k, buf, peer).(*comm.Request)
+	return coll.Bridge.Irecv(k.k, buf, peer).(*comm.Request)
 }
 
 // recvExact receives exactly len(buf) bytes from peer; a message of
 // another length means the ranks called the collective with different
 // arguments.
 func (k *call) recvExact(buf []byte, peer int) error {
-	n, err := coll.Bridge.Recv(&k.k, buf, peer)
+	n, err := coll.Bridge.Recv(k.k, buf, peer)
 	if err != nil {
 		return k.mismatch(err, peer)
 	}
@@ -97,7 +97,7 @@ func (k *call) recvExact(buf []byte, peer int) error {
 // exchange sends to one peer and receives exactly len(recv) bytes from
 // another at once.
 func (k *call) exchange(send []byte, to int, recv []byte, from int) error {
-	n, err := coll.Bridge.Sendrecv(&k.k, send, to, recv, from)
+	n, err := coll.Bridge.Sendrecv(k.k, send, to, recv, from)
 	if err != nil {
 		return k.mismatch(err, from)
 	}

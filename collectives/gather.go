@@ -265,7 +265,7 @@ func Scatterv[T Elem](c *comm.Comm, send []T, counts, displs []int, recv []T, ro
 		return err
 	}
 	if k.rank != root {
-		n, err := coll.Bridge.Recv(&k.k, asBytes(recv), root)
+		n, err := coll.Bridge.Recv(k.k, asBytes(recv), root)
 		if err != nil {
 			return k.mismatch(err, root)
 		}

@@ -35,7 +35,7 @@ type xfer struct {
 func (s *schedule) poll() (bool, error) {
 	done, err := s.advance()
 	if err != nil {
-		coll.Bridge.Abandon(&s.k.k, err)
+		coll.Bridge.Abandon(s.k.k, err)
 	}
 	return done, err
 }

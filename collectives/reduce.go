@@ -180,6 +180,13 @@ func reduceBinomial[T Elem](k *call, acc []T, op Op, root int) error {
 	n := k.size
 	vr := (k.rank - root + n) % n
 	var tmp []T
+	if vr&1 == 0 && vr+1 < n {
+		// This rank receives (from vr+1 first): one scratch vector, and
+		// one defer outside the loop, which costs no allocation.
+		var buf scratchBuf
+		tmp, buf = scratch[T](len(acc))
+		defer buf.release()
+	}
 	for mask := 1; mask < n; mask <<= 1 {
 		if vr&mask != 0 {
 			return k.fail(k.send(asBytes(acc), (vr&^mask+root)%n))
@@ -187,11 +194,6 @@ func reduceBinomial[T Elem](k *call, acc []T, op Op, root int) error {
 		src := vr | mask
 		if src >= n {
 			continue
-		}
-		if tmp == nil {
-			var buf scratchBuf
-			tmp, buf = scratch[T](len(acc))
-			defer buf.release()
 		}
 		if err := k.recvExact(asBytes(tmp), (src+root)%n); err != nil {
 			return err

@@ -86,21 +86,21 @@ func (e *engine) staleLocked(v *Comm, tag int) error {
 			ErrMismatch, v.commRank(int(first.src)), coll.KindOf(first.check), first.tag)}
 }
 
-func collSend(k *coll.Call, buf []byte, dest int) error {
+func collSend(k coll.Call, buf []byte, dest int) error {
 	v := k.View.(*Comm)
 	r := v.e.isend(v, buf, v.worldRank(dest), k.Tag, v.ctx, false, true, k.Check)
 	_, err := v.e.finish(r, inSend)
 	return err
 }
 
-func collRecv(k *coll.Call, buf []byte, src int) (int, error) {
+func collRecv(k coll.Call, buf []byte, src int) (int, error) {
 	v := k.View.(*Comm)
 	r := v.e.irecv(v, buf, v.worldRank(src), k.Tag, v.ctx, true, k.Check)
 	st, err := v.e.finish(r, inRecv)
 	return st.Count, err
 }
 
-func collSendrecv(k *coll.Call, sbuf []byte, dest int, rbuf []byte, src int) (int, error) {
+func collSendrecv(k coll.Call, sbuf []byte, dest int, rbuf []byte, src int) (int, error) {
 	v := k.View.(*Comm)
 	sr, rr := v.e.sendrecv(v, sbuf, v.worldRank(dest), k.Tag, rbuf, v.worldRank(src), k.Tag, v.ctx, k.Check)
 	_, serr := v.e.finish(sr, inSend)
@@ -111,12 +111,12 @@ func collSendrecv(k *coll.Call, sbuf []byte, dest int, rbuf []byte, src int) (in
 	return st.Count, serr
 }
 
-func collIsend(k *coll.Call, buf []byte, dest int) any {
+func collIsend(k coll.Call, buf []byte, dest int) any {
 	v := k.View.(*Comm)
 	return v.e.isend(v, buf, v.worldRank(dest), k.Tag, v.ctx, false, true, k.Check)
 }
 
-func collIrecv(k *coll.Call, buf []byte, src int) any {
+func collIrecv(k coll.Call, buf []byte, src int) any {
 	v := k.View.(*Comm)
 	return v.e.irecv(v, buf, v.worldRank(src), k.Tag, v.ctx, true, k.Check)
 }
@@ -242,7 +242,7 @@ func (e *engine) revokeLocked(ctx uint32, why RevokedError) {
 // revokes the communicator's collective context here and tells every
 // other member, so that those waiting for this rank fail too, naming it,
 // instead of waiting forever.
-func collAbandon(k *coll.Call, err error) {
+func collAbandon(k coll.Call, err error) {
 	v := k.View.(*Comm)
 	e := v.e
 	var rv RevokedError

@@ -128,13 +128,13 @@ var Bridge struct {
 	Begin func(c any, k Kind, a Args) (Call, error)
 	// Send, Recv and Sendrecv are the blocking point-to-point operations
 	// of a call; Recv and Sendrecv return the bytes received.
-	Send     func(k *Call, buf []byte, dest int) error
-	Recv     func(k *Call, buf []byte, src int) (int, error)
-	Sendrecv func(k *Call, sbuf []byte, dest int, rbuf []byte, src int) (int, error)
+	Send     func(k Call, buf []byte, dest int) error
+	Recv     func(k Call, buf []byte, src int) (int, error)
+	Sendrecv func(k Call, sbuf []byte, dest int, rbuf []byte, src int) (int, error)
 	// Isend and Irecv start a call's nonblocking operations; they return a
 	// *comm.Request that the call must give back with Free once complete.
-	Isend func(k *Call, buf []byte, dest int) any
-	Irecv func(k *Call, buf []byte, src int) any
+	Isend func(k Call, buf []byte, dest int) any
+	Irecv func(k Call, buf []byte, src int) any
 	Free  func(r any)
 	// Generic returns the *comm.Request a program holds for a nonblocking
 	// collective, which completes when poll reports done. poll is called
@@ -146,5 +146,5 @@ var Bridge struct {
 	// tells the other members, whose operations of the call then fail too
 	// instead of waiting for this rank forever, and the communicator's
 	// collectives become unusable.
-	Abandon func(k *Call, err error)
+	Abandon func(k Call, err error)
 }
