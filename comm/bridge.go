@@ -28,8 +28,8 @@ func init() {
 
 func collBegin(c any, k coll.Kind, a coll.Args) (coll.Call, error) {
 	cm, _ := c.(*Comm)
-	if err := cm.usable(k.String()); err != nil {
-		return coll.Call{}, err
+	if cm == nil || cm.freed.Load() || cm.e.finalized() {
+		return coll.Call{}, cm.usable(k.String()) // the name only when it is needed
 	}
 	v := cm.coll
 	tag := int(cm.nextCollective() % (MaxTag + 1))
