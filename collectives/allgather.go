@@ -33,7 +33,10 @@ func Allgather[T Elem](c *comm.Comm, send, recv []T) (err error) {
 	if k.size == 1 || blk == 0 {
 		return nil
 	}
-	if blk*elemSize[T]() >= allgatherRingMin {
+	// On 2 ranks both algorithms are one exchange; the ring's receives
+	// straight into recv, where Bruck's copies through scratch (8 B: 0.48
+	// against 0.70 us, 4 interleaved runs of 20,000 calls).
+	if blk*elemSize[T]() >= allgatherRingMin || k.size == 2 {
 		return allgatherRing(k, recv, blk)
 	}
 	return allgatherBruck(k, recv, blk)

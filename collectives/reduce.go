@@ -47,9 +47,26 @@ func Reduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) (err error) {
 	if !op.commutative {
 		treeRoot = 0
 	}
-	acc, release := scratch[T](len(in))
-	defer release.release()
-	copy(acc, in)
+	// acc gathers the partial results: a rank that only sends (a leaf of
+	// the tree) sends in itself; the root combines in out when it can;
+	// others use scratch.
+	n := len(in)
+	vr := (k.rank - treeRoot + k.size) % k.size
+	receives := vr&1 == 0 && vr+1 < k.size
+	isRoot := k.rank == root
+	var acc []T
+	switch {
+	case !receives && !(isRoot && treeRoot != root):
+		acc = in // only read
+	case isRoot && !sameVector(in, out[:n]):
+		acc = out[:n]
+		copy(acc, in)
+	default:
+		var buf scratchBuf
+		acc, buf = scratch[T](n)
+		defer buf.release()
+		copy(acc, in)
+	}
 	if err := reduceBinomial(k, acc, op, treeRoot); err != nil {
 		return err
 	}
@@ -65,7 +82,7 @@ func Reduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) (err error) {
 			}
 		}
 	}
-	if k.rank == root {
+	if isRoot && !sameVector(acc, out[:n]) {
 		copy(out, acc)
 	}
 	return nil
