@@ -5,7 +5,7 @@
 # "tables:begin" and "tables:end" markers. Raw JSON of every run and the
 # plots go to bench/results/.
 #
-#   bench/report.sh            # the full set (about 15 minutes on 2 cores)
+#   bench/report.sh            # the full set (every collective at 2 ranks; about 30 minutes on 2 cores)
 #   REPS=1 QUICK=1 bench/report.sh   # a fast look
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,7 +55,15 @@ run bibw-tcp 2 tcp bibw -m 1:4M
 run allreduce-shm 2 shm allreduce -m 4:4M
 run bcast-shm 2 shm bcast -m 1:1M
 run barrier-shm 2 shm barrier
+run reduce-shm 2 shm reduce -m 4:4M
+run reduce_scatter-shm 2 shm reduce_scatter -m 8:4M
+run allgather-shm 2 shm allgather -m 1:4M
+run alltoall-shm 2 shm alltoall -m 1:4M
+run gather-shm 2 shm gather -m 1:4M
+run scatter-shm 2 shm scatter -m 1:4M
 run allreduce-shm-np4 4 shm allreduce -m 4:4M
+run reduce-shm-np4 4 shm reduce -m 4:4M
+run allgather-shm-np4 4 shm allgather -m 1:1M
 run barrier-shm-np4 4 shm barrier
 run allreduce-tcp 2 tcp allreduce -m 4:4M
 
