@@ -10,6 +10,22 @@ import (
 // short vector does not allocate.
 var scratchPools [40]sync.Pool
 
+// Large buffers (from 64 KiB) are kept in lists of their own, which the
+// garbage collector does not empty as it empties a sync.Pool: a 1 MiB
+// reduce whose scratch came back fresh after each collection paid for
+// faulting in its pages every time, and the buffers themselves brought the
+// next collection sooner (in a sweep of sizes, Reduce at 1 MiB took 395 us
+// instead of 126). Each class keeps at most keepLarge buffers.
+const (
+	largeClass = 13 // 8<<13 = 64 KiB
+	keepLarge  = 4
+)
+
+var large [40]struct {
+	mu   sync.Mutex
+	bufs []*[]byte
+}
+
 // scratch returns a vector of n elements of unspecified contents, and the
 // handle that gives it back (a value, not a closure: nothing allocates).
 func scratch[T Elem](n int) ([]T, scratchBuf) {
@@ -21,7 +37,18 @@ func scratch[T Elem](n int) ([]T, scratchBuf) {
 	for 8<<c < size {
 		c++
 	}
-	bp, _ := scratchPools[c].Get().(*[]byte)
+	var bp *[]byte
+	if c >= largeClass {
+		l := &large[c]
+		l.mu.Lock()
+		if n := len(l.bufs); n > 0 {
+			bp = l.bufs[n-1]
+			l.bufs = l.bufs[:n-1]
+		}
+		l.mu.Unlock()
+	} else {
+		bp, _ = scratchPools[c].Get().(*[]byte)
+	}
 	if bp == nil {
 		b := make([]byte, 8<<c)
 		bp = &b
@@ -37,7 +64,16 @@ type scratchBuf struct {
 }
 
 func (s scratchBuf) release() {
-	if s.b != nil {
+	switch {
+	case s.b == nil:
+	case s.class >= largeClass:
+		l := &large[s.class]
+		l.mu.Lock()
+		if len(l.bufs) < keepLarge {
+			l.bufs = append(l.bufs, s.b)
+		}
+		l.mu.Unlock()
+	default:
 		scratchPools[s.class].Put(s.b)
 	}
 }
