@@ -77,6 +77,40 @@ func combine[T Elem](op Op, mine, theirs []T, peerLower bool) error {
 	return nil
 }
 
+// reduceScatterHalving is the first half of Rabenseifner's algorithms:
+// among the pof2 ranks that go on, each keeps half of the current window
+// of blocks (off), sends the other half to its partner and combines what
+// it receives, until it holds block newrank of the result in acc. The
+// first step reads in (it may be acc), later ones acc; tmp is scratch of
+// acc's length.
+func reduceScatterHalving[T Elem](k *call, op Op, in, acc, tmp []T, off []int, newrank, pof2 int) error {
+	rem := k.size - pof2
+	lo, hi := 0, pof2
+	src := in
+	for d := pof2 / 2; d >= 1; d /= 2 {
+		dst := realRank(newrank^d, rem)
+		mid := (lo + hi) / 2
+		keepLo, keepHi, sendLo, sendHi := lo, mid, mid, hi
+		if newrank&d != 0 {
+			keepLo, keepHi, sendLo, sendHi = mid, hi, lo, mid
+		}
+		kept := acc[off[keepLo]:off[keepHi]]
+		got := tmp[off[keepLo]:off[keepHi]]
+		if err := k.exchange(asBytes(src[off[sendLo]:off[sendHi]]), dst, asBytes(got), dst); err != nil {
+			return err
+		}
+		if !sameVector(src, acc) {
+			copy(kept, src[off[keepLo]:off[keepHi]])
+		}
+		src = acc
+		if err := combine(op, kept, got, dst < k.rank); err != nil {
+			return k.fail(err)
+		}
+		lo, hi = keepLo, keepHi
+	}
+	return nil
+}
+
 // foldIn folds ranks beyond the largest power of two into their
 // neighbours: among the first 2*rem ranks, each even rank sends its vector
 // to the odd rank above it and sits out. It returns the rank's number among
@@ -156,31 +190,8 @@ func allreduceRabenseifner[T Elem](k *call, in, acc []T, op Op) error {
 	}
 	if newrank >= 0 {
 		off := blocks(len(acc), pof2)
-		// Reduce-scatter by recursive halving: keep half of the current
-		// window of blocks, send the other half to the partner.
-		lo, hi := 0, pof2
-		src := in // the first step reads the input; later ones acc
-		for d := pof2 / 2; d >= 1; d /= 2 {
-			partner := newrank ^ d
-			dst := realRank(partner, rem)
-			mid := (lo + hi) / 2
-			keepLo, keepHi, sendLo, sendHi := lo, mid, mid, hi
-			if newrank&d != 0 {
-				keepLo, keepHi, sendLo, sendHi = mid, hi, lo, mid
-			}
-			kept := acc[off[keepLo]:off[keepHi]]
-			got := tmp[off[keepLo]:off[keepHi]]
-			if err := k.exchange(asBytes(src[off[sendLo]:off[sendHi]]), dst, asBytes(got), dst); err != nil {
-				return err
-			}
-			if !sameVector(src, acc) {
-				copy(kept, src[off[keepLo]:off[keepHi]])
-			}
-			src = acc
-			if err := combine(op, kept, got, dst < k.rank); err != nil {
-				return k.fail(err)
-			}
-			lo, hi = keepLo, keepHi
+		if err := reduceScatterHalving(k, op, in, acc, tmp, off, newrank, pof2); err != nil {
+			return err
 		}
 		// Allgather by recursive doubling: windows grow back.
 		for d := 1; d < pof2; d *= 2 {

@@ -132,28 +132,8 @@ func reduceRabenseifner[T Elem](k *call, in, out []T, op Op, root int) error {
 	}
 	if newrank >= 0 {
 		off := blocks(n, pof2)
-		lo, hi := 0, pof2
-		for d := pof2 / 2; d >= 1; d /= 2 {
-			partner := newrank ^ d
-			dst := realRank(partner, rem)
-			mid := (lo + hi) / 2
-			keepLo, keepHi, sendLo, sendHi := lo, mid, mid, hi
-			if newrank&d != 0 {
-				keepLo, keepHi, sendLo, sendHi = mid, hi, lo, mid
-			}
-			kept := acc[off[keepLo]:off[keepHi]]
-			got := tmp[off[keepLo]:off[keepHi]]
-			if err := k.exchange(asBytes(src[off[sendLo]:off[sendHi]]), dst, asBytes(got), dst); err != nil {
-				return err
-			}
-			if !sameVector(src, acc) {
-				copy(kept, src[off[keepLo]:off[keepHi]])
-			}
-			src = acc
-			if err := combine(op, kept, got, dst < k.rank); err != nil {
-				return k.fail(err)
-			}
-			lo, hi = keepLo, keepHi
+		if err := reduceScatterHalving(k, op, src, acc, tmp, off, newrank, pof2); err != nil {
+			return err
 		}
 		// Binomial gather to new rank 0: at step d a rank whose low bits
 		// are clear holds blocks [newrank, newrank+d) and takes its

@@ -1,7 +1,9 @@
 package wire
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"syscall"
@@ -50,4 +52,28 @@ func Retryable(err error) bool {
 	var ne net.Error
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNREFUSED) || (errors.As(err, &ne) && !ne.Timeout() && errors.Is(err, net.ErrClosed))
+}
+
+// DialRetrying calls connect until it succeeds, fails in a way Retryable
+// does not forgive, or ctx ends, waiting 1 ms, 2 ms, ... up to 100 ms
+// between tries (a peer not listening yet, or whose handshakes are all
+// taken). An error after ctx ended says for how long (within) it tried.
+func DialRetrying(ctx context.Context, within time.Duration, connect func() (net.Conn, error)) (net.Conn, error) {
+	for delay := time.Millisecond; ; delay = min(2*delay, 100*time.Millisecond) {
+		nc, err := connect()
+		if err == nil {
+			return nc, nil
+		}
+		if Retryable(err) && ctx.Err() == nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(delay):
+				continue
+			}
+		}
+		if ctx.Err() != nil {
+			err = fmt.Errorf("no connection within %v: %w", within, err)
+		}
+		return nil, err
+	}
 }

@@ -422,25 +422,9 @@ func (t *Transport) dial(rank int, addr string) {
 	// Connect and prove the secret, again after a short wait while the
 	// peer is not listening yet, or closed the connection before answering
 	// (its handshakes were all taken: see wire.Gate).
-	var nc net.Conn
 	var verdict [2]byte // verdict, the acceptor's capabilities
-	var err error
-	for delay := time.Millisecond; ; delay = min(2*delay, 100*time.Millisecond) {
-		nc, err = t.connect(ctx, addr, &verdict)
-		if err == nil || !wire.Retryable(err) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(delay):
-			continue
-		}
-		break
-	}
+	nc, err := wire.DialRetrying(ctx, t.cfg.DialTimeout, func() (net.Conn, error) { return t.connect(ctx, addr, &verdict) })
 	if err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("no connection within %v: %w", t.cfg.DialTimeout, err)
-		}
 		fail(err)
 		return
 	}

@@ -762,24 +762,8 @@ func (t *Transport) dial(p *peer, addr string) {
 		case <-ctx.Done():
 		}
 	}()
-	var nc net.Conn
-	var err error
-	for delay := time.Millisecond; ; delay = min(2*delay, 100*time.Millisecond) {
-		nc, err = t.handshake(ctx, p, addr)
-		if err == nil || !wire.Retryable(err) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(delay):
-			continue
-		}
-		break
-	}
+	nc, err := wire.DialRetrying(ctx, t.cfg.DialTimeout, func() (net.Conn, error) { return t.handshake(ctx, p, addr) })
 	if err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("no connection within %v: %w", t.cfg.DialTimeout, err)
-		}
 		fail(err)
 		return
 	}
