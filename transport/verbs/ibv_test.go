@@ -3,6 +3,7 @@ package verbs
 import (
 	"errors"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -27,4 +28,15 @@ func TestOpenWithoutAdapter(t *testing.T) {
 		t.Fatalf("Open without an adapter: %v, want %v", err, want)
 	}
 	t.Logf("Open: %v", err)
+}
+
+// TestPortDown: an adapter whose ports are all down is refused at New,
+// naming the adapter and ErrPortDown (what --transport verbs reports).
+func TestPortDown(t *testing.T) {
+	d := NewFabric().Open("mlx5_9")
+	d.PortDown = true
+	_, err := New(Config{Device: d, Listen: "127.0.0.1:0", Advertise: "127.0.0.1"})
+	if !errors.Is(err, ErrPortDown) || !strings.Contains(err.Error(), "mlx5_9") {
+		t.Fatalf("New on an adapter with its port down: %v", err)
+	}
 }
