@@ -66,7 +66,14 @@ func ReduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) (err 
 		sb := (k.rank - s - 1 + 2*n) % n
 		rb := (k.rank - s - 2 + 2*n) % n
 		got := tmp[:counts[rb]]
-		if err := k.exchange(asBytes(acc[off(sb):off(sb)+counts[sb]]), right, asBytes(got), left); err != nil {
+		// The first step sends from in, which this rank never writes: a
+		// peer's single-copy read of acc left its lines in the peer's
+		// cache, and the next call's copy into acc waited on each.
+		src := acc
+		if s == 0 {
+			src = in
+		}
+		if err := k.exchange(asBytes(src[off(sb):off(sb)+counts[sb]]), right, asBytes(got), left); err != nil {
 			return err
 		}
 		mine := acc[off(rb) : off(rb)+counts[rb]]
