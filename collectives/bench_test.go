@@ -71,6 +71,8 @@ func TestSmallCollectivesAllocateNothing(t *testing.T) {
 		{"bcast", func(c *comm.Comm) error { return collectives.Bcast(c, out, 0) }},
 		{"allgather", func(c *comm.Comm) error { return collectives.Allgather(c, in, all) }},
 		{"barrier", func(c *comm.Comm) error { return collectives.Barrier(c) }},
+		{"gather", func(c *comm.Comm) error { return collectives.Gather(c, in, all, 0) }},
+		{"scatter", func(c *comm.Comm) error { return collectives.Scatter(c, all, out, 0) }},
 	} {
 		const runs = 500
 		var wg sync.WaitGroup

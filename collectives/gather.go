@@ -37,6 +37,16 @@ func Gather[T Elem](c *comm.Comm, send, recv []T, root int) (err error) {
 		copy(recv, send)
 		return nil
 	}
+	if k.size == 2 {
+		// One message, straight into recv: no scratch block, no list of
+		// requests (the binomial tree copied through both).
+		if k.rank != root {
+			return k.fail(k.send(asBytes(send), root))
+		}
+		other := 1 - root
+		copy(recv[root*blk:(root+1)*blk], send)
+		return k.recvExact(asBytes(recv[other*blk:(other+1)*blk]), other)
+	}
 	if blk*elemSize[T]()*k.size > gatherBinomialMax {
 		return gatherLinear(k, send, recv, root)
 	}
@@ -115,6 +125,18 @@ func Scatter[T Elem](c *comm.Comm, send, recv []T, root int) (err error) {
 	}
 	if k.size == 1 {
 		copy(recv, send)
+		return nil
+	}
+	if k.size == 2 {
+		// One message, from send straight into recv.
+		if k.rank != root {
+			return k.recvExact(asBytes(recv), root)
+		}
+		other := 1 - root
+		if err := k.send(asBytes(send[other*blk:(other+1)*blk]), other); err != nil {
+			return k.fail(err)
+		}
+		copy(recv, send[root*blk:(root+1)*blk])
 		return nil
 	}
 	if blk*elemSize[T]()*k.size > gatherBinomialMax {
