@@ -254,4 +254,46 @@ func TestLimits(t *testing.T) {
 	if rows != 4 {
 		t.Fatalf("%d rows, want 4:\n%s", rows, out.String())
 	}
+	errb.Reset()
+	if code := runLimits([]string{"-reps", "0"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "-reps 0") {
+		t.Fatalf("-reps 0: status %d, %q (it used to panic)", code, errb.String())
+	}
+}
+
+// TestDeviceRunParts: bench/device/run.sh runs only the parts PARTS names
+// (BENCHMARKS.md tells to run it a part at a time): here from a directory
+// with nothing packed, so each measurement it does start reports itself
+// failed.
+func TestDeviceRunParts(t *testing.T) {
+	dir := t.TempDir()
+	script, err := os.ReadFile("device/run.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := filepath.Join(dir, "run.sh")
+	os.WriteFile(run, script, 0o755)
+	for _, c := range []struct {
+		parts      string
+		want, none []string
+	}{
+		{"none", []string{"# device:"}, []string{"##"}},
+		{"p2p", []string{"## point to point", "# latency -m 8:4M at 2 ranks: failed"}, []string{"## collectives", "## start-up"}},
+	} {
+		cmd := exec.Command("bash", run)
+		cmd.Env = append(os.Environ(), "PARTS="+c.parts)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("PARTS=%s: %v\n%s", c.parts, err, out)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("PARTS=%s: no %q in:\n%s", c.parts, w, out)
+			}
+		}
+		for _, w := range c.none {
+			if strings.Contains(string(out), w) {
+				t.Errorf("PARTS=%s: %q ran:\n%s", c.parts, w, out)
+			}
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 	"unsafe"
 
@@ -23,6 +24,10 @@ func runLimits(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	reps := fs.Int("reps", 50, "passes per size")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *reps < 1 {
+		fmt.Fprintf(stderr, "bench limits: -reps %d: at least 1\n", *reps)
 		return 2
 	}
 	fmt.Fprintf(stdout, "# on-node limits, medians of %d passes (GB/s = 10^9 bytes/s)\n", *reps)
@@ -65,10 +70,6 @@ func medianOf(reps int, f func()) time.Duration {
 		f()
 		ts[i] = time.Since(t0)
 	}
-	for i := 1; i < len(ts); i++ {
-		for j := i; j > 0 && ts[j] < ts[j-1]; j-- {
-			ts[j], ts[j-1] = ts[j-1], ts[j]
-		}
-	}
+	slices.Sort(ts)
 	return ts[len(ts)/2]
 }

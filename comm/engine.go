@@ -420,6 +420,16 @@ func (e *engine) linkFailedLocked(err error) {
 	e.cancelLocked(err)
 }
 
+// closedPeer is why world rank src closed its link while finalizing, or
+// nil: a receive from it can never match. Outside Finalize there is no map
+// to look in, and a receive pays one nil check.
+func (e *engine) closedPeer(src int) error {
+	if e.closed == nil {
+		return nil
+	}
+	return e.closed[src]
+}
+
 // failRecvsFromLocked fails the posted receives from world rank peer.
 func (e *engine) failRecvsFromLocked(peer int, cause error) {
 	for _, q := range e.queues {

@@ -253,7 +253,7 @@ func (e *engine) startRecvLocked(r *Request, buf []byte, src, tag int, ctx uint3
 		q.removeUnexpected(m)
 		e.matchUnexpectedLocked(r, m)
 		e.freeMessageLocked(m)
-	} else if err := e.closed[src]; err != nil {
+	} else if err := e.closedPeer(src); err != nil {
 		e.completeLocked(r, e.opError(r, "recv", err))
 	} else {
 		q.post(r)

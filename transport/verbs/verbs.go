@@ -95,6 +95,7 @@ type Transport struct {
 	pending  atomic.Bool // len(arrivals) > 0
 
 	// Owned by the progress loop.
+	known   map[int]*peer // peers Send has looked up: no lock after the first
 	active  []*peer
 	nqueued int // peers with frames queued
 	dialing int // peers whose setup is under way with frames for them
@@ -182,7 +183,7 @@ func New(cfg Config) (*Transport, error) {
 	_, p, _ := net.SplitHostPort(ln.Addr().String())
 	t := &Transport{cfg: cfg, log: log, dev: cfg.Device, port: port, ln: ln, addr: net.JoinHostPort(cfg.Advertise, p),
 		cache: newRegCache(cfg.Device, regCacheLimit), gate: wire.NewGate(), closeCh: make(chan struct{}),
-		peers: make(map[int]*peer), addrs: make(map[int]string), wcs: make([]WC, 64)}
+		peers: make(map[int]*peer), addrs: make(map[int]string), known: make(map[int]*peer), wcs: make([]WC, 64)}
 	t.wg.Add(1)
 	go t.acceptLoop()
 	log.Debug("verbs transport up", zap.String("device", cfg.Device.Name()), zap.Int("port", port.Num),
@@ -265,13 +266,17 @@ func (t *Transport) Send(rank int, op *transport.SendOp) {
 		op.Complete(fmt.Errorf("verbs send to rank %d: frame of %d bytes exceeds %d", rank, len(op.Payload), t.MaxFrame()))
 		return
 	}
-	t.mu.Lock()
-	p, err := t.peerLocked(rank)
-	addr := t.addrs[rank]
-	t.mu.Unlock()
-	if err != nil {
-		op.Complete(&transport.PeerError{Rank: rank, Op: "connect to", Err: err})
-		return
+	p := t.known[rank]
+	if p == nil {
+		t.mu.Lock()
+		var err error
+		p, err = t.peerLocked(rank)
+		t.mu.Unlock()
+		if err != nil {
+			op.Complete(&transport.PeerError{Rank: rank, Op: "connect to", Err: err})
+			return
+		}
+		t.known[rank] = p
 	}
 	if p.failed != nil {
 		op.Complete(p.failed)
@@ -280,6 +285,9 @@ func (t *Transport) Send(rank int, op *transport.SendOp) {
 	if !p.up && !p.dialed {
 		p.dialed = true
 		t.dialing++
+		t.mu.Lock()
+		addr := t.addrs[rank]
+		t.mu.Unlock()
 		t.wg.Add(1)
 		go t.dial(p, addr)
 	}
