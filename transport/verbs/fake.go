@@ -29,9 +29,21 @@ import (
 // One lock serializes the whole fabric; data moves by copy under it.
 type Fabric struct {
 	mu      sync.Mutex
+	wakes   []func() // completion-queue wake calls due, made by unlock
 	nextLID uint16
 	nextKey uint32
 	qps     map[qpKey]*fakeQP
+}
+
+// unlock releases the fabric and then makes the wake calls its
+// completions asked for (a wake rings a rank's bell: not under the lock).
+func (f *Fabric) unlock() {
+	wakes := f.wakes
+	f.wakes = nil
+	f.mu.Unlock()
+	for _, w := range wakes {
+		w()
+	}
 }
 
 type qpKey struct {
@@ -174,25 +186,24 @@ type fakeCQ struct {
 	qps      []*fakeQP
 }
 
-// add queues a completion. Called with f.mu held; wake runs after the
-// caller unlocks (returned).
-func (c *fakeCQ) add(wc WC) (wake func()) {
+// add queues a completion; its wake, if armed, runs at f.unlock. Called
+// with f.mu held.
+func (c *fakeCQ) add(wc WC) {
 	if c.overflow {
-		return nil
+		return
 	}
 	if len(c.wcs) >= c.depth {
 		c.overflow = true
 		for _, q := range c.qps {
 			q.toError()
 		}
-		return nil
+		return
 	}
 	c.wcs = append(c.wcs, wc)
 	if c.armed {
 		c.armed = false
-		return c.wake
+		c.f.wakes = append(c.f.wakes, c.wake)
 	}
-	return nil
 }
 
 func (c *fakeCQ) Poll(wcs []WC) (int, error) {
@@ -259,31 +270,21 @@ func (q *fakeQP) Connect(remote Endpoint) error {
 
 // toError moves q to the error state, flushing its receives. Called with
 // f.mu held.
-func (q *fakeQP) toError() []func() {
+func (q *fakeQP) toError() {
 	if q.state == qpError {
-		return nil
+		return
 	}
 	q.state = qpError
-	var wakes []func()
 	for _, r := range q.recvs {
-		if w := q.cq.add(WC{ID: r.ID, Status: WRFlushErr, Op: OpRecv}); w != nil {
-			wakes = append(wakes, w)
-		}
+		q.cq.add(WC{ID: r.ID, Status: WRFlushErr, Op: OpRecv})
 	}
 	q.recvs = nil
-	return wakes
 }
 
 func (q *fakeQP) PostRecv(wr RecvWR) error {
 	f := q.d.f
 	f.mu.Lock()
-	var wakes []func()
-	defer func() {
-		f.mu.Unlock()
-		for _, w := range wakes {
-			w()
-		}
-	}()
+	defer f.unlock()
 	if q.gone {
 		return fmt.Errorf("queue pair %d: destroyed", q.qpn)
 	}
@@ -291,9 +292,7 @@ func (q *fakeQP) PostRecv(wr RecvWR) error {
 		return fmt.Errorf("queue pair %d: receive queue full (%d)", q.qpn, q.caps.RecvDepth)
 	}
 	if q.state == qpError {
-		if w := q.cq.add(WC{ID: wr.ID, Status: WRFlushErr, Op: OpRecv}); w != nil {
-			wakes = append(wakes, w)
-		}
+		q.cq.add(WC{ID: wr.ID, Status: WRFlushErr, Op: OpRecv})
 		return nil
 	}
 	q.recvs = append(q.recvs, wr)
@@ -305,24 +304,16 @@ func (q *fakeQP) PostRecv(wr RecvWR) error {
 func (q *fakeQP) PostSend(wr SendWR) error {
 	f := q.d.f
 	f.mu.Lock()
-	var wakes []func()
-	defer func() {
-		f.mu.Unlock()
-		for _, w := range wakes {
-			w()
-		}
-	}()
+	defer f.unlock()
 	complete := func(c *fakeCQ, wc WC) {
 		if wc.Op != OpRecv {
 			wc.fakeQP = q
 		}
-		if w := c.add(wc); w != nil {
-			wakes = append(wakes, w)
-		}
+		c.add(wc)
 	}
 	fail := func(st Status) {
 		complete(q.cq, WC{ID: wr.ID, Status: st, Op: wr.Op})
-		wakes = append(wakes, q.toError()...)
+		q.toError()
 	}
 	switch {
 	case q.gone:
@@ -362,7 +353,7 @@ func (q *fakeQP) PostSend(wr SendWR) error {
 				st = LocalProtErr
 			}
 			complete(peer.cq, WC{ID: r.ID, Status: st, Op: OpRecv})
-			wakes = append(wakes, peer.toError()...)
+			peer.toError()
 			fail(RemoteInvReqErr)
 			return nil
 		}
