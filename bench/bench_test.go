@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
-	code := m.Run()
+	code := proctest.Run(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

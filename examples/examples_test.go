@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/parley-hpc/parley/internal/proctest"
 )
 
 var bin string // directory with the built mpirun and examples
@@ -31,7 +33,7 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
-	code := m.Run()
+	code := proctest.Run(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

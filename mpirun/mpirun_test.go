@@ -20,7 +20,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(testscript.RunMain(m, map[string]func() int{
+	os.Exit(testscript.RunMain(proctest.Watched(m), map[string]func() int{
 		"mpirun":   func() int { return run(os.Args[1:], os.Stdout, os.Stderr) },
 		"rankprog": rankprog,
 	}))

@@ -49,7 +49,7 @@ func TestMain(m *testing.M) {
 			defer hostsDown()
 		}
 		defer stopSlurm()
-		return m.Run()
+		return proctest.Run(m)
 	}()
 	os.Exit(code)
 }

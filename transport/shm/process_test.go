@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/parley-hpc/parley/internal/jobfiles"
+	"github.com/parley-hpc/parley/internal/proctest"
 	"github.com/parley-hpc/parley/transport"
 )
 
@@ -21,7 +22,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("SHMTEST_PRODUCER") == "1" {
 		os.Exit(producer())
 	}
-	os.Exit(m.Run())
+	os.Exit(proctest.Run(m))
 }
 
 const crossFrames = 30000

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-hpc/parley/internal/proctest"
 	"github.com/parley-hpc/parley/transport"
 )
 
@@ -20,7 +21,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("TCPTEST_FLOODED") == "1" {
 		os.Exit(floodedRank())
 	}
-	os.Exit(m.Run())
+	os.Exit(proctest.Run(m))
 }
 
 // floodedRank runs rank 0 with a limit of 128 descriptors: it prints its
