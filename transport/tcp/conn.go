@@ -44,6 +44,7 @@ type conn struct {
 	iov      iovecs
 	hdrs     [maxIov][wire.HeaderLen]byte
 	watchOut bool // the watcher also waits for this socket to be writable
+	watched  bool // the socket is in the watcher's epoll set
 
 	dead error
 }

@@ -44,5 +44,8 @@ func (w *watcher) add(fd int) error        { return notSupported() }
 func (w *watcher) modify(fd int, out bool) {}
 func (w *watcher) remove(fd int)           {}
 func (w *watcher) arm()                    {}
-func (w *watcher) run()                    {}
-func (w *watcher) close()                  {}
+func (w *watcher) ready(dst []int, n int) ([]int, bool) {
+	return dst, false
+}
+func (w *watcher) run()   {}
+func (w *watcher) close() {}

@@ -406,3 +406,50 @@ func TestCompression(t *testing.T) {
 		})
 	}
 }
+
+// TestReadWhenReady: with enough connections that Poll asks epoll which
+// sockets are readable (readyPollMin), frames from every peer still
+// arrive, large ones in many reads included, and so do frames on a
+// connection epoll does not watch (its registration failed).
+func TestReadWhenReady(t *testing.T) {
+	const peers = readyPollMin + 1
+	root := newEndpoint(t, 0)
+	es := []*endpoint{root}
+	sizes := []int{0, 17, EagerLimit, 3 << 20}
+	for r := 1; r <= peers; r++ {
+		e := newEndpoint(t, r)
+		e.t.Reach(0, root.t.Addr(), 0)
+		es = append(es, e)
+	}
+	sendAll := func(round int) {
+		for _, e := range es[1:] {
+			for i, n := range sizes {
+				p := bytes.Repeat([]byte{byte(e.t.cfg.Rank)}, n)
+				e.t.Send(0, op(1, uint64(round*100+i), p, n > EagerLimit))
+			}
+		}
+	}
+	check := func(round int) {
+		t.Helper()
+		want := (round + 1) * peers * len(sizes)
+		if err := poll(t, 20*time.Second, func() bool { return len(root.frames) == want }, es...); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range root.frames[want-peers*len(sizes):] {
+			i := int(f.h.Cookie) - round*100
+			if i < 0 || i >= len(sizes) || len(f.payload) != sizes[i] || sizes[i] > 0 && (f.payload[0] < 1 || f.payload[0] > peers) {
+				t.Fatalf("round %d: frame with cookie %d: %d bytes", round, f.h.Cookie, len(f.payload))
+			}
+		}
+	}
+	sendAll(0)
+	check(0)
+	if len(root.t.active) < readyPollMin {
+		t.Fatalf("%d connections: Poll would not ask epoll", len(root.t.active))
+	}
+	c := root.t.active[1]
+	root.t.watch.remove(c.fd)
+	c.watched = false
+	sendAll(1)
+	check(1)
+}
