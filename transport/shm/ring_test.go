@@ -232,3 +232,26 @@ func TestRingSlots(t *testing.T) {
 		t.Errorf("footprint at 64 ranks: %d bytes", fp)
 	}
 }
+
+// TestCapsFitTheRing: the eager limit and the data frame comm is told
+// about fit a frame of the ring (a quarter of it), however small the
+// rings: a crowded host's 512-slot rings hold 8,144-byte frames, and an
+// 8 KiB eager message must then take the single copy instead.
+func TestCapsFitTheRing(t *testing.T) {
+	for _, slots := range []int{128, 512, 1024} {
+		dir := t.TempDir()
+		tr, err := Open(Config{JobID: "caps", Rank: 0, Size: 2, LocalRank: 0, LocalSize: 2, Dir: dir, Slots: slots})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := tr.Caps()
+		max := slots*slotSize/4 - frameDataOff
+		if c.EagerLimit > max || c.MaxFrame > max {
+			t.Errorf("%d slots: eager limit %d, max frame %d: a frame holds %d", slots, c.EagerLimit, c.MaxFrame, max)
+		}
+		if slots == 1024 && c.EagerLimit != EagerLimit {
+			t.Errorf("%d slots: eager limit %d, want %d", slots, c.EagerLimit, EagerLimit)
+		}
+		tr.Close()
+	}
+}

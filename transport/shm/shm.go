@@ -24,10 +24,14 @@ const (
 	// bytes, room for a window of 64 messages of 4 KiB... in pieces.
 	DefaultSlots = jobfiles.DefaultSlots
 	// EagerLimit is the largest message comm sends through a ring: above
-	// it, one process_vm_readv beats two copies through the ring (latency
-	// runs: 1.6 us eager against 1.9 us single copy at 4 KiB, 2.6 against
-	// 2.1 at 8 KiB).
-	EagerLimit = 4 << 10
+	// it, one process_vm_readv beats two copies through the ring. A
+	// single copy costs a system call that pins the sender's pages: on
+	// this machine kind 3.8-4.5 us at 8 KiB against 0.9-1.0 through the
+	// ring (bench latency; bw 8 KiB 2.5 against 16.7 GB/s, 5 interleaved
+	// runs), and 4.1-5.2 us at 16 KiB, where a frame no longer fits a
+	// ring of DefaultSlots (an earlier machine gave 2.1 us at 8 KiB, and
+	// this limit was 4 KiB).
+	EagerLimit = 8 << 10
 	// maxDataFrame is the payload of one data frame when large messages
 	// move through the rings (no single copy).
 	maxDataFrame = 8 << 10
@@ -181,7 +185,10 @@ func (t *Transport) Bell() transport.Bell { return transport.NewBell(&t.own.g.hd
 
 // Caps reports what this transport does.
 func (t *Transport) Caps() transport.Caps {
-	return transport.Caps{Name: "shm", EagerLimit: t.cfg.EagerLimit, MaxFrame: maxDataFrame, RemoteRead: true, Woken: true, WholeFrames: true}
+	// A frame takes at most a quarter of a ring (maxLen): rings shrink to
+	// 512 slots on crowded hosts (RingSlots), where 8 KiB does not fit.
+	return transport.Caps{Name: "shm", EagerLimit: min(t.cfg.EagerLimit, t.maxLen), MaxFrame: min(maxDataFrame, t.maxLen),
+		RemoteRead: true, Woken: true, WholeFrames: true}
 }
 
 // Reach maps the segment named name of peer rank (process pid) for
