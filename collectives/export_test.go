@@ -11,20 +11,28 @@ type Algorithm struct {
 	restore func()
 }
 
-func thresholds(small bool) func() {
-	old := [6]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin, reduceRabenseifnerMaxRanks}
-	if small {
-		// Always the short-message algorithms.
+func thresholds(family string) func() {
+	old := [8]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin, reduceRabenseifnerMaxRanks,
+		reduceFlatMax, reduceFlatMaxRanks}
+	switch family {
+	case "short", "tree":
+		// Always the short-message algorithms; Reduce's flat one for
+		// "short", its tree for "tree".
 		bcastScatterMin, allreduceLargeMin, allgatherRingMin, reduceLargeMin = math.MaxInt, math.MaxInt, math.MaxInt, math.MaxInt
 		gatherBinomialMax = math.MaxInt
-	} else {
+		reduceFlatMax, reduceFlatMaxRanks = math.MaxInt, math.MaxInt
+		if family == "tree" {
+			reduceFlatMax = -1
+		}
+	default:
 		// Always the long-message algorithms.
 		bcastScatterMin, allreduceLargeMin, allgatherRingMin, reduceLargeMin = 0, 0, 0, 0
 		gatherBinomialMax, reduceRabenseifnerMaxRanks = -1, math.MaxInt
+		reduceFlatMax = -1
 	}
 	return func() {
 		bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin = old[0], old[1], old[2], old[3], old[4]
-		reduceRabenseifnerMaxRanks = old[5]
+		reduceRabenseifnerMaxRanks, reduceFlatMax, reduceFlatMaxRanks = old[5], old[6], old[7]
 	}
 }
 
@@ -33,6 +41,7 @@ var Algorithms = []struct {
 	Name  string
 	Force func() (restore func())
 }{
-	{"short", func() func() { return thresholds(true) }},
-	{"long", func() func() { return thresholds(false) }},
+	{"short", func() func() { return thresholds("short") }},
+	{"tree", func() func() { return thresholds("tree") }},
+	{"long", func() func() { return thresholds("long") }},
 }
