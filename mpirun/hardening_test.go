@@ -74,7 +74,9 @@ func TestShmHostileTmpfs(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			r := inShmNamespace(t, tc.opts, "", "-np", fmt.Sprint(tc.np), "--oversubscribe", "--timeout", "60", "rankprog", "traffic", "5")
+			// 2 messages per pair: 40 ranks on 2 cores moving 8 per pair
+			// (up to 1 MiB each) took 32-62 s under the race detector.
+			r := inShmNamespace(t, tc.opts, "", "-np", fmt.Sprint(tc.np), "--oversubscribe", "--timeout", "120", "rankprog", "traffic", "5", "2")
 			if r.code != 0 {
 				t.Fatalf("exit status %d\n%s", r.code, r.stderr)
 			}

@@ -168,8 +168,8 @@ func rankprog() int {
 		}
 		world.Sendrecv([]byte{byte(rank)}, (rank+1)%size, 3, make([]byte, 1), (rank+size-1)%size, 3)
 		fmt.Printf("rank %d fine\n", rank)
-	case "traffic": // the property test of comm, through real processes
-		tr := commtest.Traffic{Seed: uint64(arg(0, 1)), Messages: 8, MaxSize: 1 << 20}
+	case "traffic": // the property test of comm, through real processes: traffic SEED [MESSAGES PER PAIR]
+		tr := commtest.Traffic{Seed: uint64(arg(0, 1)), Messages: arg(1, 8), MaxSize: 1 << 20}
 		if err := tr.Run(world); err != nil {
 			fmt.Fprintln(os.Stderr, "traffic:", err)
 			return 1
