@@ -23,7 +23,7 @@ func TestPingPong(t *testing.T) {
 }
 
 func testPingPong(t *testing.T, tr commtest.Transport) {
-	for _, size := range []int{0, 1, 16, 17, 100, 4 << 10, 4<<10 + 1, 8 << 10, 8<<10 + 1, 8<<10 + 3, 64 << 10, 64<<10 + 1, 1 << 20, 5<<20 + 7} {
+	for _, size := range []int{0, 1, 16, 17, 100, 4 << 10, 4<<10 + 1, 8 << 10, 8<<10 + 1, 8<<10 + 3, 16 << 10, 16<<10 + 1, 64 << 10, 64<<10 + 1, 1 << 20, 5<<20 + 7} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			ws := commtest.Worlds(t, 2, tr)
 			commtest.Run(t, ws, func(c *comm.Comm) error {

@@ -46,14 +46,18 @@ const (
 	RingsOff     = 4096
 	CacheLine    = 64
 	SlotSize     = 64
-	DefaultSlots = 1024
+	DefaultSlots = 2048
 )
 
-// RingSlots is the ring size for a host of localSize ranks: 1024 slots
-// (64 KiB) while a rank's rings fit 4 MiB, fewer beyond, never below 512
-// (a ring must hold four frames of the eager limit).
+// RingSlots is the ring size for a host of localSize ranks: 2048 slots
+// (128 KiB, whose quarter holds a 16 KiB eager frame) while a rank's rings
+// fit 2 MiB (16 local ranks), 1024 while they fit 4 MiB (64), then 512 (a
+// frame takes at most a quarter of a ring; the eager limit shrinks to fit).
 func RingSlots(localSize int) int {
 	slots := DefaultSlots
+	if localSize*slots*SlotSize > 2<<20 {
+		slots /= 2
+	}
 	for slots > 512 && localSize*slots*SlotSize > 4<<20 {
 		slots /= 2
 	}

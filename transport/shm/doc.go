@@ -9,9 +9,10 @@
 // rings of the senders that have announced themselves in the segment's
 // active bitmap, so a poll costs one load per active peer. The file is
 // sparse: a ring costs memory only once a sender uses it, so a host's
-// memory grows with the pairs that talk. Rings are 64 KiB up to 64 local
-// ranks and shrink beyond (to 32 KiB at most), so that a rank's segment
-// stays within 4 MiB when every rank talks to every other (RingSlots).
+// memory grows with the pairs that talk. Rings are 128 KiB up to 16 local
+// ranks, 64 KiB up to 64, and 32 KiB beyond, so that a rank's segment
+// stays within 2 MiB up to 16 ranks and 4 MiB up to 128 when every rank
+// talks to every other (RingSlots).
 //
 // Lifetime: a rank removes its segment file when it closes the transport;
 // the node agent removes the job's segments when the job ends however it

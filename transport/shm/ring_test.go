@@ -223,7 +223,7 @@ func FuzzRing(f *testing.F) {
 }
 
 func TestRingSlots(t *testing.T) {
-	for _, tc := range []struct{ local, slots int }{{2, 1024}, {64, 1024}, {65, 512}, {128, 512}, {1000, 512}} {
+	for _, tc := range []struct{ local, slots int }{{2, 2048}, {16, 2048}, {17, 1024}, {64, 1024}, {65, 512}, {128, 512}, {1000, 512}} {
 		if got := RingSlots(tc.local); got != tc.slots {
 			t.Errorf("RingSlots(%d) = %d, want %d", tc.local, got, tc.slots)
 		}
@@ -231,14 +231,20 @@ func TestRingSlots(t *testing.T) {
 	if fp := Footprint(64); fp > 4<<20+ringsOff+64*cacheLine {
 		t.Errorf("footprint at 64 ranks: %d bytes", fp)
 	}
+	if fp := Footprint(128); fp > 4<<20+ringsOff+128*cacheLine {
+		t.Errorf("footprint at 128 ranks: %d bytes", fp)
+	}
+	if fp := Footprint(16); fp > 2<<20+ringsOff+16*cacheLine {
+		t.Errorf("footprint at 16 ranks: %d bytes", fp)
+	}
 }
 
 // TestCapsFitTheRing: the eager limit and the data frame comm is told
 // about fit a frame of the ring (a quarter of it), however small the
-// rings: a crowded host's 512-slot rings hold 8,144-byte frames, and an
-// 8 KiB eager message must then take the single copy instead.
+// rings: a crowded host's 1024-slot rings hold 16,336-byte frames, and a
+// 16 KiB eager message must then take the single copy instead.
 func TestCapsFitTheRing(t *testing.T) {
-	for _, slots := range []int{128, 512, 1024} {
+	for _, slots := range []int{128, 512, 1024, 2048} {
 		dir := t.TempDir()
 		tr, err := Open(Config{JobID: "caps", Rank: 0, Size: 2, LocalRank: 0, LocalSize: 2, Dir: dir, Slots: slots})
 		if err != nil {
@@ -249,7 +255,7 @@ func TestCapsFitTheRing(t *testing.T) {
 		if c.EagerLimit > max || c.MaxFrame > max {
 			t.Errorf("%d slots: eager limit %d, max frame %d: a frame holds %d", slots, c.EagerLimit, c.MaxFrame, max)
 		}
-		if slots == 1024 && c.EagerLimit != EagerLimit {
+		if slots == DefaultSlots && c.EagerLimit != EagerLimit {
 			t.Errorf("%d slots: eager limit %d, want %d", slots, c.EagerLimit, EagerLimit)
 		}
 		tr.Close()

@@ -20,18 +20,20 @@ import (
 
 // Sizes, chosen by measurement (see BENCHMARKS.md).
 const (
-	// DefaultSlots is the size of one sender's ring: 1024 slots of 64
-	// bytes, room for a window of 64 messages of 4 KiB... in pieces.
+	// DefaultSlots is the size of one sender's ring: 2048 slots of 64
+	// bytes (128 KiB), on hosts of up to 16 ranks (RingSlots).
 	DefaultSlots = jobfiles.DefaultSlots
 	// EagerLimit is the largest message comm sends through a ring: above
 	// it, one process_vm_readv beats two copies through the ring. A
 	// single copy costs a system call that pins the sender's pages: on
 	// this machine kind 3.8-4.5 us at 8 KiB against 0.9-1.0 through the
 	// ring (bench latency; bw 8 KiB 2.5 against 16.7 GB/s, 5 interleaved
-	// runs), and 4.1-5.2 us at 16 KiB, where a frame no longer fits a
-	// ring of DefaultSlots (an earlier machine gave 2.1 us at 8 KiB, and
-	// this limit was 4 KiB).
-	EagerLimit = 8 << 10
+	// runs), and 3.9-7.6 us at 16 KiB against 1.5-1.9 through a ring of
+	// 2048 slots (bw 16 KiB 4.1 against 16.3 GB/s). An earlier machine
+	// gave 2.1 us at 8 KiB, and this limit was 4 KiB. A frame takes at
+	// most a quarter of a ring: smaller rings (crowded hosts) lower the
+	// limit (Caps).
+	EagerLimit = 16 << 10
 	// maxDataFrame is the payload of one data frame when large messages
 	// move through the rings (no single copy).
 	maxDataFrame = 8 << 10
@@ -185,8 +187,8 @@ func (t *Transport) Bell() transport.Bell { return transport.NewBell(&t.own.g.hd
 
 // Caps reports what this transport does.
 func (t *Transport) Caps() transport.Caps {
-	// A frame takes at most a quarter of a ring (maxLen): rings shrink to
-	// 512 slots on crowded hosts (RingSlots), where 8 KiB does not fit.
+	// A frame takes at most a quarter of a ring (maxLen): rings shrink on
+	// crowded hosts (RingSlots), where 16 KiB, then 8 KiB, do not fit.
 	return transport.Caps{Name: "shm", EagerLimit: min(t.cfg.EagerLimit, t.maxLen), MaxFrame: min(maxDataFrame, t.maxLen),
 		RemoteRead: true, Woken: true, WholeFrames: true}
 }
