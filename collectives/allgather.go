@@ -17,7 +17,8 @@ var allgatherRingMin = 32 << 10
 //
 // Algorithms: Bruck et al., "Efficient algorithms for all-to-all
 // communications in multiport message-passing systems" (1997), for short
-// blocks, any rank count; a ring for long ones.
+// blocks, any rank count (on 3 and 4 ranks every block goes straight to
+// every rank instead); a ring for long ones.
 func Allgather[T Elem](c *comm.Comm, send, recv []T) (err error) {
 	kv, err := start[T](c, coll.Allgather, 0, "", len(send))
 	if err != nil {
@@ -39,7 +40,32 @@ func Allgather[T Elem](c *comm.Comm, send, recv []T) (err error) {
 	if blk*elemSize[T]() >= allgatherRingMin || k.size == 2 {
 		return allgatherRing(k, send, recv, blk)
 	}
+	if k.size <= allgatherDirectMaxRanks {
+		return allgatherDirect(k, send, recv, blk)
+	}
 	return allgatherBruck(k, recv, blk)
+}
+
+// allgatherDirectMaxRanks bounds the rank counts at which Allgather sends
+// every block straight to every rank (short blocks): one round instead of
+// Bruck's two on 3 and 4 ranks, so no rank waits for a partner to pass on
+// a block. 4 ranks on 2 cores, 9 interleaved runs against Bruck's: 8 B
+// 9.8 against 10.9 us, 2 KiB 10.9 against 13.1, 16 KiB 25.9 against 41.9.
+var allgatherDirectMaxRanks = 4
+
+// allgatherDirect: every rank sends its block to every other and receives
+// theirs straight into recv.
+func allgatherDirect[T Elem](k *call, send, recv []T, blk int) error {
+	var arr [8]*comm.Request
+	reqs := arr[:0]
+	for s := 1; s < k.size; s++ {
+		from := (k.rank - s + k.size) % k.size
+		reqs = append(reqs, k.irecv(asBytes(recv[from*blk:(from+1)*blk]), from))
+	}
+	for s := 1; s < k.size; s++ {
+		reqs = append(reqs, k.isend(asBytes(send), (k.rank+s)%k.size))
+	}
+	return k.waitAll(reqs)
 }
 
 // allgatherRing passes blocks around the ring. Its first step sends this

@@ -12,17 +12,18 @@ type Algorithm struct {
 }
 
 func thresholds(family string) func() {
-	old := [8]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin, reduceRabenseifnerMaxRanks,
-		reduceFlatMax, reduceFlatMaxRanks}
+	old := [9]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin, reduceRabenseifnerMaxRanks,
+		reduceFlatMax, reduceFlatMaxRanks, allgatherDirectMaxRanks}
 	switch family {
 	case "short", "tree":
-		// Always the short-message algorithms; Reduce's flat one for
-		// "short", its tree for "tree".
+		// Always the short-message algorithms; Reduce's flat one and
+		// Allgather's direct one for "short", the tree and Bruck's for
+		// "tree".
 		bcastScatterMin, allreduceLargeMin, allgatherRingMin, reduceLargeMin = math.MaxInt, math.MaxInt, math.MaxInt, math.MaxInt
 		gatherBinomialMax = math.MaxInt
-		reduceFlatMax, reduceFlatMaxRanks = math.MaxInt, math.MaxInt
+		reduceFlatMax, reduceFlatMaxRanks, allgatherDirectMaxRanks = math.MaxInt, math.MaxInt, math.MaxInt
 		if family == "tree" {
-			reduceFlatMax = -1
+			reduceFlatMax, allgatherDirectMaxRanks = -1, 0
 		}
 	default:
 		// Always the long-message algorithms.
@@ -32,7 +33,7 @@ func thresholds(family string) func() {
 	}
 	return func() {
 		bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin = old[0], old[1], old[2], old[3], old[4]
-		reduceRabenseifnerMaxRanks, reduceFlatMax, reduceFlatMaxRanks = old[5], old[6], old[7]
+		reduceRabenseifnerMaxRanks, reduceFlatMax, reduceFlatMaxRanks, allgatherDirectMaxRanks = old[5], old[6], old[7], old[8]
 	}
 }
 
