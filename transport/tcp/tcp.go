@@ -71,7 +71,8 @@ type Transport struct {
 	active      []*conn // connections to read
 	writers     []*conn // connections with queued frames
 	byFD        map[int]*conn
-	readyFDs    []int // Poll's scratch: the sockets epoll says are readable
+	readyFDs    []int   // toRead's scratch: the sockets epoll says are readable
+	readList    []*conn // toRead's scratch: the connections to read
 
 	mu       sync.Mutex    // guards state and arrivals
 	state    map[int]uint8 // connection state per peer rank: stateDialing, stateConnected
@@ -241,6 +242,36 @@ func (t *Transport) enqueue(c *conn, op *transport.SendOp) {
 // reads costs no more, and a ping-pong on one connection saves the call.
 const readyPollMin = 3
 
+// toRead lists the connections Poll reads: every one, or, from
+// readyPollMin connections on, those epoll calls readable and any it does
+// not watch. Every read drains its socket (up to EAGAIN), so a socket
+// epoll does not report holds nothing a read would find. The list is
+// scratch, valid until the next call.
+func (t *Transport) toRead() []*conn {
+	list := t.readList[:0]
+	if len(t.active) >= readyPollMin {
+		fds, ok := t.watch.ready(t.readyFDs[:0], len(t.active))
+		t.readyFDs = fds[:0]
+		if ok {
+			for _, fd := range fds {
+				if c := t.byFD[fd]; c != nil {
+					list = append(list, c)
+				}
+			}
+			for _, c := range t.active {
+				if !c.watched {
+					list = append(list, c)
+				}
+			}
+			t.readList = list[:0]
+			return list
+		}
+	}
+	list = append(list, t.active...)
+	t.readList = list[:0]
+	return list
+}
+
 // Poll installs new connections, reads every readable connection and
 // delivers the frames found to h, and pushes queued writes. It returns the
 // number of frames delivered and writes completed, and the first link
@@ -251,51 +282,19 @@ func (t *Transport) Poll(h transport.Handler) (int, error) {
 		firstErr = t.install()
 	}
 	n := 0
-	readErr := func(c *conn, err error) {
-		t.fail(c, err)
-		if firstErr == nil {
-			firstErr = err
+	for _, c := range t.toRead() {
+		if c.dead != nil {
+			continue
 		}
-	}
-	ready, asked := t.readyFDs[:0], false
-	if len(t.active) >= readyPollMin {
-		ready, asked = t.watch.ready(ready, len(t.active))
-	}
-	if asked {
-		// Only the sockets epoll calls readable, and any it does not
-		// watch. Every read drains its socket (up to EAGAIN), so a socket
-		// epoll does not report holds nothing a read would find.
-		for _, fd := range ready {
-			if c := t.byFD[fd]; c != nil && c.dead == nil {
-				k, err := c.read(h)
-				n += k
-				if err != nil {
-					readErr(c, err)
-				}
-			}
-		}
-		for i := 0; i < len(t.active); i++ {
-			if c := t.active[i]; !c.watched {
-				k, err := c.read(h)
-				n += k
-				if err != nil {
-					readErr(c, err)
-					i--
-				}
-			}
-		}
-	} else {
-		for i := 0; i < len(t.active); i++ {
-			c := t.active[i]
-			k, err := c.read(h)
-			n += k
-			if err != nil {
-				readErr(c, err)
-				i--
+		k, err := c.read(h)
+		n += k
+		if err != nil {
+			t.fail(c, err)
+			if firstErr == nil {
+				firstErr = err
 			}
 		}
 	}
-	t.readyFDs = ready[:0]
 	for i := 0; i < len(t.writers); {
 		c := t.writers[i]
 		if c.dead != nil || c.sendq.Empty() {
