@@ -96,28 +96,31 @@ func reduceScatterHalving[T Elem](k *call, op Op, in, acc, tmp []T, off []int, n
 		}
 		kept := acc[off[keepLo]:off[keepHi]]
 		mine := src[off[keepLo]:off[keepHi]]
-		if !sameVector(src, acc) && op.exactlyCommutative() {
-			// First step, src apart from acc: the partner's half lands
-			// straight in acc and this rank's half is added to it, where
-			// copying it into acc first cost a memmove as long as the
-			// message (pprof: a fifth of a 64 KiB Reduce on 2 ranks).
-			if err := k.exchange(asBytes(src[off[sendLo]:off[sendHi]]), dst, asBytes(kept), dst); err != nil {
-				return err
-			}
-			if err := apply(op, kept, mine); err != nil {
-				return k.fail(err)
-			}
+		// First step, src apart from acc: with an op whose operands may
+		// swap, the partner's half lands straight in acc and this rank's
+		// half is added to it, where copying it into acc first cost a
+		// memmove as long as the message (pprof: a fifth of a 64 KiB
+		// Reduce on 2 ranks).
+		apart := !sameVector(src, acc)
+		direct := apart && op.exactlyCommutative()
+		got := tmp[off[keepLo]:off[keepHi]]
+		if direct {
+			got = kept
+		}
+		if err := k.exchange(asBytes(src[off[sendLo]:off[sendHi]]), dst, asBytes(got), dst); err != nil {
+			return err
+		}
+		var err error
+		if direct {
+			err = apply(op, kept, mine)
 		} else {
-			got := tmp[off[keepLo]:off[keepHi]]
-			if err := k.exchange(asBytes(src[off[sendLo]:off[sendHi]]), dst, asBytes(got), dst); err != nil {
-				return err
-			}
-			if !sameVector(src, acc) {
+			if apart {
 				copy(kept, mine)
 			}
-			if err := combine(op, kept, got, dst < k.rank); err != nil {
-				return k.fail(err)
-			}
+			err = combine(op, kept, got, dst < k.rank)
+		}
+		if err != nil {
+			return k.fail(err)
 		}
 		src = acc
 		lo, hi = keepLo, keepHi

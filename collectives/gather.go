@@ -58,7 +58,8 @@ func gatherLinear[T Elem](k *call, send, recv []T, root int) error {
 	if k.rank != root {
 		return k.fail(k.send(asBytes(send), root))
 	}
-	reqs := make([]*comm.Request, 0, k.size-1)
+	var few [8]*comm.Request // no allocation on a few ranks (reduceFlat)
+	reqs := few[:0]
 	for r := 0; r < k.size; r++ {
 		if r == root {
 			continue

@@ -197,15 +197,11 @@ func reduceRabenseifner[T Elem](k *call, in, out []T, op Op, root int) error {
 func reduceBinomial[T Elem](k *call, acc, fresh []T, op Op, root int) error {
 	n := k.size
 	vr := (k.rank - root + n) % n
+	// Scratch for the vectors that do not go straight into acc, taken at
+	// the first one; one defer outside the loop, which costs no allocation.
 	var tmp []T
-	if vr&1 == 0 && vr+1 < n && (fresh == nil || vr&3 == 0 && vr+2 < n) {
-		// This rank receives into scratch (from vr+1 first, or from vr+2
-		// when vr+1's vector goes straight into acc): one scratch vector,
-		// and one defer outside the loop, which costs no allocation.
-		var buf scratchBuf
-		tmp, buf = scratch[T](len(acc))
-		defer buf.release()
-	}
+	var buf scratchBuf
+	defer func() { buf.release() }()
 	for mask := 1; mask < n; mask <<= 1 {
 		if vr&mask != 0 {
 			if fresh != nil {
@@ -227,6 +223,9 @@ func reduceBinomial[T Elem](k *call, acc, fresh []T, op Op, root int) error {
 			fresh = nil
 			continue
 		}
+		if tmp == nil {
+			tmp, buf = scratch[T](len(acc))
+		}
 		if err := k.recvExact(asBytes(tmp), (src+root)%n); err != nil {
 			return err
 		}
@@ -240,38 +239,29 @@ func reduceBinomial[T Elem](k *call, acc, fresh []T, op Op, root int) error {
 	return nil
 }
 
-// reduceFlatMax and reduceFlatMaxRanks bound the vectors (bytes; up to
-// the shm eager limit) and the ranks for which Reduce sends every rank's
-// vector straight to the root. Ranks that share cores wait for each other
-// at every hop of the tree: on 4 ranks and 2 cores, 5-7 interleaved runs,
-// 8 B took 2.8 us against the tree's 5.5, 1 KiB 2.5 against 6.6, 8 KiB
-// 3.9 against 8.0. With a core per rank (not measured here: no machine
-// with 4 cores was at hand) a 4-rank tree has only 2 hops either way.
+// reduceFlatMax and reduceFlatMaxRanks bound the vectors (bytes) and the
+// ranks for which Reduce sends every rank's vector straight to the root.
+// Ranks that share cores wait for each other at every hop of the tree: on
+// 4 ranks and 2 cores, 5-7 interleaved runs, 8 B took 2.8 us against the
+// tree's 5.5, 1 KiB 2.5 against 6.6, 8 KiB 3.9 against 8.0. With a core
+// per rank (not measured here: no machine with 4 cores was at hand) a
+// 4-rank tree has only 2 hops either way.
 var (
 	reduceFlatMax      = 8192
 	reduceFlatMaxRanks = 4
 )
 
-// reduceFlat sends every rank's vector to the root, which combines them
-// in rank order (any op, commutative or not): one hop instead of the
-// tree's log2(n).
+// reduceFlat gathers every rank's vector at the root (gatherLinear), which
+// combines them in rank order (any op, commutative or not): one hop
+// instead of the tree's log2(n).
 func reduceFlat[T Elem](k *call, in, out []T, op Op, root int) error {
 	if k.rank != root {
-		return k.fail(k.send(asBytes(in), root))
+		return gatherLinear(k, in, nil, root)
 	}
 	n := len(in)
 	all, buf := scratch[T](n * k.size)
 	defer buf.release()
-	var arr [8]*comm.Request
-	reqs := arr[:0]
-	for r := range k.size {
-		if r == root {
-			copy(all[r*n:(r+1)*n], in)
-			continue
-		}
-		reqs = append(reqs, k.irecv(asBytes(all[r*n:(r+1)*n]), r))
-	}
-	if err := k.waitRecvs(reqs, len(asBytes(in))); err != nil {
+	if err := gatherLinear(k, in, all, root); err != nil {
 		return err
 	}
 	acc := out[:n]
