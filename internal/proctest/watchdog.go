@@ -14,12 +14,12 @@ import (
 type Runner interface{ Run() int }
 
 // Run runs the tests of m like m.Run, with a watchdog for hangs: shortly
-// before go test's -timeout would panic, it prints every goroutine's stack
-// and then, last, the tests still running with their own stacks and a
-// line that names them, and
-// exits with status 2. go test's own timeout panic names the hung tests
-// first and thousands of stack lines after them; a CI log that keeps only
-// its tail loses the one line that matters. Printed last, it survives.
+// before go test's -timeout would panic, it prints every goroutine's
+// stack, then the stacks of the tests still running and, last, a line
+// that names them, and exits with status 2. go test's own timeout panic
+// names the hung tests first and thousands of stack lines after them; a
+// CI log that keeps only its tail loses the one line that matters.
+// Printed last, it survives.
 func Run(m Runner) int {
 	if !flag.Parsed() {
 		flag.Parse()

@@ -139,9 +139,13 @@ func Open(cfg Config) (*Transport, error) {
 	if cfg.Dir == "" {
 		cfg.Dir = "/dev/shm"
 	}
+	// A frame takes at most a quarter of a ring: rings shrink on crowded
+	// hosts (RingSlots), where 16 KiB, then 8 KiB, do not fit.
+	maxLen := cfg.Slots*slotSize/4 - frameDataOff
 	if cfg.EagerLimit <= 0 {
 		cfg.EagerLimit = EagerLimit
 	}
+	cfg.EagerLimit = min(cfg.EagerLimit, maxLen)
 	if cfg.LocalSize < 1 || cfg.LocalRank < 0 || cfg.LocalRank >= cfg.LocalSize {
 		return nil, fmt.Errorf("shm transport: local rank %d of %d", cfg.LocalRank, cfg.LocalSize)
 	}
@@ -168,7 +172,7 @@ func Open(cfg Config) (*Transport, error) {
 		return nil, fmt.Errorf("shm transport: %w", err)
 	}
 	t := &Transport{cfg: cfg, own: seg, rx: make([]rxRing, cfg.LocalSize), seen: make([]uint64, seg.g.bitmapWords()),
-		from: make([]int, cfg.LocalSize), peers: make(map[int]*peer), maxLen: cfg.Slots*slotSize/4 - frameDataOff,
+		from: make([]int, cfg.LocalSize), peers: make(map[int]*peer), maxLen: maxLen,
 		pids: make(map[int]int)}
 	for i := range t.rx {
 		t.rx[i].r = seg.g.ring(i)
@@ -187,9 +191,7 @@ func (t *Transport) Bell() transport.Bell { return transport.NewBell(&t.own.g.hd
 
 // Caps reports what this transport does.
 func (t *Transport) Caps() transport.Caps {
-	// A frame takes at most a quarter of a ring (maxLen): rings shrink on
-	// crowded hosts (RingSlots), where 16 KiB, then 8 KiB, do not fit.
-	return transport.Caps{Name: "shm", EagerLimit: min(t.cfg.EagerLimit, t.maxLen), MaxFrame: min(maxDataFrame, t.maxLen),
+	return transport.Caps{Name: "shm", EagerLimit: t.cfg.EagerLimit, MaxFrame: min(maxDataFrame, t.maxLen),
 		RemoteRead: true, Woken: true, WholeFrames: true}
 }
 
