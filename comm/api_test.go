@@ -620,6 +620,30 @@ func TestPersistent(t *testing.T) {
 	})
 }
 
+// TestStartallMixed: Startall starts every valid request of a list that
+// mixes engines (two ranks' requests) with invalid entries, and returns the
+// first error.
+func TestStartallMixed(t *testing.T) {
+	both(t, func(t *testing.T, tr commtest.Transport) {
+		ws := commtest.Worlds(t, 2, tr)
+		a, b := make([]byte, 4), make([]byte, 4)
+		sendA, _ := ws[0].SendInit([]byte("aaaa"), 1, 5)
+		sendB, _ := ws[0].SendInit([]byte("bbbb"), 1, 6)
+		recvA, _ := ws[1].RecvInit(a, 0, 5)
+		recvB, _ := ws[1].RecvInit(b, 0, 6)
+		plain := ws[1].Irecv(make([]byte, 4), 0, 7)
+		err := comm.Startall(recvA, nil, sendA, plain, recvB, sendB)
+		if !errors.Is(err, comm.ErrInvalidArg) || !strings.Contains(err.Error(), "nil request") {
+			t.Fatalf("Startall with a nil request = %v, want the nil request's error first", err)
+		}
+		if err := comm.WaitallNoStatus(sendA, sendB, recvA, recvB); err != nil || string(a) != "aaaa" || string(b) != "bbbb" {
+			t.Fatalf("after Startall: %v, got %q %q", err, a, b)
+		}
+		ws[0].Send([]byte("pppp"), 1, 7)
+		plain.Wait()
+	})
+}
+
 // TestWaitallNoStatus: it waits for every request and reports the first
 // error, like Waitall, without allocating.
 func TestWaitallNoStatus(t *testing.T) {

@@ -229,6 +229,18 @@ func (r *Request) Cancel() bool {
 // request must not be active: the previous start must have been completed
 // by Wait or Test. A request that is not persistent cannot be started.
 func (r *Request) Start() error {
+	if err := r.prepareStart(); err != nil {
+		return err
+	}
+	r.e.mu.Lock()
+	r.startLocked()
+	r.e.unlock()
+	return nil
+}
+
+// prepareStart checks that r can be started and makes it a fresh,
+// active request.
+func (r *Request) prepareStart() error {
 	if r == nil {
 		return &OpError{Op: "start", Comm: "?", Peer: noPeer, Tag: noPeer, Err: fmt.Errorf("%w: nil request", ErrInvalidArg)}
 	}
@@ -245,17 +257,19 @@ func (r *Request) Start() error {
 	if err := r.c.usable("start"); err != nil {
 		return err
 	}
-	e := r.e
-	*r = Request{e: e, c: r.c, pers: p, esize: esize}
+	*r = Request{e: r.e, c: r.c, pers: p, esize: esize}
 	p.active = true
-	e.mu.Lock()
-	if p.send {
-		e.startSendLocked(r, p.buf, p.peer, p.tag, p.ctx, p.sync, 0)
-	} else {
-		e.startRecvLocked(r, p.buf, p.peer, p.tag, p.ctx, 0)
-	}
-	e.unlock()
 	return nil
+}
+
+// startLocked posts a prepared persistent request; the engine lock is held.
+func (r *Request) startLocked() {
+	p := r.pers
+	if p.send {
+		r.e.startSendLocked(r, p.buf, p.peer, p.tag, p.ctx, p.sync, 0)
+	} else {
+		r.e.startRecvLocked(r, p.buf, p.peer, p.tag, p.ctx, 0)
+	}
 }
 
 func (r *Request) startError(err error) error {
@@ -267,13 +281,31 @@ func (r *Request) startError(err error) error {
 }
 
 // Startall starts every persistent request in reqs, and returns the first
-// error (the others are still started).
+// error (the others are still started). The requests of one engine start
+// under one hold of its lock: a window of sends pays one lock and one
+// unlock, whose atomic instructions each wait until the frames written
+// before them have reached the peer's cache, instead of one per request.
 func Startall(reqs ...*Request) error {
 	var first error
+	var held *engine
 	for _, r := range reqs {
-		if err := r.Start(); err != nil && first == nil {
-			first = err
+		if err := r.prepareStart(); err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
 		}
+		if r.e != held {
+			if held != nil {
+				held.unlock()
+			}
+			held = r.e
+			held.mu.Lock()
+		}
+		r.startLocked()
+	}
+	if held != nil {
+		held.unlock()
 	}
 	return first
 }

@@ -1,10 +1,14 @@
 package shm
 
-import "sync/atomic"
+import (
+	"sync/atomic"
 
-// publishSeq stores the sequence word that publishes a frame: an atomic
+	"github.com/parley-hpc/parley/internal/release"
+)
+
+// publishSeq stores the sequence word that publishes a frame: a release
 // store, so that the frame's header and payload, written before it, are
-// visible to the consumer that loads the word (see doc.go). A plain store
-// would be enough on x86-64's store order, but the Go memory model does
-// not promise it, and measured here it gained nothing (comm/done.go).
-func publishSeq(w *atomic.Uint64, v uint64) { w.Store(v) }
+// visible to the consumer that loads the word (see doc.go). Not atomic's
+// Store: on amd64 that is XCHG, which holds the producer until the line
+// comes back from the consumer polling it, at every frame.
+func publishSeq(w *atomic.Uint64, v uint64) { release.Store64(w, v) }

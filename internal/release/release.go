@@ -1,0 +1,10 @@
+//go:build (amd64 || arm64) && !race
+
+package release
+
+import "sync/atomic"
+
+// Store64 stores v in *w with release ordering (see the package comment).
+//
+//go:noescape
+func Store64(w *atomic.Uint64, v uint64)

@@ -1,0 +1,9 @@
+//go:build !(amd64 || arm64) || race
+
+package release
+
+import "sync/atomic"
+
+// Store64 stores v in *w with release ordering (see the package comment):
+// here sync/atomic's sequentially consistent Store, which is stronger.
+func Store64(w *atomic.Uint64, v uint64) { w.Store(v) }
