@@ -215,6 +215,23 @@ func TestCompareWithPrebuiltReference(t *testing.T) {
 	}
 }
 
+// TestCompareTwoBuilds: NAME=DIR runs the parley build in DIR as one more
+// implementation, with its own column and ratio; a DIR without bench is
+// skipped by name.
+func TestCompareTwoBuilds(t *testing.T) {
+	cmd := exec.Command(filepath.Join(bin, "bench"), "compare", "-np", "2", "-reps", "2",
+		"-impl", "parley,before="+bin+",none="+t.TempDir(), "latency", "--smoke", "-m", "0:64")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"parley/before", ": no bench in "} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 // TestCompareTransportArgs: verbs is for comparing across hosts; other
 // transports are refused by name.
 func TestCompareTransportArgs(t *testing.T) {

@@ -33,7 +33,7 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	np := fs.Int("np", 2, "ranks")
 	reps := fs.Int("reps", 3, "repetitions of each implementation, interleaved")
-	impls := fs.String("impl", "parley,openmpi,mpich", "implementations to run, in this order within a repetition")
+	impls := fs.String("impl", "parley,openmpi,mpich", "implementations to run, in this order within a repetition; NAME=DIR adds the parley build in DIR (its mpirun and bench)")
 	transport := fs.String("transport", "shm", "shm or tcp, for every implementation; with -hosts tcp (default) or verbs (parley's verbs build, Open MPI's UCX)")
 	mpirunPath := fs.String("mpirun", "", "parley's mpirun (default: the mpirun beside this bench binary)")
 	svgPath := fs.String("svg", "", "write a plot of the medians")
@@ -110,6 +110,7 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "\nbench compare: %s: %v\n", r.name, err)
 				return 1
 			}
+			res.Implementation = r.name // a second parley build's results say "parley" too
 			results[r.name] = append(results[r.name], res)
 			if *keep != "" {
 				data, _ := os.ReadFile(out)
@@ -179,13 +180,25 @@ func (c implConfig) hostSlots() string {
 // reference built with an MPI's mpicc.
 func newImpl(name string, c implConfig) (impl, error) {
 	oversub := c.np > runtime.NumCPU()
-	switch name {
-	case "parley":
+	// NAME=DIR is another build of parley, DIR's mpirun and bench: a change
+	// measured against the build before it, interleaved in one run.
+	build := ""
+	if n, dir, ok := strings.Cut(name, "="); ok {
+		name, build = n, dir
+	}
+	switch {
+	case name == "parley" || build != "":
 		self, err := os.Executable()
 		if err != nil {
 			return impl{}, err
 		}
 		mpirunPath := c.mpirun
+		if build != "" {
+			self, mpirunPath = filepath.Join(build, "bench"), filepath.Join(build, "mpirun")
+			if _, err := os.Stat(self); err != nil {
+				return impl{}, fmt.Errorf("no bench in %s", build)
+			}
+		}
 		if mpirunPath == "" {
 			mpirunPath = filepath.Join(filepath.Dir(self), "mpirun")
 		}
@@ -205,7 +218,7 @@ func newImpl(name string, c implConfig) (impl, error) {
 			a = append(a, "--json", out, "--quiet")
 			return exec.Command(mpirunPath, a...)
 		}}, nil
-	case "openmpi":
+	case name == "openmpi":
 		bin, err := buildReference(c.work, c.refDir, "mpicc.openmpi", "osu_openmpi")
 		if err != nil {
 			return impl{}, err
@@ -237,7 +250,7 @@ func newImpl(name string, c implConfig) (impl, error) {
 			cmd.Env = append(os.Environ(), "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
 			return cmd
 		}}, nil
-	case "mpich":
+	case name == "mpich":
 		if len(c.hosts) > 0 {
 			return impl{}, fmt.Errorf("not run across hosts by compare (parley and openmpi are)")
 		}
@@ -265,7 +278,7 @@ func newImpl(name string, c implConfig) (impl, error) {
 			return cmd
 		}}, nil
 	}
-	return impl{}, fmt.Errorf("unknown implementation (parley, openmpi, mpich)")
+	return impl{}, fmt.Errorf("unknown implementation (parley, openmpi, mpich, or NAME=DIR for a parley build in DIR)")
 }
 
 // runReference is "bench reference DIR": it builds the C reference with
