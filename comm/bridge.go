@@ -88,9 +88,7 @@ func (e *engine) staleLocked(v *Comm, tag int) error {
 
 func collSend(k coll.Call, buf []byte, dest int) error {
 	v := k.View.(*Comm)
-	r := v.e.isend(v, buf, v.worldRank(dest), k.Tag, v.ctx, false, true, k.Check)
-	_, err := v.e.finish(r, inSend)
-	return err
+	return v.e.send(v, buf, v.worldRank(dest), k.Tag, v.ctx, k.Check)
 }
 
 func collRecv(k coll.Call, buf []byte, src int) (int, error) {

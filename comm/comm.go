@@ -179,9 +179,7 @@ func (c *Comm) Send(buf []byte, dest, tag int) error {
 	if dest == ProcNull {
 		return nil
 	}
-	r := c.e.isend(c, buf, c.worldRank(dest), tag, c.ctx, false, true, 0)
-	_, err := c.e.finish(r, inSend)
-	return err
+	return c.e.send(c, buf, c.worldRank(dest), tag, c.ctx, 0)
 }
 
 // Ssend is a synchronous send: it returns once the receiver has matched

@@ -333,8 +333,12 @@ func (e *engine) newRequest(c *Comm, internal bool) *Request {
 }
 
 // finish waits for a blocking call's request and recycles it. A request
-// that failed is not recycled: a transport may still hold its frame.
+// that failed is not recycled: a transport may still hold its frame. A
+// nil r is a send that completed without a request (sendNowLocked).
 func (e *engine) finish(r *Request, what waitWhat) (Status, error) {
+	if r == nil {
+		return Status{}, nil
+	}
 	e.wait(r, what)
 	st, err := r.status, r.err
 	if err == nil && r.internal {

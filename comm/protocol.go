@@ -53,15 +53,55 @@ func (e *engine) isend(c *Comm, buf []byte, dest int, tag int, ctx uint32, sync,
 	return r
 }
 
+// send is a blocking standard-mode send (Send, and the collectives' own
+// sends). A small message that fits the peer's ring now leaves without a
+// request (sendNowLocked); any other takes the request path.
+func (e *engine) send(c *Comm, buf []byte, dest, tag int, ctx uint32, check uint32) error {
+	e.mu.Lock()
+	if e.sendNowLocked(buf, dest, tag, ctx, check) {
+		e.unlock()
+		return nil
+	}
+	r := e.newRequest(c, true)
+	e.startSendLocked(r, buf, dest, tag, ctx, false, check)
+	e.unlock()
+	_, err := e.finish(r, inSend)
+	return err
+}
+
 // sendrecv starts a receive and a send under one acquisition of the lock
-// (Sendrecv, and the exchanges of every collective algorithm).
+// (Sendrecv, and the exchanges of every collective algorithm). sr is nil
+// when the send completed at once (sendNowLocked); finish accepts that.
 func (e *engine) sendrecv(c *Comm, sbuf []byte, dest, stag int, rbuf []byte, src, rtag int, ctx uint32, check uint32) (sr, rr *Request) {
-	rr, sr = e.newRequest(c, true), e.newRequest(c, true)
+	rr = e.newRequest(c, true)
 	e.mu.Lock()
 	e.startRecvLocked(rr, rbuf, src, rtag, ctx, check)
-	e.startSendLocked(sr, sbuf, dest, stag, ctx, false, check)
+	if !e.sendNowLocked(sbuf, dest, stag, ctx, check) {
+		sr = e.newRequest(c, true)
+		e.startSendLocked(sr, sbuf, dest, stag, ctx, false, check)
+	}
 	e.unlock()
 	return sr, rr
+}
+
+// sendNowLocked sends buf as one eager frame straight into the peer's ring
+// if it can complete at once: the world is healthy, the context not
+// revoked, the route a transport with a direct path, the message within
+// its eager limit, and the frame fits now. It reports whether it did; if
+// not, nothing happened and the caller takes the request path, which
+// finds and reports whatever stopped this one. A blocking send thus costs
+// no request (whose recycling takes two atomic exchanges) and no done flag.
+func (e *engine) sendNowLocked(buf []byte, dest, tag int, ctx uint32, check uint32) bool {
+	if e.cause != nil || (len(e.revoked) > 0 && e.revoked[ctx] != nil) {
+		return false
+	}
+	rt := e.routeLocked(dest)
+	if rt.err != nil || rt.direct == nil || len(buf) > rt.eager {
+		return false
+	}
+	h := &e.hdr
+	*h = transport.Header{Kind: kindEager, Context: ctx, Source: uint32(e.rank), Tag: int32(tag), Check: check, Len: uint32(len(buf))}
+	return rt.direct.TrySend(dest, h, buf)
 }
 
 // startSendLocked starts r as a send of buf to world rank dest. check is
@@ -73,7 +113,7 @@ func (e *engine) startSendLocked(r *Request, buf []byte, dest int, tag int, ctx 
 		e.completeLocked(r, e.opError(r, "send", e.cause))
 		return
 	}
-	if err := e.revoked[ctx]; err != nil {
+	if err := e.revokedLocked(ctx); err != nil {
 		e.completeLocked(r, e.opError(r, "send", err))
 		return
 	}
@@ -121,6 +161,15 @@ func (e *engine) startSendLocked(r *Request, buf []byte, dest int, tag int, ctx 
 	op.Header = *h
 	r.op = op
 	e.sendFrameLocked(rt, dest, op)
+}
+
+// revokedLocked returns why context ctx was revoked, or nil; a map
+// lookup only once some context was.
+func (e *engine) revokedLocked(ctx uint32) error {
+	if len(e.revoked) == 0 {
+		return nil
+	}
+	return e.revoked[ctx]
 }
 
 func (e *engine) newCookieLocked(r *Request) uint64 {
@@ -244,7 +293,7 @@ func (e *engine) startRecvLocked(r *Request, buf []byte, src, tag int, ctx uint3
 		e.completeLocked(r, e.opError(r, "recv", e.cause))
 		return
 	}
-	if err := e.revoked[ctx]; err != nil {
+	if err := e.revokedLocked(ctx); err != nil {
 		e.completeLocked(r, e.opError(r, "recv", err))
 		return
 	}
