@@ -3,7 +3,6 @@
 package linux
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -52,26 +51,44 @@ func Yield() { unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0) }
 // ReadRemote copies len(dst) bytes starting at address addr in process pid
 // into dst with process_vm_readv: one copy, no intermediate buffer. A
 // refusal by the kernel (ptrace policy, another user) wraps ErrNotSupported.
+//
+// The calls are raw system calls, like Yield: the copy is work this thread
+// does, not a wait, and a 1 MiB read takes about 80 us, past the 20 us
+// after which the Go runtime hands the P of a thread in a system call to
+// another thread. With the normal call, each large read cost a rank bound
+// to one core a thread switch (measured: 12,900 context switches in a
+// 1 MiB bibw run against Open MPI's 2,200, and 0.82 of its bandwidth).
+// Each call moves at most readChunk bytes, so that no call keeps the P
+// from the scheduler for long.
 func ReadRemote(dst []byte, pid int, addr uintptr) error {
 	for done := 0; done < len(dst); {
-		local := []unix.Iovec{{Base: &dst[done]}}
-		local[0].SetLen(len(dst) - done)
-		remote := []unix.RemoteIovec{{Base: addr + uintptr(done), Len: len(dst) - done}}
-		n, err := unix.ProcessVMReadv(pid, local, remote, 0)
-		if err != nil {
-			if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EACCES) {
-				return fmt.Errorf("process_vm_readv from pid %d: %w (%w)", pid, ErrNotSupported, err)
-			}
-			return fmt.Errorf("process_vm_readv %d bytes from pid %d: %w", len(dst)-done, pid, err)
-		}
-		if n == 0 {
+		n := min(len(dst)-done, readChunk)
+		local := unix.Iovec{Base: &dst[done]}
+		local.SetLen(n)
+		remote := unix.RemoteIovec{Base: addr + uintptr(done), Len: n}
+		r, _, errno := unix.RawSyscall6(unix.SYS_PROCESS_VM_READV, uintptr(pid),
+			uintptr(unsafe.Pointer(&local)), 1, uintptr(unsafe.Pointer(&remote)), 1, 0)
+		runtime.KeepAlive(&local)
+		runtime.KeepAlive(&remote)
+		switch {
+		case errno == unix.EINTR:
+			continue
+		case errno == unix.EPERM || errno == unix.ENOSYS || errno == unix.EACCES:
+			return fmt.Errorf("process_vm_readv from pid %d: %w (%w)", pid, ErrNotSupported, errno)
+		case errno != 0:
+			return fmt.Errorf("process_vm_readv %d bytes from pid %d: %w", len(dst)-done, pid, errno)
+		case r == 0:
 			return fmt.Errorf("process_vm_readv from pid %d: no progress", pid)
 		}
-		done += n
+		done += int(r)
 	}
 	runtime.KeepAlive(dst)
 	return nil
 }
+
+// readChunk bounds one process_vm_readv of ReadRemote: 4 MiB, about 0.3 ms
+// at this machine kind's 12-14 GB/s.
+const readChunk = 4 << 20
 
 // ProbeReadRemote reads a byte of this process's own memory with
 // process_vm_readv: a seccomp filter or a kernel without the call refuses
