@@ -31,8 +31,8 @@ func runLimits(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	fmt.Fprintf(stdout, "# on-node limits, medians of %d passes (GB/s = 10^9 bytes/s)\n", *reps)
-	fmt.Fprintf(stdout, "%-10s %12s %18s %14s %14s\n", "# Size", "copy", "process_vm_readv", "sum (vec)", "sum (loop)")
-	for _, size := range []int{64 << 10, 1 << 20, 4 << 20, 16 << 20} {
+	fmt.Fprintf(stdout, "%-10s %12s %12s %18s %14s %14s\n", "# Size", "copy", "vec.Copy", "process_vm_readv", "sum (vec)", "sum (loop)")
+	for _, size := range []int{64 << 10, 1 << 20, 2 << 20, 4 << 20, 8 << 20, 16 << 20} {
 		src, dst := make([]byte, size), make([]byte, size)
 		for i := range src {
 			src[i] = byte(i)
@@ -40,6 +40,7 @@ func runLimits(args []string, stdout, stderr io.Writer) int {
 		f32 := func(b []byte) []float32 { return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), len(b)/4) }
 		d, s := f32(dst), f32(src)
 		cp := medianOf(*reps, func() { copy(dst, src) })
+		vcp := medianOf(*reps, func() { vec.Copy(dst, src) })
 		var readErr error
 		cma := medianOf(*reps, func() {
 			if err := linux.ReadRemote(dst, os.Getpid(), uintptr(unsafe.Pointer(&src[0]))); err != nil {
@@ -57,7 +58,7 @@ func runLimits(args []string, stdout, stderr io.Writer) int {
 		if readErr != nil {
 			cmaCell = "refused"
 		}
-		fmt.Fprintf(stdout, "%-10d %12s %18s %14s %14s\n", size, gbs(cp), cmaCell, gbs(sv), gbs(sl))
+		fmt.Fprintf(stdout, "%-10d %12s %12s %18s %14s %14s\n", size, gbs(cp), gbs(vcp), cmaCell, gbs(sv), gbs(sl))
 	}
 	return 0
 }

@@ -30,7 +30,7 @@ func Allgather[T Elem](c *comm.Comm, send, recv []T) (err error) {
 	if len(recv) != blk*k.size {
 		return k.errorf("%w: recv holds %d elements, %d ranks of %d need %d", comm.ErrInvalidArg, len(recv), k.size, blk, blk*k.size)
 	}
-	copy(recv[k.rank*blk:(k.rank+1)*blk], send)
+	copyElems(recv[k.rank*blk:(k.rank+1)*blk], send)
 	if k.size == 1 || blk == 0 {
 		return nil
 	}
@@ -98,7 +98,7 @@ func allgatherBruck[T Elem](k *call, recv []T, blk int) error {
 	n := k.size
 	tmp, release := scratch[T](n * blk)
 	defer release.release()
-	copy(tmp, recv[k.rank*blk:(k.rank+1)*blk])
+	copyElems(tmp, recv[k.rank*blk:(k.rank+1)*blk])
 	for d := 1; d < n; d *= 2 {
 		cnt := min(d, n-d)
 		to, from := (k.rank-d+n)%n, (k.rank+d)%n
@@ -108,7 +108,7 @@ func allgatherBruck[T Elem](k *call, recv []T, blk int) error {
 	}
 	for i := 0; i < n; i++ {
 		r := (k.rank + i) % n
-		copy(recv[r*blk:(r+1)*blk], tmp[i*blk:(i+1)*blk])
+		copyElems(recv[r*blk:(r+1)*blk], tmp[i*blk:(i+1)*blk])
 	}
 	return nil
 }
@@ -131,7 +131,7 @@ func Allgatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int) (err
 		return k.errorf("%w: this rank sends %d elements but counts[%d] = %d", comm.ErrInvalidArg, len(send), k.rank, counts[k.rank])
 	}
 	off := func(i int) int { return vOffset(counts, displs, i) }
-	copy(recv[off(k.rank):off(k.rank)+counts[k.rank]], send)
+	copyElems(recv[off(k.rank):off(k.rank)+counts[k.rank]], send)
 	n := k.size
 	right, left := (k.rank+1)%n, (k.rank-1+n)%n
 	for s := 0; s < n-1; s++ {

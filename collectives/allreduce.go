@@ -46,7 +46,7 @@ func Allreduce[T Elem](c *comm.Comm, in, out []T, op Op) (err error) {
 		return allreduceRabenseifner(k, in, out, op)
 	}
 	if !sameVector(in, out) {
-		copy(out, in)
+		copyElems(out, in)
 	}
 	if k.size == 1 {
 		return nil
@@ -73,7 +73,7 @@ func combine[T Elem](op Op, mine, theirs []T, peerLower bool) error {
 	if err := apply(op, theirs, mine); err != nil {
 		return err
 	}
-	copy(mine, theirs)
+	copyElems(mine, theirs)
 	return nil
 }
 
@@ -115,7 +115,7 @@ func reduceScatterHalving[T Elem](k *call, op Op, in, acc, tmp []T, off []int, n
 			err = apply(op, kept, mine)
 		} else {
 			if apart {
-				copy(kept, mine)
+				copyElems(kept, mine)
 			}
 			err = combine(op, kept, got, dst < k.rank)
 		}

@@ -25,12 +25,12 @@ func Alltoall[T Elem](c *comm.Comm, send, recv []T) (err error) {
 	if sameVector(send, recv) {
 		tmp, release := scratch[T](len(send))
 		defer release.release()
-		copy(tmp, send)
+		copyElems(tmp, send)
 		send = tmp
 	}
 	blk := len(send) / k.size
 	n := k.size
-	copy(recv[k.rank*blk:(k.rank+1)*blk], send[k.rank*blk:(k.rank+1)*blk])
+	copyElems(recv[k.rank*blk:(k.rank+1)*blk], send[k.rank*blk:(k.rank+1)*blk])
 	pow2 := n&(n-1) == 0
 	for s := 1; s < n; s++ {
 		to, from := (k.rank+s)%n, (k.rank-s+n)%n
@@ -66,7 +66,7 @@ func Alltoallv[T Elem](c *comm.Comm, send []T, sendCounts, sendDispls []int, rec
 	if len(so(k.rank)) != len(ro(k.rank)) {
 		return k.errorf("%w: this rank sends itself %d elements but expects %d", comm.ErrInvalidArg, len(so(k.rank)), len(ro(k.rank)))
 	}
-	copy(ro(k.rank), so(k.rank))
+	copyElems(ro(k.rank), so(k.rank))
 	for s := 1; s < n; s++ {
 		to, from := (k.rank+s)%n, (k.rank-s+n)%n
 		if err := k.exchange(asBytes(so(to)), to, asBytes(ro(from)), from); err != nil {

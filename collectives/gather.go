@@ -34,7 +34,7 @@ func Gather[T Elem](c *comm.Comm, send, recv []T, root int) (err error) {
 		return k.errorf("%w: recv holds %d elements, %d ranks of %d need %d", comm.ErrInvalidArg, len(recv), k.size, blk, blk*k.size)
 	}
 	if k.size == 1 {
-		copy(recv, send)
+		copyElems(recv, send)
 		return nil
 	}
 	if k.size == 2 {
@@ -44,7 +44,7 @@ func Gather[T Elem](c *comm.Comm, send, recv []T, root int) (err error) {
 			return k.fail(k.send(asBytes(send), root))
 		}
 		other := 1 - root
-		copy(recv[root*blk:(root+1)*blk], send)
+		copyElems(recv[root*blk:(root+1)*blk], send)
 		return k.recvExact(asBytes(recv[other*blk:(other+1)*blk]), other)
 	}
 	if blk*elemSize[T]()*k.size > gatherBinomialMax {
@@ -66,7 +66,7 @@ func gatherLinear[T Elem](k *call, send, recv []T, root int) error {
 		}
 		reqs = append(reqs, k.irecv(asBytes(recv[r*blk:(r+1)*blk]), r))
 	}
-	copy(recv[root*blk:(root+1)*blk], send)
+	copyElems(recv[root*blk:(root+1)*blk], send)
 	return k.waitRecvs(reqs, blk*elemSize[T]())
 }
 
@@ -81,7 +81,7 @@ func gatherBinomial[T Elem](k *call, send, recv []T, root int) error {
 	sub = min(sub, n-vr)
 	tmp, release := scratch[T](sub * blk)
 	defer release.release()
-	copy(tmp, send)
+	copyElems(tmp, send)
 	have := 1
 	for mask := 1; mask < n; mask <<= 1 {
 		if vr&mask != 0 {
@@ -100,7 +100,7 @@ func gatherBinomial[T Elem](k *call, send, recv []T, root int) error {
 	// The root holds every block in relative order.
 	for j := 0; j < n; j++ {
 		r := (j + root) % n
-		copy(recv[r*blk:(r+1)*blk], tmp[j*blk:(j+1)*blk])
+		copyElems(recv[r*blk:(r+1)*blk], tmp[j*blk:(j+1)*blk])
 	}
 	return nil
 }
@@ -125,7 +125,7 @@ func Scatter[T Elem](c *comm.Comm, send, recv []T, root int) (err error) {
 		return k.errorf("%w: send holds %d elements, %d ranks of %d need %d", comm.ErrInvalidArg, len(send), k.size, blk, blk*k.size)
 	}
 	if k.size == 1 {
-		copy(recv, send)
+		copyElems(recv, send)
 		return nil
 	}
 	if k.size == 2 {
@@ -137,7 +137,7 @@ func Scatter[T Elem](c *comm.Comm, send, recv []T, root int) (err error) {
 		if err := k.send(asBytes(send[other*blk:(other+1)*blk]), other); err != nil {
 			return k.fail(err)
 		}
-		copy(recv, send[root*blk:(root+1)*blk])
+		copyElems(recv, send[root*blk:(root+1)*blk])
 		return nil
 	}
 	if blk*elemSize[T]()*k.size > gatherBinomialMax {
@@ -150,7 +150,7 @@ func Scatter[T Elem](c *comm.Comm, send, recv []T, root int) (err error) {
 				reqs = append(reqs, k.isend(asBytes(send[r*blk:(r+1)*blk]), r))
 			}
 		}
-		copy(recv, send[root*blk:(root+1)*blk])
+		copyElems(recv, send[root*blk:(root+1)*blk])
 		return k.waitAll(reqs)
 	}
 	n := k.size
@@ -166,7 +166,7 @@ func Scatter[T Elem](c *comm.Comm, send, recv []T, root int) (err error) {
 	if vr == 0 {
 		for j := 0; j < n; j++ {
 			r := (j + root) % n
-			copy(tmp[j*blk:(j+1)*blk], send[r*blk:(r+1)*blk])
+			copyElems(tmp[j*blk:(j+1)*blk], send[r*blk:(r+1)*blk])
 		}
 		for mask < n {
 			mask <<= 1
@@ -191,7 +191,7 @@ func Scatter[T Elem](c *comm.Comm, send, recv []T, root int) (err error) {
 			}
 		}
 	}
-	copy(recv, tmp[:blk])
+	copyElems(recv, tmp[:blk])
 	return nil
 }
 
@@ -249,7 +249,7 @@ func Gatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int, root in
 	for r := 0; r < k.size; r++ {
 		off := vOffset(counts, displs, r)
 		if r == root {
-			copy(recv[off:off+counts[r]], send)
+			copyElems(recv[off:off+counts[r]], send)
 			continue
 		}
 		reqs = append(reqs, k.irecv(asBytes(recv[off:off+counts[r]]), r))
@@ -307,7 +307,7 @@ func Scatterv[T Elem](c *comm.Comm, send []T, counts, displs []int, recv []T, ro
 	for r := 0; r < k.size; r++ {
 		off := vOffset(counts, displs, r)
 		if r == root {
-			copy(recv, send[off:off+counts[r]])
+			copyElems(recv, send[off:off+counts[r]])
 			continue
 		}
 		reqs = append(reqs, k.isend(asBytes(send[off:off+counts[r]]), r))

@@ -156,7 +156,7 @@ func Iallreduce[T Elem](c *comm.Comm, in, out []T, op Op) *comm.Request {
 		return k.failedRequest(k.errorf("%w: out holds %d elements, in %d", comm.ErrInvalidArg, len(out), len(in)))
 	}
 	if !sameVector(in, out) {
-		copy(out, in)
+		copyElems(out, in)
 	}
 	s := &schedule{k: k}
 	if k.size == 1 {
@@ -181,7 +181,7 @@ func Iallreduce[T Elem](c *comm.Comm, in, out []T, op Op) *comm.Request {
 			if err := apply(op, tmp, out); err != nil {
 				return err
 			}
-			copy(out, tmp)
+			copyElems(out, tmp)
 			return nil
 		}})
 	}
@@ -194,7 +194,7 @@ func Iallreduce[T Elem](c *comm.Comm, in, out []T, op Op) *comm.Request {
 					if err := apply(op, tmp, out); err != nil {
 						return err
 					}
-					copy(out, tmp)
+					copyElems(out, tmp)
 					return nil
 				}
 				return apply(op, out, tmp)
@@ -285,7 +285,7 @@ func Igather[T Elem](c *comm.Comm, send, recv []T, root int) *comm.Request {
 			r.recvs = append(r.recvs, xfer{asBytes(recv[p*blk : (p+1)*blk]), p})
 		}
 	}
-	copy(recv[root*blk:(root+1)*blk], send)
+	copyElems(recv[root*blk:(root+1)*blk], send)
 	return roundOf(k, r).request(c)
 }
 
@@ -309,7 +309,7 @@ func Igatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int, root i
 	for p := 0; p < k.size; p++ {
 		off := vOffset(counts, displs, p)
 		if p == root {
-			copy(recv[off:off+counts[p]], send)
+			copyElems(recv[off:off+counts[p]], send)
 			continue
 		}
 		r.recvs = append(r.recvs, xfer{asBytes(recv[off : off+counts[p]]), p})
@@ -341,7 +341,7 @@ func Iscatter[T Elem](c *comm.Comm, send, recv []T, root int) *comm.Request {
 			r.sends = append(r.sends, xfer{asBytes(send[p*blk : (p+1)*blk]), p})
 		}
 	}
-	copy(recv, send[root*blk:(root+1)*blk])
+	copyElems(recv, send[root*blk:(root+1)*blk])
 	return roundOf(k, r).request(c)
 }
 
@@ -366,7 +366,7 @@ func Iscatterv[T Elem](c *comm.Comm, send []T, counts, displs []int, recv []T, r
 	for p := 0; p < k.size; p++ {
 		off := vOffset(counts, displs, p)
 		if p == root {
-			copy(recv, send[off:off+counts[p]])
+			copyElems(recv, send[off:off+counts[p]])
 			continue
 		}
 		r.sends = append(r.sends, xfer{asBytes(send[off : off+counts[p]]), p})
@@ -392,7 +392,7 @@ func Iallgather[T Elem](c *comm.Comm, send, recv []T) *comm.Request {
 			r.recvs = append(r.recvs, xfer{asBytes(recv[p*blk : (p+1)*blk]), p})
 		}
 	}
-	copy(recv[k.rank*blk:(k.rank+1)*blk], send)
+	copyElems(recv[k.rank*blk:(k.rank+1)*blk], send)
 	return roundOf(k, r).request(c)
 }
 
@@ -413,7 +413,7 @@ func Iallgatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int) *co
 	for p := 0; p < k.size; p++ {
 		off := vOffset(counts, displs, p)
 		if p == k.rank {
-			copy(recv[off:off+counts[p]], send)
+			copyElems(recv[off:off+counts[p]], send)
 			continue
 		}
 		r.sends = append(r.sends, xfer{asBytes(send), p})
@@ -440,7 +440,7 @@ func Ialltoall[T Elem](c *comm.Comm, send, recv []T) *comm.Request {
 			r.recvs = append(r.recvs, xfer{asBytes(recv[p*blk : (p+1)*blk]), p})
 		}
 	}
-	copy(recv[k.rank*blk:(k.rank+1)*blk], send[k.rank*blk:(k.rank+1)*blk])
+	copyElems(recv[k.rank*blk:(k.rank+1)*blk], send[k.rank*blk:(k.rank+1)*blk])
 	return roundOf(k, r).request(c)
 }
 
@@ -469,7 +469,7 @@ func Ialltoallv[T Elem](c *comm.Comm, send []T, sendCounts, sendDispls []int, re
 			r.recvs = append(r.recvs, xfer{asBytes(ro(p)), p})
 		}
 	}
-	copy(ro(k.rank), so(k.rank))
+	copyElems(ro(k.rank), so(k.rank))
 	return roundOf(k, r).request(c)
 }
 
@@ -496,7 +496,7 @@ func Ireduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) *comm.Request {
 		treeRoot = 0
 	}
 	acc := make([]T, len(in))
-	copy(acc, in)
+	copyElems(acc, in)
 	s := &schedule{k: k}
 	n := k.size
 	vr := (k.rank - treeRoot + n) % n
@@ -520,7 +520,7 @@ func Ireduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) *comm.Request {
 		}
 	}
 	if k.rank == root {
-		s.rounds = append(s.rounds, round{then: func() error { copy(out, acc); return nil }})
+		s.rounds = append(s.rounds, round{then: func() error { copyElems(out, acc); return nil }})
 	}
 	return s.request(c)
 }
@@ -558,13 +558,13 @@ func IreduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) *com
 	}
 	r.then = func() error {
 		acc := make([]T, mine)
-		copy(acc, parts[0])
+		copyElems(acc, parts[0])
 		for p := 1; p < k.size; p++ {
 			if err := apply(op, acc, parts[p]); err != nil {
 				return err
 			}
 		}
-		copy(out, acc)
+		copyElems(out, acc)
 		return nil
 	}
 	return roundOf(k, r).request(c)
@@ -597,9 +597,9 @@ func iscan[T Elem](c *comm.Comm, kind coll.Kind, in, out []T, op Op, exclusive b
 	}
 	n := len(in)
 	partial, tmp := make([]T, n), make([]T, n)
-	copy(partial, in)
+	copyElems(partial, in)
 	if !exclusive && !sameVector(in, out) {
-		copy(out, in)
+		copyElems(out, in)
 	}
 	haveOut := !exclusive
 	s := &schedule{k: k}
@@ -619,19 +619,19 @@ func iscan[T Elem](c *comm.Comm, kind coll.Kind, in, out []T, op Op, exclusive b
 				}
 				if haveOut {
 					lower := make([]T, n)
-					copy(lower, tmp)
+					copyElems(lower, tmp)
 					if err := apply(op, lower, out); err != nil {
 						return err
 					}
-					copy(out, lower)
+					copyElems(out, lower)
 				} else {
-					copy(out, tmp)
+					copyElems(out, tmp)
 					haveOut = true
 				}
 				if err := apply(op, tmp, partial); err != nil {
 					return err
 				}
-				copy(partial, tmp)
+				copyElems(partial, tmp)
 				return nil
 			},
 		})

@@ -389,3 +389,15 @@ func locKernel[T ordered](op Op, p, q *Loc[T], n int) error {
 func asBytes[T Elem](xs []T) []byte { return elem.Bytes(xs) }
 
 func elemSize[T Elem]() int { return elem.Size[T]() }
+
+// copyElems is copy for the collectives' blocks: long ones go through
+// vec.Copy, which keeps the destination in the cache where copy would
+// write around it (see there).
+func copyElems[T Elem](dst, src []T) int {
+	n := min(len(dst), len(src))
+	if n*elemSize[T]() < 1<<18 {
+		return copy(dst, src)
+	}
+	vec.Copy(elem.Bytes(dst[:n]), elem.Bytes(src[:n]))
+	return n
+}

@@ -80,7 +80,7 @@ func Reduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) (err error) {
 		if receives && op.exactlyCommutative() {
 			fresh = in
 		} else {
-			copy(acc, in)
+			copyElems(acc, in)
 		}
 	}
 	if err := reduceBinomial(k, acc, fresh, op, treeRoot); err != nil {
@@ -99,7 +99,7 @@ func Reduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) (err error) {
 		}
 	}
 	if isRoot && !sameVector(acc, out[:n]) {
-		copy(out, acc)
+		copyElems(out, acc)
 	}
 	return nil
 }
@@ -141,7 +141,7 @@ func reduceRabenseifner[T Elem](k *call, in, out []T, op Op, root int) error {
 	src := in // the first halving step reads the input
 	newrank := k.rank
 	if rem > 0 {
-		copy(acc, in)
+		copyElems(acc, in)
 		src = acc
 		var err error
 		if newrank, err = foldIn(k, acc, tmp, op, pof2); err != nil {
@@ -184,7 +184,7 @@ func reduceRabenseifner[T Elem](k *call, in, out []T, op Op, root int) error {
 		}
 	}
 	if k.rank == root && !sameVector(acc, out[:n]) {
-		copy(out, acc)
+		copyElems(out, acc)
 	}
 	return nil
 }
@@ -205,7 +205,7 @@ func reduceBinomial[T Elem](k *call, acc, fresh []T, op Op, root int) error {
 	for mask := 1; mask < n; mask <<= 1 {
 		if vr&mask != 0 {
 			if fresh != nil {
-				copy(acc, fresh) // a rank that had nothing to receive
+				copyElems(acc, fresh) // a rank that had nothing to receive
 			}
 			return k.fail(k.send(asBytes(acc), (vr&^mask+root)%n))
 		}
@@ -234,7 +234,7 @@ func reduceBinomial[T Elem](k *call, acc, fresh []T, op Op, root int) error {
 		}
 	}
 	if fresh != nil {
-		copy(acc, fresh)
+		copyElems(acc, fresh)
 	}
 	return nil
 }
@@ -265,7 +265,7 @@ func reduceFlat[T Elem](k *call, in, out []T, op Op, root int) error {
 		return err
 	}
 	acc := out[:n]
-	copy(acc, all[:n])
+	copyElems(acc, all[:n])
 	for r := 1; r < k.size; r++ {
 		if err := apply(op, acc, all[r*n:(r+1)*n]); err != nil {
 			return k.fail(err)

@@ -42,7 +42,7 @@ func ReduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) (err 
 	n := k.size
 	off := func(i int) int { return vOffset(counts, nil, i) }
 	if n == 1 {
-		copy(out, in)
+		copyElems(out, in)
 		return nil
 	}
 	if !op.commutative {
@@ -55,7 +55,7 @@ func ReduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) (err 
 	}
 	acc, release := scratch[T](len(in))
 	defer release.release()
-	copy(acc, in)
+	copyElems(acc, in)
 	tmp, releaseTmp := scratch[T](maxInt(counts))
 	defer releaseTmp.release()
 	right, left := (k.rank+1)%n, (k.rank-1+n)%n
@@ -81,7 +81,7 @@ func ReduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) (err 
 			return k.fail(err)
 		}
 	}
-	copy(out, acc[off(k.rank):off(k.rank)+counts[k.rank]])
+	copyElems(out, acc[off(k.rank):off(k.rank)+counts[k.rank]])
 	return nil
 }
 

@@ -44,9 +44,9 @@ func scan[T Elem](c *comm.Comm, kind coll.Kind, in, out []T, op Op, exclusive bo
 	defer rel2.release()
 	lower, rel3 := scratch[T](n)
 	defer rel3.release()
-	copy(partial, in)
+	copyElems(partial, in)
 	if !exclusive && !sameVector(in, out) {
-		copy(out, in)
+		copyElems(out, in)
 	}
 	haveOut := !exclusive
 	for mask := 1; mask < k.size; mask <<= 1 {
@@ -66,19 +66,19 @@ func scan[T Elem](c *comm.Comm, kind coll.Kind, in, out []T, op Op, exclusive bo
 		}
 		// tmp holds lower ranks: out = tmp op out, partial = tmp op partial.
 		if haveOut {
-			copy(lower, tmp)
+			copyElems(lower, tmp)
 			if err := apply(op, lower, out); err != nil {
 				return k.fail(err)
 			}
-			copy(out, lower)
+			copyElems(out, lower)
 		} else {
-			copy(out, tmp)
+			copyElems(out, tmp)
 			haveOut = true
 		}
 		if err := apply(op, tmp, partial); err != nil {
 			return k.fail(err)
 		}
-		copy(partial, tmp)
+		copyElems(partial, tmp)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package vec
 
 import (
+	"bytes"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -57,6 +58,38 @@ func BenchmarkAddFloat32Loop(b *testing.B) {
 	for b.Loop() {
 		for i := range d {
 			d[i] += s[i]
+		}
+	}
+}
+
+// TestCopy: Copy copies like copy at every size around its pieces and
+// limits, including partial pieces, shorter sources, the same slice, and
+// overlapping slices in both directions.
+func TestCopy(t *testing.T) {
+	for _, n := range []int{0, 1, 4096, 512<<10 - 1, 512 << 10, 1<<20 + 3, 3<<20 + 17, 4 << 20, 5 << 20} {
+		src := make([]byte, n)
+		for i := range src {
+			src[i] = byte(i*7 + i>>16)
+		}
+		for _, dn := range []int{n, n + 5, n / 2} {
+			dst, want := make([]byte, dn), make([]byte, dn)
+			if got, w := Copy(dst, src), copy(want, src); got != w || !bytes.Equal(dst, want) {
+				t.Fatalf("Copy of %d bytes into %d: returned %d (want %d), bytes equal %v", n, dn, got, w, bytes.Equal(dst, want))
+			}
+		}
+	}
+	const n = 3 << 20
+	for _, shift := range []int{0, 1, -1, 700 << 10, -(700 << 10)} {
+		buf, want := make([]byte, n+2<<20), make([]byte, n+2<<20)
+		for i := range buf {
+			buf[i] = byte(i * 13)
+		}
+		copy(want, buf)
+		from, to := 1<<20, 1<<20+shift
+		copy(want[to:to+n], want[from:from+n])
+		Copy(buf[to:to+n], buf[from:from+n])
+		if !bytes.Equal(buf, want) {
+			t.Fatalf("overlapping Copy, destination shifted by %d: differs from copy", shift)
 		}
 	}
 }
