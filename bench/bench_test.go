@@ -259,7 +259,7 @@ func TestLimits(t *testing.T) {
 	rows := 0
 	for _, l := range strings.Split(out.String(), "\n") {
 		f := strings.Fields(l)
-		if len(f) == 5 && !strings.HasPrefix(l, "#") {
+		if len(f) == 6 && !strings.HasPrefix(l, "#") {
 			for _, v := range f[1:] {
 				if _, err := strconv.ParseFloat(v, 64); err != nil {
 					t.Fatalf("row %q: %q is not a number", l, v)
@@ -268,8 +268,8 @@ func TestLimits(t *testing.T) {
 			rows++
 		}
 	}
-	if rows != 4 {
-		t.Fatalf("%d rows, want 4:\n%s", rows, out.String())
+	if rows != 6 {
+		t.Fatalf("%d rows, want 6:\n%s", rows, out.String())
 	}
 	errb.Reset()
 	if code := runLimits([]string{"-reps", "0"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "-reps 0") {

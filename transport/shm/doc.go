@@ -46,7 +46,10 @@
 //     the ring's tail (read only when its cached copy says the ring looks
 //     full) that the slots are free;
 //   - it writes the header and payload, then stores the sequence word
-//     (position+1): that store publishes the frame;
+//     (position+1) with a release store (internal/release: a plain MOV on
+//     amd64, STLR on arm64, not atomic's XCHG, which would hold the
+//     producer until the line came back from the polling consumer): that
+//     store publishes the frame;
 //   - the consumer loads the sequence word of the slot at its tail; equal
 //     to tail+1 means a frame is there, and its bytes are visible;
 //   - after handing the frame on, the consumer overwrites the sequence word
