@@ -8,3 +8,9 @@ import "sync/atomic"
 //
 //go:noescape
 func Store64(w *atomic.Uint64, v uint64)
+
+// SetTrue stores true in *b with release ordering (see the package
+// comment).
+//
+//go:noescape
+func SetTrue(b *atomic.Bool)

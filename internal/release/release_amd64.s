@@ -9,3 +9,10 @@ TEXT ·Store64(SB), NOSPLIT, $0-16
 	MOVQ v+8(FP), BX
 	MOVQ BX, (AX)
 	RET
+
+// func SetTrue(b *atomic.Bool)
+// atomic.Bool holds a uint32, 1 for true.
+TEXT ·SetTrue(SB), NOSPLIT, $0-8
+	MOVQ b+0(FP), AX
+	MOVL $1, (AX)
+	RET

@@ -9,3 +9,11 @@ TEXT ·Store64(SB), NOSPLIT, $0-16
 	MOVD v+8(FP), R1
 	STLR R1, (R0)
 	RET
+
+// func SetTrue(b *atomic.Bool)
+// atomic.Bool holds a uint32, 1 for true.
+TEXT ·SetTrue(SB), NOSPLIT, $0-8
+	MOVD  b+0(FP), R0
+	MOVW  $1, R1
+	STLRW R1, (R0)
+	RET

@@ -19,6 +19,25 @@ func TestStore64(t *testing.T) {
 	}
 }
 
+// TestSetTrue: the flag reads true after SetTrue (atomic.Bool's layout is
+// what the assembly assumes).
+func TestSetTrue(t *testing.T) {
+	var pad struct {
+		before uint32
+		b      atomic.Bool
+		after  uint32
+	}
+	pad.before, pad.after = 7, 9
+	release.SetTrue(&pad.b)
+	if !pad.b.Load() || pad.before != 7 || pad.after != 9 {
+		t.Fatalf("after SetTrue: %v, neighbours %d %d (want true, 7, 9)", pad.b.Load(), pad.before, pad.after)
+	}
+	pad.b.Store(false)
+	if pad.b.Load() {
+		t.Fatal("Store(false) after SetTrue reads true")
+	}
+}
+
 // TestPublishes is the message-passing litmus test the rings rely on: a
 // goroutine writes a block of data, then publishes a sequence number with
 // Store64; another that loads that number must find the block written.
