@@ -15,7 +15,7 @@ import (
 // the check word that lets the receivers catch ranks that called another
 // collective or gave other arguments.
 type call struct {
-	name string
+	kind coll.Kind // named only in errors: String concatenates
 	k    coll.Call
 	rank int
 	size int
@@ -29,7 +29,7 @@ func begin(c *comm.Comm, kind coll.Kind, a coll.Args) (call, error) {
 	if err != nil {
 		return call{}, err
 	}
-	return call{name: kind.String(), k: k, rank: k.Rank, size: k.Size}, nil
+	return call{kind: kind, k: k, rank: k.Rank, size: k.Size}, nil
 }
 
 // start checks that T can travel, then begins a collective of kind on c
@@ -63,11 +63,11 @@ func (k *call) fail(err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%s: %w", k.name, err)
+	return fmt.Errorf("%v: %w", k.kind, err)
 }
 
 func (k *call) errorf(format string, args ...any) error {
-	return fmt.Errorf("%s (rank %d of %d): %w", k.name, k.rank, k.size, fmt.Errorf(format, args...))
+	return fmt.Errorf("%v (rank %d of %d): %w", k.kind, k.rank, k.size, fmt.Errorf(format, args...))
 }
 
 func (k *call) send(buf []byte, peer int) error { return coll.Bridge.Send(k.k, buf, peer) }

@@ -57,7 +57,7 @@ func collBegin(c any, k coll.Kind, a coll.Args) (coll.Call, error) {
 // on the ranks that only send). It reports the first as ErrMismatch, and
 // drops them all, so that the error is reported once.
 func (e *engine) staleLocked(v *Comm, tag int) error {
-	q := e.queues[v.ctx]
+	q := e.queueIfAny(v.ctx)
 	if q == nil || q.unexpLen == 0 {
 		return nil
 	}

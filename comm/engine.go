@@ -152,6 +152,16 @@ func (e *engine) addTransport(t transport.Transport) {
 	}
 }
 
+// queueIfAny is queue without creating one: nil if ctx has none yet.
+func (e *engine) queueIfAny(ctx uint32) *matchQueue {
+	if ctx == e.lastCtx && e.lastQ != nil {
+		return e.lastQ
+	}
+	return e.queues[ctx]
+}
+
+// queue returns the matching queue of context ctx, creating it if need be;
+// the last one used is cached.
 func (e *engine) queue(ctx uint32) *matchQueue {
 	if ctx == e.lastCtx && e.lastQ != nil {
 		return e.lastQ
