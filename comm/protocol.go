@@ -101,7 +101,11 @@ func (e *engine) sendNowLocked(buf []byte, dest, tag int, ctx uint32, check uint
 	}
 	h := &e.hdr
 	*h = transport.Header{Kind: kindEager, Context: ctx, Source: uint32(e.rank), Tag: int32(tag), Check: check, Len: uint32(len(buf))}
-	return rt.direct.TrySend(dest, h, buf)
+	if !rt.direct.TrySend(dest, h, buf) {
+		return false
+	}
+	e.events++ // a completion, for the hang report's progress count
+	return true
 }
 
 // startSendLocked starts r as a send of buf to world rank dest. check is
