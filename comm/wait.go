@@ -130,8 +130,11 @@ func (e *engine) wait(r *Request, what waitWhat) {
 	if r.done.Load() {
 		return
 	}
-	e.enterWait()
-	defer e.leaveWait()
+	// The wait counts as one in the runtime (enterWait, which keeps the
+	// progress goroutine and TCP's flusher from polling too) from its first
+	// look at the clock: a wait that ends within its first polls, as most
+	// do, pays for neither atomic add.
+	entered := false
 	var start, idleSince time.Time
 	var rec *waitRecord
 	busy := false // progress since the last check of the clock
@@ -158,6 +161,8 @@ func (e *engine) wait(r *Request, what waitWhat) {
 		}
 		now := time.Now()
 		if start.IsZero() {
+			e.enterWait()
+			entered = true
 			start, idleSince = now, now
 			rr := recordFor(r, what)
 			rr.since = now
@@ -184,6 +189,9 @@ func (e *engine) wait(r *Request, what waitWhat) {
 		}
 	}
 	e.waits.remove(rec)
+	if entered {
+		e.leaveWait()
+	}
 }
 
 // mayProgress reports whether poll i of a wait should take the lock and
