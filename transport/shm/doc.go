@@ -57,6 +57,11 @@
 //     there can never pass for a later header; the header slot's own word,
 //     position+1, can never equal a later lap's), and at the end of the
 //     poll stores the new tail, which gives the slots back to the producer.
+//     For a frame of more than 4 slots it does both later, when the next
+//     such frame comes or a poll finds the ring empty: those stores take
+//     lines the producer holds, and a rank answering the message would
+//     otherwise wait for them before its reply left (TestRingStalePayload
+//     checks that stale payload never passes for a frame).
 //     A one-slot frame thus costs the consumer no write to the ring.
 //
 // Everything read from the segment is checked before use: a length that

@@ -261,3 +261,57 @@ func TestCapsFitTheRing(t *testing.T) {
 		tr.Close()
 	}
 }
+
+// TestRingStalePayload: payload bytes left in a slot from an earlier lap are
+// never taken for a frame. Every frame's payload holds, where each of its
+// continuation slots begins, exactly the sequence word the consumer would
+// expect there one lap later; the next lap then sends one-slot frames, so
+// the consumer arrives at each of those slots before the producer has
+// written it.
+func TestRingStalePayload(t *testing.T) {
+	const nslots = 64
+	cons, prod := pair(t, 2, nslots, 1)
+	p := prod.peers[0]
+	c := &checker{next: map[uint32]uint64{}}
+	seq := uint64(0)
+	send := func(n int) {
+		t.Helper()
+		k := slotsFor(n)
+		h := p.head
+		start := h
+		if i := h & (nslots - 1); i+k > nslots {
+			start = h + nslots - i
+		}
+		b := make([]byte, n)
+		for j := uint64(1); j < k; j++ {
+			if off := int(j)*slotSize - frameDataOff; off+8 <= n {
+				binary.LittleEndian.PutUint64(b[off:], start+j+nslots+1)
+			}
+		}
+		op := frame(7, seq, b, false)
+		seq++
+		if prod.Send(0, op); op.Failed() || prod.Pending() {
+			t.Fatalf("frame %d of %d bytes did not go out at once", seq-1, n)
+		}
+		for want := c.frames + 1; c.frames < want; {
+			if _, err := cons.Poll(c); err != nil {
+				t.Fatalf("after frame %d of %d bytes: %v", seq-1, n, err)
+			}
+			if c.err != nil {
+				t.Fatal(c.err)
+			}
+		}
+		// Nothing more may be found: the next slot holds stale payload.
+		if k, err := cons.Poll(c); k != 0 || err != nil || c.err != nil {
+			t.Fatalf("after frame %d of %d bytes: poll found %d more frames, %v, %v", seq-1, n, k, err, c.err)
+		}
+	}
+	for lap := 0; lap < 6; lap++ {
+		for range 2 * nslots / 13 {
+			send(12*slotSize - frameDataOff + 1) // 13 slots
+		}
+		for range 2 * nslots {
+			send(0)
+		}
+	}
+}
