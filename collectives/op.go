@@ -395,8 +395,8 @@ func elemSize[T Elem]() int { return elem.Size[T]() }
 // write around it (see there).
 func copyElems[T Elem](dst, src []T) int {
 	n := min(len(dst), len(src))
-	if n*elemSize[T]() < 1<<18 {
-		return copy(dst, src)
+	if n*elemSize[T]() < vec.CopyPiecesMin {
+		return copy(dst, src) // what vec.Copy would do, without the byte views
 	}
 	vec.Copy(elem.Bytes(dst[:n]), elem.Bytes(src[:n]))
 	return n

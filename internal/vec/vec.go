@@ -39,12 +39,12 @@ func AddFloat64(d, s []float64) {
 // 1-4 MiB alone at 25-28 GB/s with copy, 42-49 GB/s in 512 KiB pieces;
 // 8 MiB 17-29 either way; inside a 2-rank Gather of 4 MiB blocks, whose
 // buffers fill the L3 with the peer's, pieces were slower: 892 against
-// 565 us). Copy moves blocks from 512 KiB up to CopyCachedMax in pieces
-// below the switch; it leaves overlapping slices, and longer copies, to
-// copy.
+// 565 us). Copy moves blocks from CopyPiecesMin up to CopyCachedMax in
+// pieces below the switch; it leaves shorter and longer copies, and
+// overlapping slices, to copy.
 func Copy(dst, src []byte) int {
 	n := min(len(dst), len(src))
-	if n < copyPiece || n >= CopyCachedMax || overlap(dst[:n], src[:n]) {
+	if n < CopyPiecesMin || n >= CopyCachedMax || overlap(dst[:n], src[:n]) {
 		return copy(dst, src)
 	}
 	for off := 0; off < n; off += copyPiece {
@@ -63,8 +63,11 @@ func overlap(a, b []byte) bool {
 }
 
 const (
-	copyPiece = 512 << 10 // below Go's non-temporal switch (1 MiB)
-
+	// CopyPiecesMin is where Go's copy switches to non-temporal stores
+	// (runtime/memmove_amd64.s), and Copy to pieces.
+	CopyPiecesMin = 1 << 20
 	// CopyCachedMax is the size from which Copy leaves a copy to copy.
 	CopyCachedMax = 4 << 20
+
+	copyPiece = CopyPiecesMin / 2
 )

@@ -66,7 +66,7 @@ func BenchmarkAddFloat32Loop(b *testing.B) {
 // limits, including partial pieces, shorter sources, the same slice, and
 // overlapping slices in both directions.
 func TestCopy(t *testing.T) {
-	for _, n := range []int{0, 1, 4096, 512<<10 - 1, 512 << 10, 1<<20 + 3, 3<<20 + 17, 4 << 20, 5 << 20} {
+	for _, n := range []int{0, 1, 4096, 512 << 10, 1<<20 - 1, 1 << 20, 1<<20 + 3, 3<<20 + 17, 4<<20 - 1, 4 << 20, 5 << 20} {
 		src := make([]byte, n)
 		for i := range src {
 			src[i] = byte(i*7 + i>>16)
