@@ -59,6 +59,7 @@ func (e *engine) isend(c *Comm, buf []byte, dest int, tag int, ctx uint32, sync,
 func (e *engine) send(c *Comm, buf []byte, dest, tag int, ctx uint32, check uint32) error {
 	e.mu.Lock()
 	if e.sendNowLocked(buf, dest, tag, ctx, check) {
+		e.events++ // a completion without a request, for the hang report's progress count
 		e.unlock()
 		return nil
 	}
@@ -76,7 +77,9 @@ func (e *engine) sendrecv(c *Comm, sbuf []byte, dest, stag int, rbuf []byte, src
 	rr = e.newRequest(c, true)
 	e.mu.Lock()
 	e.startRecvLocked(rr, rbuf, src, rtag, ctx, check)
-	if !e.sendNowLocked(sbuf, dest, stag, ctx, check) {
+	if e.sendNowLocked(sbuf, dest, stag, ctx, check) {
+		e.events++ // as in send
+	} else {
 		sr = e.newRequest(c, true)
 		e.startSendLocked(sr, sbuf, dest, stag, ctx, false, check)
 	}
@@ -89,8 +92,9 @@ func (e *engine) sendrecv(c *Comm, sbuf []byte, dest, stag int, rbuf []byte, src
 // revoked, the route a transport with a direct path, the message within
 // its eager limit, and the frame fits now. It reports whether it did; if
 // not, nothing happened and the caller takes the request path, which
-// finds and reports whatever stopped this one. A blocking send thus costs
-// no request (whose recycling takes two atomic exchanges) and no done flag.
+// finds and reports whatever stopped this one. It is also the first step
+// of startSendLocked; a blocking send that takes it alone costs no request
+// (whose recycling takes two atomic exchanges) and no done flag.
 func (e *engine) sendNowLocked(buf []byte, dest, tag int, ctx uint32, check uint32) bool {
 	if e.cause != nil || (len(e.revoked) > 0 && e.revoked[ctx] != nil) {
 		return false
@@ -101,11 +105,7 @@ func (e *engine) sendNowLocked(buf []byte, dest, tag int, ctx uint32, check uint
 	}
 	h := &e.hdr
 	*h = transport.Header{Kind: kindEager, Context: ctx, Source: uint32(e.rank), Tag: int32(tag), Check: check, Len: uint32(len(buf))}
-	if !rt.direct.TrySend(dest, h, buf) {
-		return false
-	}
-	e.events++ // a completion, for the hang report's progress count
-	return true
+	return rt.direct.TrySend(dest, h, buf)
 }
 
 // startSendLocked starts r as a send of buf to world rank dest. check is
@@ -113,6 +113,12 @@ func (e *engine) sendNowLocked(buf []byte, dest, tag int, ctx uint32, check uint
 func (e *engine) startSendLocked(r *Request, buf []byte, dest int, tag int, ctx uint32, sync bool, check uint32) {
 	r.kind, r.peer, r.tag, r.ctx, r.check = reqSend, int32(dest), int32(tag), ctx, check
 	e.trackLocked(r)
+	if !sync && e.sendNowLocked(buf, dest, tag, ctx, check) {
+		// The fast path of small messages: the frame is in the peer's
+		// ring, and the send is complete.
+		e.completeLocked(r, nil)
+		return
+	}
 	if e.cause != nil {
 		e.completeLocked(r, e.opError(r, "send", e.cause))
 		return
@@ -134,13 +140,9 @@ func (e *engine) startSendLocked(r *Request, buf []byte, dest int, tag int, ctx 
 	h := &e.hdr
 	*h = transport.Header{Kind: kindEager, Context: ctx, Source: uint32(e.rank), Tag: int32(tag), Check: check}
 	if !sync && len(buf) <= rt.eager {
+		// Eager, but the frame waits (a full ring, or a transport without
+		// a direct path).
 		h.Len = uint32(len(buf))
-		if rt.direct != nil && rt.direct.TrySend(dest, h, buf) {
-			// The fast path of small messages: the frame is in the
-			// peer's ring, and the send is complete.
-			e.completeLocked(r, nil)
-			return
-		}
 		op := r.ownOp()
 		op.Header, op.Payload = *h, buf
 		r.op = op
