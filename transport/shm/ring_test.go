@@ -49,7 +49,7 @@ func pair(t *testing.T, nrings, nslots, lr int) (cons, prod *Transport) {
 		t.Fatal(err)
 	}
 	seg := &segment{name: "heap", mem: mem, g: g}
-	cons = &Transport{cfg: Config{Slots: nslots, EagerLimit: EagerLimit, Size: nrings}, own: seg, rx: make([]rxRing, nrings),
+	cons = &Transport{cfg: Config{Slots: nslots, EagerLimit: EagerLimit, Size: nrings}, own: seg, g: g, rx: make([]rxRing, nrings),
 		seen: make([]uint64, g.bitmapWords()), from: make([]int, nrings), peers: map[int]*peer{}, maxLen: nslots*slotSize/4 - frameDataOff}
 	for i := range cons.rx {
 		cons.rx[i].r = g.ring(i)
@@ -313,5 +313,48 @@ func TestRingStalePayload(t *testing.T) {
 		for range 2 * nslots {
 			send(0)
 		}
+	}
+}
+
+// TestRingDefersClearing: the slots of a frame of more than clearNowMax
+// slots go back to the producer only at the next poll that finds the ring
+// empty (MayPoll reports that work meanwhile); a frame of a few slots gives
+// its slots back at once.
+func TestRingDefersClearing(t *testing.T) {
+	cons, prod := pair(t, 2, 64, 1)
+	r := cons.rx[1].r
+	c := &checker{next: map[uint32]uint64{}}
+	send := func(seq uint64, n int) {
+		t.Helper()
+		op := frame(7, seq, make([]byte, n), false)
+		if prod.Send(0, op); op.Failed() {
+			t.Fatalf("frame %d of %d bytes failed", seq, n)
+		}
+	}
+	big := 12*slotSize - frameDataOff + 1 // 13 slots
+	send(0, big)
+	if k, err := cons.Poll(c); k != 1 || err != nil || c.err != nil {
+		t.Fatalf("poll: %d frames, %v, %v", k, err, c.err)
+	}
+	if got := r.tail.Load(); got != 0 || !cons.MayPoll() {
+		t.Fatalf("after a 13-slot frame: tail %d, MayPoll %v; want 0 (deferred) and true", got, cons.MayPoll())
+	}
+	if k, err := cons.Poll(c); k != 0 || err != nil {
+		t.Fatalf("idle poll: %d frames, %v", k, err)
+	}
+	if got := r.tail.Load(); got != 13 || cons.MayPoll() {
+		t.Fatalf("after the idle poll: tail %d, MayPoll %v; want 13 and false", got, cons.MayPoll())
+	}
+	for j := uint64(1); j < 13; j++ {
+		if w := r.seq(j).Load(); w != 0 {
+			t.Fatalf("continuation slot %d holds %#x after settling, want 0", j, w)
+		}
+	}
+	send(1, slotSize) // 2 slots
+	if k, err := cons.Poll(c); k != 1 || err != nil || c.err != nil {
+		t.Fatalf("poll: %d frames, %v, %v", k, err, c.err)
+	}
+	if got := r.tail.Load(); got != 15 || cons.MayPoll() {
+		t.Fatalf("after a 2-slot frame: tail %d, MayPoll %v; want 15 and false", got, cons.MayPoll())
 	}
 }

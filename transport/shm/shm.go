@@ -110,6 +110,7 @@ type rxRing struct {
 	r    *ring
 	tail uint64 // where the next frame is looked for
 	// The last frame of more than clearNowMax slots that was handed on
+	// (at position pendAt, pendSlots long; none when pendSlots is 0)
 	// keeps its continuation slots, whose sequence words still hold
 	// payload, uncleared and not given back (r.tail stops at pendAt) until
 	// the next frame of that kind comes or a poll finds the ring empty.
@@ -119,9 +120,7 @@ type rxRing struct {
 	// its next, idle poll instead, off the path of the reply. MayPoll,
 	// which reads r.tail, sees the frame there as work, so an idle rank
 	// polls once more and settles it.
-	given  uint64    // r.tail as last stored
-	pend   [2]uint64 // slots [pend[0], pend[1]) to clear; empty when equal
-	pendAt uint64    // the position of the frame they belong to
+	pendAt, pendSlots uint64
 }
 
 // clearNowMax is the largest frame, in slots, whose continuation slots are
@@ -130,12 +129,20 @@ type rxRing struct {
 // the latency with every frame deferred).
 const clearNowMax = 4
 
+// clearContinuations overwrites the sequence words of the continuation
+// slots of the k-slot frame at slot i: only they hold payload where a
+// sequence word goes; the header slot's own word is stale for every later
+// lap.
+func (r *ring) clearContinuations(i, k uint64) {
+	for j := i + 1; j < i+k; j++ {
+		r.clearSeq(j)
+	}
+}
+
 // clearPending clears the continuation slots of the deferred frame.
 func (rx *rxRing) clearPending() {
-	for j := rx.pend[0]; j < rx.pend[1]; j++ {
-		rx.r.clearSeq(j)
-	}
-	rx.pend = [2]uint64{}
+	rx.r.clearContinuations(rx.pendAt&rx.r.mask, rx.pendSlots)
+	rx.pendSlots = 0
 }
 
 // peer is the producer's side of the ring this rank owns in a peer's
@@ -485,16 +492,11 @@ func (t *Transport) drain(rx *rxRing, from int, h transport.Handler) (int, error
 				h.Deliver(from, hd, payload)
 			}
 			n++
-			// Only continuation slots hold payload where a sequence word
-			// goes; the header slot's own word is stale for every later lap.
-			switch {
-			case k > clearNowMax:
+			if k > clearNowMax {
 				rx.clearPending()
-				rx.pend, rx.pendAt = [2]uint64{i + 1, i + k}, pos
-			case k > 1:
-				for j := i + 1; j < i+k; j++ {
-					r.clearSeq(j)
-				}
+				rx.pendAt, rx.pendSlots = pos, k
+			} else {
+				r.clearContinuations(i, k)
 			}
 		}
 		pos += k
@@ -504,11 +506,10 @@ func (t *Transport) drain(rx *rxRing, from int, h transport.Handler) (int, error
 	}
 	rx.tail = pos
 	upto := pos // give back every slot but the deferred frame's
-	if rx.pend[0] != rx.pend[1] {
+	if rx.pendSlots > 0 {
 		upto = rx.pendAt
 	}
-	if upto != rx.given {
-		rx.given = upto
+	if upto != r.tail.Load() {
 		r.tail.Store(upto) // gives the slots back to the producer
 	}
 	return n, nil
