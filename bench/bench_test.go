@@ -232,15 +232,19 @@ func TestCompareTwoBuilds(t *testing.T) {
 	}
 }
 
-// TestCompareTransportArgs: verbs is for comparing across hosts; other
-// transports are refused by name.
-func TestCompareTransportArgs(t *testing.T) {
+// TestCompareArgs: verbs is for comparing across hosts; other
+// transports are refused by name; so is an -impl list whose columns would
+// share a name.
+func TestCompareArgs(t *testing.T) {
 	for _, c := range []struct {
 		args []string
 		want string
 	}{
 		{[]string{"-transport", "verbs", "latency"}, "-transport verbs: only between hosts (-hosts h1,h2)"},
 		{[]string{"-transport", "ib", "latency"}, `-transport "ib": shm, tcp, or verbs with -hosts`},
+		{[]string{"-impl", "parley,parley=/tmp", "latency"}, "every implementation needs a name of its own"},
+		{[]string{"-impl", "parley,=/tmp", "latency"}, "every implementation needs a name of its own"},
+		{[]string{"-impl", "parley,old=/a,old=/b", "latency"}, "every implementation needs a name of its own"},
 	} {
 		var out, errb strings.Builder
 		if code := runCompare(c.args, &out, &errb); code != 2 || !strings.Contains(errb.String(), c.want) {

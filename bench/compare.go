@@ -67,6 +67,17 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bench compare: -transport %q: shm, tcp, or verbs with -hosts\n", *transport)
 		return 2
 	}
+	// Every implementation is a column, keyed by its name: NAME=DIR needs
+	// a name of its own.
+	seen := map[string]bool{}
+	for _, n := range splitList(*impls) {
+		name, _, _ := strings.Cut(n, "=")
+		if name = strings.TrimSpace(name); name == "" || seen[name] {
+			fmt.Fprintf(stderr, "bench compare: -impl %q: every implementation needs a name of its own (NAME=DIR for another parley build)\n", *impls)
+			return 2
+		}
+		seen[name] = true
+	}
 	work, err := os.MkdirTemp("", "parley-compare-")
 	if err != nil {
 		fmt.Fprintln(stderr, "bench compare:", err)
@@ -77,8 +88,8 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 		os.MkdirAll(*keep, 0o755)
 	}
 	var runners []impl
-	for _, n := range strings.Split(*impls, ",") {
-		r, err := newImpl(strings.TrimSpace(n), implConfig{work: work, refDir: *refDir, mpirun: *mpirunPath,
+	for _, n := range splitList(*impls) {
+		r, err := newImpl(n, implConfig{work: work, refDir: *refDir, mpirun: *mpirunPath,
 			transport: *transport, np: *np, hosts: splitList(*hosts), parleyFlags: strings.Fields(*parleyFlags)})
 		if err != nil {
 			fmt.Fprintf(stderr, "bench compare: %s: %v (skipped)\n", n, err)
