@@ -249,25 +249,22 @@ const readyPollMin = 3
 // scratch, valid until the next call.
 func (t *Transport) toRead() []*conn {
 	list := t.readList[:0]
+	asked := false
 	if len(t.active) >= readyPollMin {
-		fds, ok := t.watch.ready(t.readyFDs[:0], len(t.active))
+		var fds []int
+		fds, asked = t.watch.ready(t.readyFDs[:0], len(t.active))
 		t.readyFDs = fds[:0]
-		if ok {
-			for _, fd := range fds {
-				if c := t.byFD[fd]; c != nil {
-					list = append(list, c)
-				}
+		for _, fd := range fds {
+			if c := t.byFD[fd]; c != nil {
+				list = append(list, c)
 			}
-			for _, c := range t.active {
-				if !c.watched {
-					list = append(list, c)
-				}
-			}
-			t.readList = list[:0]
-			return list
 		}
 	}
-	list = append(list, t.active...)
+	for _, c := range t.active {
+		if !asked || !c.watched {
+			list = append(list, c)
+		}
+	}
 	t.readList = list[:0]
 	return list
 }
