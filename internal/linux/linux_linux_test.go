@@ -3,9 +3,12 @@
 package linux
 
 import (
+	"bytes"
 	"errors"
+	"os"
 	"runtime"
 	"testing"
+	"unsafe"
 )
 
 // TestAllowPeers: under Yama's scope 1 a rank grants its user's processes
@@ -29,5 +32,29 @@ func TestAllowPeers(t *testing.T) {
 func TestOnlineCPUs(t *testing.T) {
 	if n := OnlineCPUs(); n < runtime.NumCPU() {
 		t.Errorf("OnlineCPUs() = %d, fewer than the %d this process may use", n, runtime.NumCPU())
+	}
+}
+
+// TestReadRemote reads this process's own memory in sizes around the
+// largest single call (readChunk), so that the reads that take several
+// calls land every byte where it belongs, and reports an address that
+// does not exist as an error, not a panic.
+func TestReadRemote(t *testing.T) {
+	src := make([]byte, 2*readChunk+12345)
+	for i := range src {
+		src[i] = byte(i*31 + i>>20)
+	}
+	for _, n := range []int{1, 4096, readChunk - 1, readChunk, readChunk + 1, len(src)} {
+		dst := make([]byte, n)
+		if err := ReadRemote(dst, os.Getpid(), uintptr(unsafe.Pointer(&src[0]))); err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		if !bytes.Equal(dst, src[:n]) {
+			t.Fatalf("%d bytes: the copy differs", n)
+		}
+	}
+	runtime.KeepAlive(src)
+	if err := ReadRemote(make([]byte, 8), os.Getpid(), 8); err == nil {
+		t.Fatal("a read from address 8 succeeded")
 	}
 }
