@@ -60,8 +60,9 @@
 //     For a frame of more than 4 slots it does both later, when the next
 //     such frame comes or a poll finds the ring empty: those stores take
 //     lines the producer holds, and a rank answering the message would
-//     otherwise wait for them before its reply left (TestRingStalePayload
-//     checks that stale payload never passes for a frame).
+//     otherwise wait for them before its reply left (TestRingDefersClearing;
+//     TestRingStalePayload checks that stale payload never passes for a
+//     frame).
 //     A one-slot frame thus costs the consumer no write to the ring.
 //
 // Everything read from the segment is checked before use: a length that
