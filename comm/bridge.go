@@ -223,6 +223,12 @@ func (e *engine) revokeLocked(ctx uint32, why RevokedError) {
 			r = next
 		}
 	}
+	e.failChainsLocked(func(r *Request) error {
+		if r.ctx != ctx {
+			return nil
+		}
+		return e.opError(r, "recv", why)
+	})
 	for k, r := range e.cookies {
 		if r.ctx == ctx {
 			delete(e.cookies, k)

@@ -23,6 +23,8 @@ const (
 	kindFin                      // receiver is done with the sender's buffer: Cookie = sender's request
 	kindRevoke                   // a collective failed: Context = its collective context, Tag = its call, Aux = 1 for a mismatch, payload = why
 	kindRetract                  // the sender withdraws an unmatched RTS: Context, Cookie = sender's request; answered by FIN with Aux = 1
+	kindChain                    // the head of a chained message: as kindEager, with Aux = the whole message's size; its pieces follow
+	kindPiece                    // FlagDirect piece of the chained message in progress on the link: Aux = offset
 )
 
 // flagRemoteRead on an RTS: the payload is the descriptor of the sender's
@@ -43,6 +45,7 @@ type route struct {
 	name     string                 // the transport's name, for messages
 	direct   transport.DirectSender // the transport's fast path, or nil
 	reader   transport.RemoteReader // nil: no remote read (or the kernel refused it)
+	chain    int                    // largest message sent as a chain of frames (Caps.ChainLimit)
 	eager    int                    // eager limit of the transport
 	maxFrame int                    // largest direct frame
 	host     string
@@ -77,7 +80,10 @@ type engine struct {
 	lastQ      *matchQueue
 	routes     []route
 	cookies    map[uint64]*Request
-	msgFree    []*message // unexpected-message records for reuse (newMessageLocked)
+	msgFree    []*message           // unexpected-message records for reuse (newMessageLocked)
+	chains     map[int32]*chainRecv // chained messages arriving, by sender (world rank)
+	discard    []byte               // where the pieces of a dropped chained message go
+	chainFree  []*rendezvous        // the state of ended chained sends, for reuse
 	nextCookie uint64
 	ctxClaimed map[uint32]bool // context ids (multiples of ctxStride) in use on this rank
 	// reads are rendezvous receives whose payload a goroutine reads from
@@ -205,7 +211,7 @@ func (e *engine) routeLocked(dest int) *route {
 // useLocked makes t the transport of rt.
 func (e *engine) useLocked(rt *route, t transport.Transport) {
 	caps := t.Caps()
-	rt.t, rt.name, rt.eager, rt.maxFrame = t, caps.Name, caps.EagerLimit, caps.MaxFrame
+	rt.t, rt.name, rt.eager, rt.maxFrame, rt.chain = t, caps.Name, caps.EagerLimit, caps.MaxFrame, caps.ChainLimit
 	rt.direct, _ = t.(transport.DirectSender)
 	if r, ok := t.(transport.RemoteReader); ok && caps.RemoteRead && !e.noRemoteRead {
 		rt.reader = r
@@ -463,6 +469,7 @@ func (e *engine) failRecvsFromLocked(peer int, cause error) {
 			r = next
 		}
 	}
+	e.dropChainLocked(peer, cause)
 	e.bell.Ring()
 }
 
@@ -487,6 +494,7 @@ func (e *engine) cancelLocked(cause error) {
 			}
 		}
 	}
+	e.failChainsLocked(func(r *Request) error { return e.opError(r, "recv", cause) })
 	for k, r := range e.cookies {
 		delete(e.cookies, k)
 		op := "send"

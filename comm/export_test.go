@@ -96,6 +96,8 @@ const (
 	KindCTS   = kindCTS
 	KindData  = kindData
 	KindFin   = kindFin
+	KindChain = kindChain
+	KindPiece = kindPiece
 )
 
 // Report is what the rank would answer mpirun's hang query.

@@ -149,6 +149,10 @@ func (e *engine) startSendLocked(r *Request, buf []byte, dest int, tag int, ctx 
 		e.sendFrameLocked(rt, dest, op)
 		return
 	}
+	if !sync && len(buf) <= rt.chain {
+		e.sendChainLocked(r, rt, dest, buf)
+		return
+	}
 	// Rendezvous: announce the message; the data moves once it matches.
 	r.kind = reqSendRndv
 	r.rv = &rendezvous{}
@@ -167,6 +171,60 @@ func (e *engine) startSendLocked(r *Request, buf []byte, dest int, tag int, ctx 
 	op.Header = *h
 	r.op = op
 	e.sendFrameLocked(rt, dest, op)
+}
+
+// sendChainLocked sends r's message eagerly as a chain: a head frame
+// that carries the first piece and the message's size, then FlagDirect
+// pieces that the receiver places where the head said (the receive buffer
+// it matched, or the buffer of the unexpected message). The frames are
+// queued under this one hold of the lock, so no other frame of the link
+// comes between them. Where a message above the eager limit would have
+// waited a round trip for its rendezvous, the receiver copies the first
+// piece out of the ring while the sender still writes the next.
+func (e *engine) sendChainLocked(r *Request, rt *route, dest int, buf []byte) {
+	r.kind = reqSendChain
+	piece := rt.maxFrame
+	n := (len(buf) + piece - 1) / piece
+	r.rv = e.chainStateLocked(n - 1)
+	r.rv.opsLeft = n
+	head := r.ownOp()
+	head.Header = e.hdr
+	first := min(piece, len(buf)) // less only below a lowered eager limit (tests)
+	head.Header.Kind, head.Header.Len, head.Header.Aux = kindChain, uint32(first), uint64(len(buf))
+	head.Payload = buf[:first]
+	r.op = head
+	// Set up every op before the first goes out: a transport may complete
+	// an op (SendDone) inside Send.
+	for i := range r.rv.dataOps {
+		off := (i + 1) * piece
+		end := min(off+piece, len(buf))
+		r.rv.dataOps[i] = transport.SendOp{Owner: (*sendOwner)(r), Payload: buf[off:end],
+			Header: transport.Header{Kind: kindPiece, Flags: transport.FlagDirect, Source: uint32(e.rank),
+				Len: uint32(end - off), Aux: uint64(off)}}
+	}
+	e.sendFrameLocked(rt, dest, head)
+	for i := range r.rv.dataOps {
+		e.sendFrameLocked(rt, dest, &r.rv.dataOps[i])
+	}
+}
+
+// chainStateLocked returns the state of a chained send with ops pieces,
+// reusing one whose send ended: a stream of chained sends then allocates
+// nothing.
+func (e *engine) chainStateLocked(ops int) *rendezvous {
+	var rv *rendezvous
+	if n := len(e.chainFree); n > 0 {
+		rv = e.chainFree[n-1]
+		e.chainFree = e.chainFree[:n-1]
+		*rv = rendezvous{dataOps: rv.dataOps[:0]}
+	} else {
+		rv = new(rendezvous)
+	}
+	if cap(rv.dataOps) < ops {
+		rv.dataOps = make([]transport.SendOp, ops)
+	}
+	rv.dataOps = rv.dataOps[:ops]
+	return rv
 }
 
 // revokedLocked returns why context ctx was revoked, or nil; a map
@@ -214,6 +272,25 @@ type sendOwner Request
 func (o *sendOwner) SendDone(op *transport.SendOp, err error) {
 	r := (*Request)(o)
 	e := r.e
+	if r.kind == reqSendChain {
+		// Done when every frame is out, failed or not: until then the
+		// transport holds ops that point at r.
+		if op == r.op {
+			r.op = nil
+		}
+		if err != nil && r.rv.err == nil {
+			r.rv.err = err
+		}
+		if r.rv.opsLeft--; r.rv.opsLeft == 0 {
+			rv := r.rv
+			r.rv = nil
+			if len(e.chainFree) < maxFreeMessages {
+				e.chainFree = append(e.chainFree, rv)
+			}
+			e.endSendLocked(r, rv.err)
+		}
+		return
+	}
 	if op == r.op {
 		// The eager frame, or a rendezvous's announcement, is out.
 		r.op = nil
@@ -427,6 +504,10 @@ func (e *engine) Deliver(from int, h *transport.Header, payload []byte) {
 	switch h.Kind {
 	case kindEager, kindRTS:
 		e.deliverMessageLocked(from, h, payload)
+	case kindChain:
+		e.startChainLocked(from, h, payload)
+	case kindPiece:
+		e.pieceLocked(from, h, payload)
 	case kindCTS:
 		r := e.cookies[h.Cookie]
 		if r == nil || r.kind != reqSendRndv || int(r.peer) != from || r.rv.dataOps != nil {
@@ -484,6 +565,9 @@ func (e *engine) Deliver(from int, h *transport.Header, payload []byte) {
 // receive buffer it claims, if it is a data frame for a receive that this
 // rank asked the sending peer for, and it lies within the message.
 func (e *engine) Destination(from int, h *transport.Header) []byte {
+	if h.Kind == kindPiece {
+		return e.pieceDestinationLocked(from, h)
+	}
 	r := e.cookies[h.Cookie]
 	if h.Kind != kindData || r == nil || r.kind != reqRecv || int(r.peer) != from {
 		return nil

@@ -11,9 +11,10 @@ import (
 type reqKind uint8
 
 const (
-	reqRecv     reqKind = iota
-	reqSend             // eager: done when the transport has the bytes
-	reqSendRndv         // rendezvous: done at FIN, or when all data frames are out
+	reqRecv      reqKind = iota
+	reqSend              // eager: done when the transport has the bytes
+	reqSendRndv          // rendezvous: done at FIN, or when all data frames are out
+	reqSendChain         // chained eager message: done when its head and every piece are out
 )
 
 // A Request is a nonblocking operation in flight, returned by Isend,
@@ -99,7 +100,8 @@ type rendezvous struct {
 	got        int                    // receive: payload bytes placed so far
 	dataOps    []transport.SendOp
 	opsLeft    int
-	retracting bool // the sender asked the receiver to drop the unmatched RTS
+	retracting bool  // the sender asked the receiver to drop the unmatched RTS
+	err        error // chained send: the first frame that failed
 }
 
 // persistent is the operation a persistent request starts each time.

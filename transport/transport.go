@@ -68,6 +68,11 @@ type Caps struct {
 	// RemoteRead says the transport is a RemoteReader: a receiver can read
 	// a large payload straight out of the sender's memory.
 	RemoteRead bool
+	// ChainLimit is the largest payload comm sends eagerly as a chain: a
+	// head frame, then FlagDirect pieces of at most MaxFrame, which the
+	// link delivers in order with no other frame between them (comm sends
+	// them under one hold of its lock). 0: no chains.
+	ChainLimit int
 	// Registers says memory must be registered with the adapter before a
 	// peer can read it (RDMA): Expose costs a registration, which the
 	// transport caches, and a descriptor names a key the peer was given.
