@@ -12,7 +12,8 @@ import (
 )
 
 // The point-to-point protocol. A message up to the transport's eager limit
-// travels whole in one eager frame. A larger one (or a synchronous send)
+// travels whole in one eager frame; one up to its chain limit, eagerly as a
+// chain of frames (chain.go). A larger one (or a synchronous send)
 // is announced by a request to send (RTS); once it matches a receive, the
 // receiver either reads the payload straight out of the sender's memory
 // (transports that are RemoteReaders, when the RTS carries a descriptor)

@@ -47,15 +47,17 @@ const (
 	CacheLine    = 64
 	SlotSize     = 64
 	DefaultSlots = 2048
+	MaxSlots     = 4096
 )
 
-// RingSlots is the ring size for a host of localSize ranks: 2048 slots
-// (128 KiB, whose quarter holds a 16 KiB eager frame) while a rank's rings
-// fit 2 MiB (16 local ranks), 1024 while they fit 4 MiB (64), then 512 (a
-// frame takes at most a quarter of a ring; the eager limit shrinks to fit).
+// RingSlots is the ring size for a host of localSize ranks: the most
+// slots, up to MaxSlots, whose rings fit 2 MiB per rank (4096 slots, 256
+// KiB, up to 8 local ranks; 2048 up to 16), then 1024 while they fit 4 MiB
+// (64 local ranks), then 512. A frame takes at most a quarter of a ring and
+// a chained message half of it: the eager and chain limits shrink to fit.
 func RingSlots(localSize int) int {
-	slots := DefaultSlots
-	if localSize*slots*SlotSize > 2<<20 {
+	slots := MaxSlots
+	for slots > 1024 && localSize*slots*SlotSize > 2<<20 {
 		slots /= 2
 	}
 	for slots > 512 && localSize*slots*SlotSize > 4<<20 {

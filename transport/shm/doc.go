@@ -78,11 +78,11 @@
 // 0, FUTEX_WAKE). A producer pays one load of a line the consumer rarely
 // writes; the consumer sleeps without losing a wake-up.
 //
-// Messages up to EagerLimit (16 KiB) travel in one frame; up to
-// ChainLimit (64 KiB, half a ring) in a chain of 8 KiB frames that comm
-// queues back to back, which the receiver copies out while the sender
-// writes the next. Larger messages do not go through the rings: comm sends
-// their address, and the receiver copies them in one step with
-// process_vm_readv where the kernel permits it; otherwise they move in
-// pipelined data frames.
+// Messages up to EagerLimit (16 KiB) travel in one frame; up to ChainLimit
+// (128 KiB: half a ring of a host of up to 8 ranks) in a chain of 8 KiB
+// frames that comm queues back to back, which the receiver copies out
+// while the sender writes the next. Larger messages do not go through the
+// rings: comm sends their address, and the receiver copies them in one
+// step with process_vm_readv where the kernel permits it; otherwise they
+// move in pipelined data frames.
 package shm

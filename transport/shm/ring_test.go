@@ -223,7 +223,7 @@ func FuzzRing(f *testing.F) {
 }
 
 func TestRingSlots(t *testing.T) {
-	for _, tc := range []struct{ local, slots int }{{2, 2048}, {16, 2048}, {17, 1024}, {64, 1024}, {65, 512}, {128, 512}, {1000, 512}} {
+	for _, tc := range []struct{ local, slots int }{{1, 4096}, {2, 4096}, {8, 4096}, {9, 2048}, {16, 2048}, {17, 1024}, {64, 1024}, {65, 512}, {128, 512}, {1000, 512}} {
 		if got := RingSlots(tc.local); got != tc.slots {
 			t.Errorf("RingSlots(%d) = %d, want %d", tc.local, got, tc.slots)
 		}
@@ -240,11 +240,12 @@ func TestRingSlots(t *testing.T) {
 }
 
 // TestCapsFitTheRing: the eager limit and the data frame comm is told
-// about fit a frame of the ring (a quarter of it), however small the
-// rings: a crowded host's 1024-slot rings hold 16,336-byte frames, and a
-// 16 KiB eager message must then take the single copy instead.
+// about fit a frame of the ring (a quarter of it), and the chain limit
+// half the ring, however small the rings: a crowded host's 1024-slot
+// rings hold 16,336-byte frames, and a 16 KiB eager message must then
+// take a chain instead.
 func TestCapsFitTheRing(t *testing.T) {
-	for _, slots := range []int{128, 512, 1024, 2048} {
+	for _, slots := range []int{128, 512, 1024, 2048, 4096} {
 		dir := t.TempDir()
 		tr, err := Open(Config{JobID: "caps", Rank: 0, Size: 2, LocalRank: 0, LocalSize: 2, Dir: dir, Slots: slots})
 		if err != nil {
@@ -255,8 +256,14 @@ func TestCapsFitTheRing(t *testing.T) {
 		if c.EagerLimit > max || c.MaxFrame > max {
 			t.Errorf("%d slots: eager limit %d, max frame %d: a frame holds %d", slots, c.EagerLimit, c.MaxFrame, max)
 		}
-		if slots == DefaultSlots && c.EagerLimit != EagerLimit {
+		if c.ChainLimit > slots*slotSize/2 {
+			t.Errorf("%d slots: chain limit %d, more than half the ring", slots, c.ChainLimit)
+		}
+		if slots >= DefaultSlots && c.EagerLimit != EagerLimit {
 			t.Errorf("%d slots: eager limit %d, want %d", slots, c.EagerLimit, EagerLimit)
+		}
+		if slots == MaxSlots && c.ChainLimit != ChainLimit {
+			t.Errorf("%d slots: chain limit %d, want %d", slots, c.ChainLimit, ChainLimit)
 		}
 		tr.Close()
 	}

@@ -20,9 +20,12 @@ import (
 
 // Sizes, chosen by measurement (see BENCHMARKS.md).
 const (
-	// DefaultSlots is the size of one sender's ring: 2048 slots of 64
-	// bytes (128 KiB), on hosts of up to 16 ranks (RingSlots).
+	// DefaultSlots is the size of one sender's ring on hosts of 9 to 16
+	// ranks: 2048 slots of 64 bytes (128 KiB), whose quarter holds a
+	// 16 KiB eager frame. Up to 8 ranks rings have MaxSlots (256 KiB),
+	// whose half holds a 128 KiB chain; beyond 16, fewer (RingSlots).
 	DefaultSlots = jobfiles.DefaultSlots
+	MaxSlots     = jobfiles.MaxSlots
 	// EagerLimit is the largest message comm sends through a ring: above
 	// it, one process_vm_readv beats two copies through the ring. A
 	// single copy costs a system call that pins the sender's pages: on
@@ -35,13 +38,14 @@ const (
 	// limit (Caps).
 	EagerLimit = 16 << 10
 	// ChainLimit is the largest message comm sends eagerly as a chain of
-	// frames (comm/chain.go); at most half a ring (Open). Between the
-	// eager limit and here a single copy pays its system call for
-	// nothing: 5 interleaved runs against single copy, latency 32 KiB
-	// 2.32 against 4.75 us, 64 KiB 4.09 against 7.33; bw 32-64 KiB
-	// 16.5 against 6.5-8.2 GB/s; bibw 64 KiB 17.3 against 16.5 (where
-	// both ranks copy both ways, two copies a message cost most).
-	ChainLimit = 64 << 10
+	// frames (comm/chain.go); at most half a ring (Open), so that a chain
+	// fits a drained ring whole and its receiver never waits for a sender
+	// that went on computing. Between the eager limit and here a single
+	// copy pays its system call for nothing. 7 interleaved runs against
+	// the single copy, 2 ranks: latency 32 KiB 2.13 against 4.75 us,
+	// 64 KiB 3.80 against 7.33, 128 KiB 6.73 against 13.3; bw 32-128 KiB
+	// 14.6-15.5 against 6.5-9.1 GB/s; bibw 128 KiB 20.1 against 18.7.
+	ChainLimit = 128 << 10
 	// maxDataFrame is the payload of one data frame when large messages
 	// move through the rings (no single copy).
 	maxDataFrame = 8 << 10
@@ -66,7 +70,7 @@ type Config struct {
 	// LocalRank and LocalSize place the rank among the ranks of its host:
 	// the segment has one ring per local rank.
 	LocalRank, LocalSize int
-	Slots                int // slots per ring (power of two); 0: DefaultSlots
+	Slots                int // slots per ring (power of two); 0: RingSlots(LocalSize)
 	Dir                  string
 	// Segment is the name of this rank's segment, which its node agent
 	// created and reserved before the rank started (jobfiles.Reserve).
