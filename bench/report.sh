@@ -17,6 +17,11 @@ mkdir -p "$out" bin
 version=$(git describe --always --dirty 2>/dev/null || true)
 go build -o bin/mpirun ./mpirun
 go build -o bin/bench ./bench
+# The machine runs slow for a while after a build (2026-12-02, 2 vCPUs:
+# latency 8 B 0.38-0.42 us for parley and Open MPI alike right after
+# "go build", 0.15-0.24 a minute later): let it settle before the first
+# table.
+sleep "${SETTLE:-60}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 impls=parley
 command -v mpicc.openmpi >/dev/null && impls+=,openmpi
