@@ -185,6 +185,29 @@ func TestChainPieces(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	t.Run("receive failed midway", func(t *testing.T) {
+		// The world ends between the head and the rest: the receive fails
+		// at once, and the pieces that still come touch nothing.
+		ws := commtest.Worlds(t, 2, commtest.Shm)
+		got := make([]byte, n)
+		r := ws[0].Irecv(got, 1, 4)
+		comm.DeliverFrame(ws[0], 1, head, msg[:8192])
+		comm.DeliverFrame(ws[0], 1, transport.Header{Kind: comm.KindEager, Source: 0, Tag: 3, Len: 2}, []byte("hi"))
+		done := make(chan error, 1)
+		go func() { _, err := r.Wait(); done <- err }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, comm.ErrProtocol) {
+				t.Fatalf("got %v; want the protocol error that ended the world", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("a receive its chain had matched outlived the world")
+		}
+		deliverRest(ws[0])
+		if !bytes.Equal(got[:8192], msg[:8192]) || !bytes.Equal(got[8192:], make([]byte, n-8192)) {
+			t.Fatal("pieces that came after the receive failed were placed in its buffer")
+		}
+	})
 	forged := []struct {
 		name   string
 		frames func(c *comm.Comm)
