@@ -231,6 +231,7 @@ func (e *engine) revokeLocked(ctx uint32, why RevokedError) {
 	})
 	for k, r := range e.cookies {
 		if r.ctx == ctx {
+			e.dropTransferLocked(k, r)
 			delete(e.cookies, k)
 			op := "send"
 			if r.kind == reqRecv {

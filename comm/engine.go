@@ -80,10 +80,11 @@ type engine struct {
 	lastQ      *matchQueue
 	routes     []route
 	cookies    map[uint64]*Request
-	msgFree    []*message           // unexpected-message records for reuse (newMessageLocked)
-	chains     map[int32]*chainRecv // chained messages arriving, by sender (world rank)
-	discard    []byte               // where the pieces of a dropped chained message go
-	chainFree  []*rendezvous        // the state of ended chained sends, for reuse
+	dropped    map[uint64]droppedTransfer // cookies of revoked rendezvous the peer may still answer (revoke.go)
+	msgFree    []*message                 // unexpected-message records for reuse (newMessageLocked)
+	chains     map[int32]*chainRecv       // chained messages arriving, by sender (world rank)
+	discard    []byte                     // where the pieces of a dropped chained message go
+	chainFree  []*rendezvous              // the state of ended chained sends, for reuse
 	nextCookie uint64
 	ctxClaimed map[uint32]bool // context ids (multiples of ctxStride) in use on this rank
 	// reads are rendezvous receives whose payload a goroutine reads from

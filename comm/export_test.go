@@ -92,13 +92,28 @@ func Cookie(r *Request) uint64 {
 
 // Frame kinds, for forged frames.
 const (
-	KindEager = kindEager
-	KindCTS   = kindCTS
-	KindData  = kindData
-	KindFin   = kindFin
-	KindChain = kindChain
-	KindPiece = kindPiece
+	KindEager  = kindEager
+	KindCTS    = kindCTS
+	KindData   = kindData
+	KindFin    = kindFin
+	KindChain  = kindChain
+	KindPiece  = kindPiece
+	KindRevoke = kindRevoke
 )
+
+// CollContext is the context of c's collective operations.
+func CollContext(c *Comm) uint32 { return c.coll.ctx }
+
+// Cookies counts the rendezvous requests of c's engine waiting for their
+// peer, and lists the cookies of those a revocation dropped.
+func Cookies(c *Comm) (pending int, dropped []uint64) {
+	c.e.mu.Lock()
+	defer c.e.mu.Unlock()
+	for k := range c.e.dropped {
+		dropped = append(dropped, k)
+	}
+	return len(c.e.cookies), dropped
+}
 
 // Report is what the rank would answer mpirun's hang query.
 func Report(c *Comm) string {

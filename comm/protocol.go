@@ -511,6 +511,9 @@ func (e *engine) Deliver(from int, h *transport.Header, payload []byte) {
 		e.pieceLocked(from, h, payload)
 	case kindCTS:
 		r := e.cookies[h.Cookie]
+		if r == nil && e.droppedAnswerLocked(from, h) {
+			return
+		}
 		if r == nil || r.kind != reqSendRndv || int(r.peer) != from || r.rv.dataOps != nil {
 			e.protocolErrorLocked(from, "clear to send for request %d, which rank %d was not given", h.Cookie, from)
 			return
@@ -523,6 +526,9 @@ func (e *engine) Deliver(from int, h *transport.Header, payload []byte) {
 		e.sendDataLocked(r, h.Aux)
 	case kindData:
 		r := e.cookies[h.Cookie]
+		if r == nil && payload != nil && e.droppedDataLocked(from, h) {
+			return
+		}
 		if r == nil || r.kind != reqRecv || int(r.peer) != from {
 			e.protocolErrorLocked(from, "data for request %d, which rank %d was not given", h.Cookie, from)
 			return
@@ -545,6 +551,9 @@ func (e *engine) Deliver(from int, h *transport.Header, payload []byte) {
 		e.revokeLocked(h.Context, RevokedError{By: from, Call: int(h.Tag), Kind: coll.KindOf(h.Check), Mismatch: h.Aux == 1, Reason: string(payload)})
 	case kindFin:
 		r := e.cookies[h.Cookie]
+		if r == nil && e.droppedAnswerLocked(from, h) {
+			return
+		}
 		if r == nil || r.kind != reqSendRndv || int(r.peer) != from || h.Aux == 1 && !r.rv.retracting {
 			e.protocolErrorLocked(from, "end of transfer for request %d, which rank %d was not given", h.Cookie, from)
 			return
@@ -570,6 +579,9 @@ func (e *engine) Destination(from int, h *transport.Header) []byte {
 		return e.pieceDestinationLocked(from, h)
 	}
 	r := e.cookies[h.Cookie]
+	if h.Kind == kindData && r == nil {
+		return e.droppedDestinationLocked(from, h)
+	}
 	if h.Kind != kindData || r == nil || r.kind != reqRecv || int(r.peer) != from {
 		return nil
 	}
