@@ -32,20 +32,22 @@ const maxChainMessage = 1 << 20
 
 // chainRecv is the chained message in progress from one sender.
 type chainRecv struct {
-	active bool
-	r      *Request // the receive it matched; nil: see m
-	m      *message // the unexpected message it fills; both nil: dropped
-	ctx    uint32
-	got    int // bytes placed so far
-	total  int
+	r     *Request // the receive it matched; nil: see m
+	m     *message // the unexpected message it fills; both nil: dropped
+	ctx   uint32
+	got   int // bytes placed so far
+	total int // the message's size; 0: no chain in progress
 }
+
+// active reports whether a chain is in progress.
+func (c *chainRecv) active() bool { return c != nil && c.total > 0 }
 
 // startChainLocked handles the head of a chained message from world rank
 // from.
 func (e *engine) startChainLocked(from int, h *transport.Header, payload []byte) {
 	src := int32(from)
 	c := e.chains[src]
-	if c != nil && c.active {
+	if c.active() {
 		e.protocolErrorLocked(from, "a chained message begins at byte %d of the %d-byte one before it", c.got, c.total)
 		return
 	}
@@ -61,7 +63,7 @@ func (e *engine) startChainLocked(from int, h *transport.Header, payload []byte)
 		e.chains[src] = c
 	}
 	total := int(h.Aux)
-	*c = chainRecv{active: true, ctx: h.Context, got: len(payload), total: total}
+	*c = chainRecv{ctx: h.Context, got: len(payload), total: total}
 	q := e.queue(h.Context)
 	if r := q.matchPosted(src, h.Tag); r != nil {
 		r.peer = src
@@ -89,7 +91,7 @@ func (e *engine) startChainLocked(from int, h *transport.Header, payload []byte)
 // peer).
 func (e *engine) pieceDestinationLocked(from int, h *transport.Header) []byte {
 	c := e.chains[int32(from)]
-	if c == nil || !c.active || h.Aux != uint64(c.got) || h.Aux+uint64(h.Len) > uint64(c.total) {
+	if !c.active() || h.Aux != uint64(c.got) || h.Aux+uint64(h.Len) > uint64(c.total) {
 		return nil
 	}
 	off, end := c.got, c.got+int(h.Len)
@@ -109,7 +111,7 @@ func (e *engine) pieceDestinationLocked(from int, h *transport.Header) []byte {
 // pieceDestinationLocked said (payload nil: it named no place).
 func (e *engine) pieceLocked(from int, h *transport.Header, payload []byte) {
 	c := e.chains[int32(from)]
-	if payload == nil || c == nil || !c.active {
+	if payload == nil || !c.active() {
 		e.protocolErrorLocked(from, "a piece of %d bytes at offset %d that no chained message from it expects", h.Len, h.Aux)
 		return
 	}
@@ -139,7 +141,7 @@ func (e *engine) pieceLocked(from int, h *transport.Header, payload []byte) {
 // their pieces are dropped as they come.
 func (e *engine) failChainsLocked(fail func(r *Request) error) {
 	for _, c := range e.chains {
-		if !c.active || c.r == nil {
+		if !c.active() || c.r == nil {
 			continue
 		}
 		if err := fail(c.r); err != nil {
@@ -153,7 +155,7 @@ func (e *engine) failChainsLocked(fail func(r *Request) error) {
 // link closed: its receive fails with cause, and no piece will come.
 func (e *engine) dropChainLocked(peer int, cause error) {
 	c := e.chains[int32(peer)]
-	if c == nil || !c.active {
+	if !c.active() {
 		return
 	}
 	if c.r != nil {

@@ -151,7 +151,7 @@ func (e *engine) startSendLocked(r *Request, buf []byte, dest int, tag int, ctx 
 		return
 	}
 	if !sync && len(buf) <= rt.chain {
-		e.sendChainLocked(r, rt, dest, buf)
+		e.sendChainLocked(r, rt, dest, buf, *h)
 		return
 	}
 	// Rendezvous: announce the message; the data moves once it matches.
@@ -175,23 +175,24 @@ func (e *engine) startSendLocked(r *Request, buf []byte, dest int, tag int, ctx 
 }
 
 // sendChainLocked sends r's message eagerly as a chain: a head frame
-// that carries the first piece and the message's size, then FlagDirect
+// (hdr, the message's envelope, made a chain head) that carries the first
+// piece and the message's size, then FlagDirect
 // pieces that the receiver places where the head said (the receive buffer
 // it matched, or the buffer of the unexpected message). The frames are
 // queued under this one hold of the lock, so no other frame of the link
 // comes between them. Where a message above the eager limit would have
 // waited a round trip for its rendezvous, the receiver copies the first
 // piece out of the ring while the sender still writes the next.
-func (e *engine) sendChainLocked(r *Request, rt *route, dest int, buf []byte) {
+func (e *engine) sendChainLocked(r *Request, rt *route, dest int, buf []byte, hdr transport.Header) {
 	r.kind = reqSendChain
 	piece := rt.maxFrame
 	n := (len(buf) + piece - 1) / piece
 	r.rv = e.chainStateLocked(n - 1)
 	r.rv.opsLeft = n
 	head := r.ownOp()
-	head.Header = e.hdr
 	first := min(piece, len(buf)) // less only below a lowered eager limit (tests)
-	head.Header.Kind, head.Header.Len, head.Header.Aux = kindChain, uint32(first), uint64(len(buf))
+	hdr.Kind, hdr.Len, hdr.Aux = kindChain, uint32(first), uint64(len(buf))
+	head.Header = hdr
 	head.Payload = buf[:first]
 	r.op = head
 	// Set up every op before the first goes out: a transport may complete
@@ -208,6 +209,9 @@ func (e *engine) sendChainLocked(r *Request, rt *route, dest int, buf []byte) {
 		e.sendFrameLocked(rt, dest, &r.rv.dataOps[i])
 	}
 }
+
+// maxFreeChains bounds the states of ended chained sends kept for reuse.
+const maxFreeChains = 16
 
 // chainStateLocked returns the state of a chained send with ops pieces,
 // reusing one whose send ended: a stream of chained sends then allocates
@@ -285,7 +289,7 @@ func (o *sendOwner) SendDone(op *transport.SendOp, err error) {
 		if r.rv.opsLeft--; r.rv.opsLeft == 0 {
 			rv := r.rv
 			r.rv = nil
-			if len(e.chainFree) < maxFreeMessages {
+			if len(e.chainFree) < maxFreeChains {
 				e.chainFree = append(e.chainFree, rv)
 			}
 			e.endSendLocked(r, rv.err)

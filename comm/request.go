@@ -88,7 +88,7 @@ func (r *Request) ownOp() *transport.SendOp {
 }
 
 // rendezvous is what a request needs only when its message moves by
-// rendezvous.
+// rendezvous, or, for its frame ops (dataOps, opsLeft, err), as a chain.
 type rendezvous struct {
 	cookie     uint64 // this rank's cookie for the request
 	peerCookie uint64 // receive: the sender's cookie, for CTS and FIN

@@ -132,9 +132,8 @@ func (e *engine) wait(r *Request, what waitWhat) {
 	}
 	// The wait counts as one in the runtime (enterWait, which keeps the
 	// progress goroutine and TCP's flusher from polling too) from its first
-	// look at the clock: a wait that ends within its first polls, as most
-	// do, pays for neither atomic add.
-	entered := false
+	// look at the clock (start set): a wait that ends within its first
+	// polls, as most do, pays for neither atomic add.
 	var start, idleSince time.Time
 	var rec *waitRecord
 	busy := false // progress since the last check of the clock
@@ -162,7 +161,6 @@ func (e *engine) wait(r *Request, what waitWhat) {
 		now := time.Now()
 		if start.IsZero() {
 			e.enterWait()
-			entered = true
 			start, idleSince = now, now
 			rr := recordFor(r, what)
 			rr.since = now
@@ -189,7 +187,7 @@ func (e *engine) wait(r *Request, what waitWhat) {
 		}
 	}
 	e.waits.remove(rec)
-	if entered {
+	if !start.IsZero() {
 		e.leaveWait()
 	}
 }
