@@ -43,11 +43,10 @@ const (
 // its structs): a control block of RingsOff bytes, then one ring per local
 // rank, each a line of CacheLine bytes and its slots of SlotSize bytes.
 const (
-	RingsOff     = 4096
-	CacheLine    = 64
-	SlotSize     = 64
-	DefaultSlots = 2048
-	MaxSlots     = 4096
+	RingsOff  = 4096
+	CacheLine = 64
+	SlotSize  = 64
+	MaxSlots  = 4096
 )
 
 // RingSlots is the ring size for a host of localSize ranks: the most

@@ -259,7 +259,16 @@ func TestCapsFitTheRing(t *testing.T) {
 		if c.ChainLimit > slots*slotSize/2 {
 			t.Errorf("%d slots: chain limit %d, more than half the ring", slots, c.ChainLimit)
 		}
-		if slots >= DefaultSlots && c.EagerLimit != EagerLimit {
+		// A chain of the limit, in frames of MaxFrame, fits an empty ring
+		// whole: a send puts all of it out at once.
+		chainSlots := uint64(0)
+		for off := 0; off < c.ChainLimit; off += c.MaxFrame {
+			chainSlots += slotsFor(min(c.MaxFrame, c.ChainLimit-off))
+		}
+		if chainSlots > uint64(slots) {
+			t.Errorf("%d slots: a chain of %d bytes takes %d slots", slots, c.ChainLimit, chainSlots)
+		}
+		if max >= EagerLimit && c.EagerLimit != EagerLimit {
 			t.Errorf("%d slots: eager limit %d, want %d", slots, c.EagerLimit, EagerLimit)
 		}
 		if slots == MaxSlots && c.ChainLimit != ChainLimit {

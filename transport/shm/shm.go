@@ -20,12 +20,10 @@ import (
 
 // Sizes, chosen by measurement (see BENCHMARKS.md).
 const (
-	// DefaultSlots is the size of one sender's ring on hosts of 9 to 16
-	// ranks: 2048 slots of 64 bytes (128 KiB), whose quarter holds a
-	// 16 KiB eager frame. Up to 8 ranks rings have MaxSlots (256 KiB),
-	// whose half holds a 128 KiB chain; beyond 16, fewer (RingSlots).
-	DefaultSlots = jobfiles.DefaultSlots
-	MaxSlots     = jobfiles.MaxSlots
+	// MaxSlots is the size of one sender's ring on hosts of up to 8
+	// ranks: 4096 slots of 64 bytes (256 KiB), which hold a 128 KiB chain
+	// whole; more crowded hosts have smaller rings (RingSlots).
+	MaxSlots = jobfiles.MaxSlots
 	// EagerLimit is the largest message comm sends through a ring: above
 	// it, one process_vm_readv beats two copies through the ring. A
 	// single copy costs a system call that pins the sender's pages: on
@@ -39,9 +37,9 @@ const (
 	EagerLimit = 16 << 10
 	// ChainLimit is the largest message comm sends eagerly as a chain of
 	// frames (comm/chain.go); at most half a ring (Open), so that a chain
-	// fits a drained ring whole and its receiver never waits for a sender
-	// that went on computing. Between the eager limit and here a single
-	// copy pays its system call for nothing. 7 interleaved runs against
+	// fits an empty ring whole, headers and all (TestCapsFitTheRing): a
+	// send into a drained ring puts all of it out at once. Between the
+	// eager limit and here a single copy pays its system call for nothing. 7 interleaved runs against
 	// the single copy, 2 ranks: latency 32 KiB 2.13 against 4.75 us,
 	// 64 KiB 3.80 against 7.33, 128 KiB 6.73 against 13.3; bw 32-128 KiB
 	// 14.6-15.5 against 6.5-9.1 GB/s; bibw 128 KiB 20.1 against 18.7.
