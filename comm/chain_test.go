@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-hpc/parley/collectives"
 	"github.com/parley-hpc/parley/comm"
 	"github.com/parley-hpc/parley/comm/commtest"
+	"github.com/parley-hpc/parley/internal/coll"
 	"github.com/parley-hpc/parley/transport"
 	"github.com/parley-hpc/parley/transport/shm"
 )
@@ -208,6 +210,56 @@ func TestChainPieces(t *testing.T) {
 			t.Fatal("pieces that came after the receive failed were placed in its buffer")
 		}
 	})
+	// A chain that a collective's receive matched, cut short by a
+	// revocation, or refused at its head for another collective's check
+	// word: the receive fails at once, the pieces that still come are
+	// dropped, and the world goes on.
+	for _, tc := range []struct {
+		name  string
+		check uint32
+		cut   bool // revoke after the head
+		want  error
+	}{
+		{"revoked midway", coll.Check(coll.Bcast|coll.Nonblocking, coll.Args{Root: 1, ElemSize: 1, Count: n}), true, comm.ErrRevoked},
+		{"mismatched head", coll.Check(coll.Allreduce, coll.Args{ElemSize: 1, Count: n}), false, comm.ErrMismatch},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ws := commtest.Worlds(t, 2, commtest.Shm)
+			got := make([]byte, n)
+			r := collectives.Ibcast(ws[0], got, 1) // its receive from rank 1 is posted
+			r.Test()
+			h := head
+			h.Context, h.Tag, h.Check = comm.CollContext(ws[0]), 1, tc.check
+			comm.DeliverFrame(ws[0], 1, h, msg[:8192])
+			if tc.cut {
+				if done, _, _ := r.Test(); done {
+					t.Fatal("the collective completed with one piece of three")
+				}
+				comm.DeliverFrame(ws[0], 1, transport.Header{Kind: comm.KindRevoke, Source: 1,
+					Context: comm.CollContext(ws[0]), Tag: 1}, []byte("a test revokes it"))
+			}
+			done := make(chan error, 1)
+			go func() { _, err := r.Wait(); done <- err }()
+			select {
+			case err := <-done:
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("got %v; want %v", err, tc.want)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the collective never completed")
+			}
+			deliverRest(ws[0])
+			if !bytes.Equal(got[8192:], make([]byte, n-8192)) {
+				t.Fatal("pieces that came after the receive failed were placed in its buffer")
+			}
+			if err := ws[1].Send([]byte("after"), 0, 7); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ws[0].Recv(make([]byte, 8), 1, 7); err != nil {
+				t.Fatalf("after the dropped pieces: %v", err)
+			}
+		})
+	}
 	forged := []struct {
 		name   string
 		frames func(c *comm.Comm)
