@@ -9,9 +9,12 @@ import (
 // as block (sender) of its recv; send and recv hold Size() blocks of equal
 // length.
 //
-// Algorithm: pairwise exchange (Thakur, Rabenseifner and Gropp, 2005): in
-// step s each rank exchanges with one partner (rank XOR s for a power of
-// two, else rank+s and rank-s), so no rank is flooded.
+// Algorithms: short blocks on up to 8 ranks go straight to every rank at
+// once (all receives posted, then all sends: one round, as Open MPI's
+// basic linear below 3,000 bytes a block); otherwise pairwise exchange
+// (Thakur, Rabenseifner and Gropp, 2005): in step s each rank exchanges
+// with one partner (rank XOR s for a power of two, else rank+s and
+// rank-s), so no rank is flooded.
 func Alltoall[T Elem](c *comm.Comm, send, recv []T) (err error) {
 	kv, err := start[T](c, coll.Alltoall, 0, "", len(send))
 	if err != nil {
@@ -31,6 +34,9 @@ func Alltoall[T Elem](c *comm.Comm, send, recv []T) (err error) {
 	blk := len(send) / k.size
 	n := k.size
 	copyElems(recv[k.rank*blk:(k.rank+1)*blk], send[k.rank*blk:(k.rank+1)*blk])
+	if n <= alltoallDirectMaxRanks && len(asBytes(send[:blk])) <= alltoallDirectMax {
+		return alltoallDirect(k, send, recv, blk)
+	}
 	pow2 := n&(n-1) == 0
 	for s := 1; s < n; s++ {
 		to, from := (k.rank+s)%n, (k.rank-s+n)%n
@@ -42,6 +48,33 @@ func Alltoall[T Elem](c *comm.Comm, send, recv []T) (err error) {
 		}
 	}
 	return nil
+}
+
+// Short Alltoall blocks (bytes, at most) and rank counts that take the
+// direct algorithm. Pairwise exchange makes n-1 rounds, each waiting for
+// one partner; oversubscribed, each wait costs a switch to that partner
+// (4 ranks on 2 cores, 8 B blocks, 7 interleaved runs: see BENCHMARKS.md).
+var alltoallDirectMax, alltoallDirectMaxRanks = 2048, 8
+
+// alltoallDirect posts a receive from every other rank, sends every
+// other rank its block, and waits for all.
+func alltoallDirect[T Elem](k *call, send, recv []T, blk int) error {
+	var arr [16]*comm.Request
+	reqs := arr[:0]
+	n := k.size
+	for s := 1; s < n; s++ {
+		from := (k.rank - s + n) % n
+		reqs = append(reqs, k.irecv(asBytes(recv[from*blk:(from+1)*blk]), from))
+	}
+	for s := 1; s < n; s++ {
+		to := (k.rank + s) % n
+		reqs = append(reqs, k.isend(asBytes(send[to*blk:(to+1)*blk]), to))
+	}
+	err := k.waitRecvs(reqs[:n-1], len(asBytes(send[:blk])))
+	if serr := k.waitAll(reqs[n-1:]); err == nil {
+		err = serr
+	}
+	return err
 }
 
 // Alltoallv sends sendCounts[r] elements at sendDispls[r] of send to rank

@@ -12,28 +12,38 @@ type Algorithm struct {
 }
 
 func thresholds(family string) func() {
-	old := [9]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin, reduceRabenseifnerMaxRanks,
-		reduceFlatMax, reduceFlatMaxRanks, allgatherDirectMaxRanks}
+	old := [15]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin, reduceRabenseifnerMaxRanks,
+		reduceFlatMax, reduceFlatMaxRanks, allgatherDirectMaxRanks, alltoallDirectMax, alltoallDirectMaxRanks,
+		reduceScatterDirectMax, reduceScatterDirectMaxRanks, barrierLinearMin, barrierLinearMax}
 	switch family {
 	case "short", "tree":
-		// Always the short-message algorithms; Reduce's flat one and
-		// Allgather's direct one for "short", the tree and Bruck's for
-		// "tree".
+		// Always the short-message algorithms; Reduce's flat one,
+		// the direct ones of Allgather, Alltoall and ReduceScatter and the
+		// linear Barrier for "short"; the tree, Bruck's, pairwise
+		// exchange, the ring and dissemination for "tree".
 		bcastScatterMin, allreduceLargeMin, allgatherRingMin, reduceLargeMin = math.MaxInt, math.MaxInt, math.MaxInt, math.MaxInt
 		gatherBinomialMax = math.MaxInt
 		reduceFlatMax, reduceFlatMaxRanks, allgatherDirectMaxRanks = math.MaxInt, math.MaxInt, math.MaxInt
+		alltoallDirectMax, alltoallDirectMaxRanks = math.MaxInt, math.MaxInt
+		reduceScatterDirectMax, reduceScatterDirectMaxRanks = math.MaxInt, math.MaxInt
+		barrierLinearMin, barrierLinearMax = 1, math.MaxInt
 		if family == "tree" {
 			reduceFlatMax, allgatherDirectMaxRanks = -1, 0
+			alltoallDirectMax, reduceScatterDirectMax = -1, -1
+			barrierLinearMin = math.MaxInt
 		}
 	default:
 		// Always the long-message algorithms.
 		bcastScatterMin, allreduceLargeMin, allgatherRingMin, reduceLargeMin = 0, 0, 0, 0
 		gatherBinomialMax, reduceRabenseifnerMaxRanks = -1, math.MaxInt
 		reduceFlatMax = -1
+		alltoallDirectMax, reduceScatterDirectMax = -1, -1
 	}
 	return func() {
 		bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin = old[0], old[1], old[2], old[3], old[4]
 		reduceRabenseifnerMaxRanks, reduceFlatMax, reduceFlatMaxRanks, allgatherDirectMaxRanks = old[5], old[6], old[7], old[8]
+		alltoallDirectMax, alltoallDirectMaxRanks, reduceScatterDirectMax, reduceScatterDirectMaxRanks = old[9], old[10], old[11], old[12]
+		barrierLinearMin, barrierLinearMax = old[13], old[14]
 	}
 }
 

@@ -14,6 +14,9 @@ import (
 // 2009): in n-1 steps each block travels around the ring once and picks
 // up every rank's contribution, so each rank sends and combines about one
 // vector in all. A non-commutative op uses an ordered Reduce and Scatterv.
+// Short vectors on up to 8 ranks, any op: every rank sends each block
+// straight to its owner, which combines the n pieces in rank order (one
+// round where the ring takes n-1, each waiting for the left neighbour).
 func ReduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) (err error) {
 	// Before the call begins: every rank finds the same, and nobody is
 	// left waiting (see call.settle).
@@ -44,6 +47,9 @@ func ReduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) (err 
 	if n == 1 {
 		copyElems(out, in)
 		return nil
+	}
+	if n <= reduceScatterDirectMaxRanks && len(asBytes(in)) <= reduceScatterDirectMax {
+		return reduceScatterDirect(k, in, out[:counts[k.rank]], counts, op)
 	}
 	if !op.commutative {
 		acc, release := scratch[T](len(in))
@@ -82,6 +88,47 @@ func ReduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) (err 
 		}
 	}
 	copyElems(out, acc[off(k.rank):off(k.rank)+counts[k.rank]])
+	return nil
+}
+
+// Short ReduceScatter vectors (bytes of the whole vector, at most) and
+// rank counts that take the direct algorithm: 4 ranks on 2 cores, 7
+// interleaved runs, see BENCHMARKS.md.
+var reduceScatterDirectMax, reduceScatterDirectMaxRanks = 4096, 8
+
+// reduceScatterDirect sends block r of in to rank r, receives this rank's
+// block from every other rank, and combines them in rank order, which
+// makes it right for non-commutative ops too.
+func reduceScatterDirect[T Elem](k *call, in, out []T, counts []int, op Op) error {
+	n, mine := k.size, counts[k.rank]
+	tmp, release := scratch[T](n * mine)
+	defer release.release()
+	var arr [16]*comm.Request
+	reqs := arr[:0]
+	for s := 1; s < n; s++ {
+		from := (k.rank - s + n) % n
+		reqs = append(reqs, k.irecv(asBytes(tmp[from*mine:(from+1)*mine]), from))
+	}
+	for s := 1; s < n; s++ {
+		to := (k.rank + s) % n
+		off := vOffset(counts, nil, to)
+		reqs = append(reqs, k.isend(asBytes(in[off:off+counts[to]]), to))
+	}
+	err := k.waitRecvs(reqs[:n-1], len(asBytes(tmp[:mine])))
+	if serr := k.waitAll(reqs[n-1:]); err == nil {
+		err = serr
+	}
+	if err != nil {
+		return err
+	}
+	off := vOffset(counts, nil, k.rank)
+	copyElems(tmp[k.rank*mine:(k.rank+1)*mine], in[off:off+mine])
+	copyElems(out, tmp[:mine])
+	for r := 1; r < n; r++ {
+		if err := apply(op, out, tmp[r*mine:(r+1)*mine]); err != nil {
+			return k.fail(err)
+		}
+	}
 	return nil
 }
 
