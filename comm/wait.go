@@ -137,17 +137,10 @@ func (e *engine) wait(r *Request, what waitWhat) {
 	var start, idleSince time.Time
 	var rec *waitRecord
 	busy := false // progress since the last check of the clock
-	// Polls between looks at the clock. Oversubscribed, every idle poll
-	// gives the CPU away: the rank being waited for may need this core.
-	checkEvery := 63
-	if e.politely {
-		checkEvery = 0
-	}
 	for i := 1; ; i++ {
+		moved := false
 		if e.mayProgress(i) && e.mu.TryLock() {
-			if e.progressLocked() > 0 {
-				busy = true
-			}
+			moved = e.progressLocked() > 0
 			e.unlock()
 			if r.done.Load() {
 				break
@@ -155,7 +148,18 @@ func (e *engine) wait(r *Request, what waitWhat) {
 		} else if r.done.Load() {
 			break
 		}
-		if i&checkEvery != 0 {
+		busy = busy || moved
+		if e.politely && !moved && !start.IsZero() {
+			// Oversubscribed, every idle poll gives the CPU away: the
+			// rank being waited for may need this core.
+			e.yield()
+		}
+		// The clock is read every 64th poll (every 16th oversubscribed,
+		// where each poll yields), and at the first oversubscribed,
+		// which starts the wait's record at once. A read each poll cost
+		// a tenth of an oversubscribed rank's user time (perf: the vDSO
+		// clock after every switch back to the rank).
+		if i&e.clockEvery() != 0 && !(e.politely && start.IsZero()) {
 			continue
 		}
 		now := time.Now()
@@ -176,11 +180,10 @@ func (e *engine) wait(r *Request, what waitWhat) {
 		idle := now.Sub(idleSince)
 		switch {
 		case idle < e.spinFor:
-			if e.politely {
+		case idle < e.yieldFor:
+			if !e.politely { // it yielded above
 				e.yield()
 			}
-		case idle < e.yieldFor:
-			e.yield()
 		default:
 			e.sleep(r.done.Load, r)
 			idleSince = time.Now()
@@ -190,6 +193,14 @@ func (e *engine) wait(r *Request, what waitWhat) {
 	if !start.IsZero() {
 		e.leaveWait()
 	}
+}
+
+// clockEvery is the mask of the polls after which a wait reads the clock.
+func (e *engine) clockEvery() int {
+	if e.politely {
+		return 15
+	}
+	return 63
 }
 
 // mayProgress reports whether poll i of a wait should take the lock and
