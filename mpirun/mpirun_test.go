@@ -272,7 +272,8 @@ func runtimeCPUs() int {
 
 // TestBinding runs real ranks and reads their Cpus_allowed_list: bound to
 // one core each by default, unbound with --bind-to none and when the ranks
-// outnumber the cores, and --report-bindings prints a line per rank.
+// outnumber the cores unevenly, bound round robin when they share the
+// cores evenly, and --report-bindings prints a line per rank.
 func TestBinding(t *testing.T) {
 	cpus := runtimeCPUs()
 	if cpus < 2 {
@@ -306,6 +307,18 @@ func TestBinding(t *testing.T) {
 	r = mpirun(t, "-np", fmt.Sprint(cpus+1), "rankprog", "cpus")
 	if !strings.Contains(r.stderr, "run unbound") || strings.Fields(allowed(r.stdout, 0))[1] != "cpuset=" {
 		t.Errorf("oversubscribed: %q\n%s", allowed(r.stdout, 0), r.stderr)
+	}
+	// Twice as many ranks as cores: an even share, bound round robin.
+	r = mpirun(t, "-np", fmt.Sprint(2*cpus), "rankprog", "cpus")
+	for rank := 0; rank < 2*cpus; rank++ {
+		f := strings.Fields(allowed(r.stdout, rank))
+		g := strings.Fields(allowed(r.stdout, rank%cpus))
+		if len(f) != 2 || strings.ContainsAny(f[0], ",-") || "cpuset="+f[0] != f[1] || len(g) != 2 || f[0] != g[0] {
+			t.Errorf("evenly oversubscribed: rank %d has %q, rank %d %q; want one cpu, shared round robin\n%s", rank, f, rank%cpus, g, r.stderr)
+		}
+	}
+	if !strings.Contains(r.stderr, "bound round robin") {
+		t.Errorf("evenly oversubscribed: no warning\n%s", r.stderr)
 	}
 	r = mpirun(t, "--map-by", "ppr:64:socket", "rankprog", "cpus")
 	if r.code == 0 || !strings.Contains(r.stderr, "--oversubscribe") {
