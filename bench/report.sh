@@ -5,7 +5,7 @@
 # "tables:begin" and "tables:end" markers. Raw JSON of every run and the
 # plots go to bench/results/.
 #
-#   bench/report.sh            # the full set (every collective at 2 ranks; about 30 minutes on 2 cores)
+#   bench/report.sh            # the full set (every collective at 2 and 4 ranks; about 30 minutes on 2 cores)
 #   REPS=1 QUICK=1 bench/report.sh   # a fast look
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,6 +73,11 @@ run allreduce-shm-np4 4 shm allreduce -m 4:4M
 run reduce-shm-np4 4 shm reduce -m 4:4M
 run allgather-shm-np4 4 shm allgather -m 1:1M
 run barrier-shm-np4 4 shm barrier
+run bcast-shm-np4 4 shm bcast -m 1:1M
+run reduce_scatter-shm-np4 4 shm reduce_scatter -m 8:4M
+run alltoall-shm-np4 4 shm alltoall -m 1:1M
+run gather-shm-np4 4 shm gather -m 1:1M
+run scatter-shm-np4 4 shm scatter -m 1:1M
 run allreduce-tcp 2 tcp allreduce -m 4:4M
 
 host=$(hostname)
