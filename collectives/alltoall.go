@@ -9,7 +9,7 @@ import (
 // as block (sender) of its recv; send and recv hold Size() blocks of equal
 // length.
 //
-// Algorithms: short blocks on up to 8 ranks go straight to every rank at
+// Algorithms: short blocks on 3 to 8 ranks go straight to every rank at
 // once (all receives posted, then all sends: one round, as Open MPI's
 // basic linear below 3,000 bytes a block); otherwise pairwise exchange
 // (Thakur, Rabenseifner and Gropp, 2005): in step s each rank exchanges
@@ -34,7 +34,7 @@ func Alltoall[T Elem](c *comm.Comm, send, recv []T) (err error) {
 	blk := len(send) / k.size
 	n := k.size
 	copyElems(recv[k.rank*blk:(k.rank+1)*blk], send[k.rank*blk:(k.rank+1)*blk])
-	if n <= alltoallDirectMaxRanks && len(asBytes(send[:blk])) <= alltoallDirectMax {
+	if n > 2 && n <= alltoallDirectMaxRanks && len(asBytes(send[:blk])) <= alltoallDirectMax {
 		return alltoallDirect(k, send, recv, blk)
 	}
 	pow2 := n&(n-1) == 0

@@ -14,9 +14,10 @@ import (
 // 2009): in n-1 steps each block travels around the ring once and picks
 // up every rank's contribution, so each rank sends and combines about one
 // vector in all. A non-commutative op uses an ordered Reduce and Scatterv.
-// Short vectors on up to 8 ranks, any op: every rank sends each block
+// Short vectors on 3 to 8 ranks, any op: every rank sends each block
 // straight to its owner, which combines the n pieces in rank order (one
-// round where the ring takes n-1, each waiting for the left neighbour).
+// round where the ring takes n-1, each waiting for the left neighbour; on
+// 2 ranks both take one).
 func ReduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) (err error) {
 	// Before the call begins: every rank finds the same, and nobody is
 	// left waiting (see call.settle).
@@ -48,7 +49,7 @@ func ReduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) (err 
 		copyElems(out, in)
 		return nil
 	}
-	if n <= reduceScatterDirectMaxRanks && len(asBytes(in)) <= reduceScatterDirectMax {
+	if n > 2 && n <= reduceScatterDirectMaxRanks && len(asBytes(in)) <= reduceScatterDirectMax {
 		return reduceScatterDirect(k, in, out[:counts[k.rank]], counts, op)
 	}
 	if !op.commutative {
