@@ -5,7 +5,6 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestHungTestsNamesTheRunningTest(t *testing.T) {
@@ -44,14 +43,16 @@ func TestWatchdogFiresBeforeTimeout(t *testing.T) {
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestWatchdogFiresBeforeTimeout$", "-test.timeout=3s")
 	cmd.Env = append(os.Environ(), "PROCTEST_HANG=1")
-	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	ee, ok := err.(*exec.ExitError)
 	if !ok || ee.ExitCode() != 2 {
 		t.Fatalf("exit: %v, want status 2; output:\n%s", err, out)
 	}
-	if el := time.Since(start); el > 3*time.Second {
-		t.Errorf("took %v: go test's timeout, not the watchdog, ended it", el)
+	// go test's own timeout exits 2 as well, after its panic: which of the
+	// two ended the run shows in the output, not in the time it took (a
+	// loaded machine can start the binary late).
+	if strings.Contains(string(out), "panic: test timed out") {
+		t.Errorf("go test's timeout, not the watchdog, ended it:\n%s", out)
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	last := lines[len(lines)-1]
