@@ -15,7 +15,8 @@ var bcastScatterMin = 256 << 10
 // Bcast sends root's xs to every rank's xs. Every rank passes a vector of
 // the same length.
 //
-// Algorithms: a binomial tree (as MPICH) for short vectors; for long ones
+// Algorithms: on up to 8 ranks, up to 16 KiB, the root sends to every
+// rank; otherwise a binomial tree (as MPICH) for short vectors; for long ones
 // on more than two ranks, a binomial scatter of blocks followed by a ring
 // allgather (van de Geijn; Thakur, Rabenseifner and Gropp, "Optimization of
 // collective communication operations in MPICH", 2005).
@@ -33,10 +34,31 @@ func Bcast[T Elem](c *comm.Comm, xs []T, root int) (err error) {
 		return nil
 	}
 	b := asBytes(xs)
+	if k.size <= rootedFlatMaxRanks && len(b) <= bcastFlatMax {
+		return bcastFlat(k, b, root)
+	}
 	if len(b) >= bcastScatterMin && k.size > 2 && len(xs) >= k.size {
 		return bcastScatterAllgather(k, xs, root)
 	}
 	return bcastBinomial(k, b, root)
+}
+
+// bcastFlatMax is the size up to which Bcast on a few ranks
+// (rootedFlatMaxRanks) has the root send to every rank itself: eager
+// messages that leave at once, where the tree's inner ranks relay.
+var bcastFlatMax = 16 << 10
+
+// bcastFlat: the root sends b to every other rank.
+func bcastFlat(k *call, b []byte, root int) error {
+	if k.rank != root {
+		return k.recvExact(b, root)
+	}
+	for s := 1; s < k.size; s++ {
+		if err := k.send(b, (root+s)%k.size); err != nil {
+			return k.fail(err)
+		}
+	}
+	return nil
 }
 
 // bcastBinomial: rank vr (relative to root) receives from vr minus its

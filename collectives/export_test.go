@@ -12,14 +12,15 @@ type Algorithm struct {
 }
 
 func thresholds(family string) func() {
-	old := [15]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin, reduceRabenseifnerMaxRanks,
+	old := [17]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin, reduceRabenseifnerMaxRanks,
 		reduceFlatMax, reduceFlatMaxRanks, allgatherDirectMaxRanks, alltoallDirectMax, alltoallDirectMaxRanks,
-		reduceScatterDirectMax, reduceScatterDirectMaxRanks, barrierLinearMin, barrierLinearMax}
+		reduceScatterDirectMax, reduceScatterDirectMaxRanks, barrierLinearMin, barrierLinearMax, rootedFlatMaxRanks, bcastFlatMax}
 	switch family {
 	case "short", "tree":
 		// Always the short-message algorithms; Reduce's flat one,
-		// the direct ones of Allgather, Alltoall and ReduceScatter and the
-		// linear Barrier for "short"; the tree, Bruck's, pairwise
+		// the direct ones of Allgather, Alltoall and ReduceScatter, the
+		// root talking to every rank in Bcast, Gather and Scatter, and the
+		// linear Barrier for "short"; the trees, Bruck's, pairwise
 		// exchange, the ring and dissemination for "tree".
 		bcastScatterMin, allreduceLargeMin, allgatherRingMin, reduceLargeMin = math.MaxInt, math.MaxInt, math.MaxInt, math.MaxInt
 		gatherBinomialMax = math.MaxInt
@@ -27,10 +28,12 @@ func thresholds(family string) func() {
 		alltoallDirectMax, alltoallDirectMaxRanks = math.MaxInt, math.MaxInt
 		reduceScatterDirectMax, reduceScatterDirectMaxRanks = math.MaxInt, math.MaxInt
 		barrierLinearMin, barrierLinearMax = 1, math.MaxInt
+		rootedFlatMaxRanks, bcastFlatMax = math.MaxInt, math.MaxInt
 		if family == "tree" {
 			reduceFlatMax, allgatherDirectMaxRanks = -1, 0
 			alltoallDirectMax, reduceScatterDirectMax = -1, -1
 			barrierLinearMin = math.MaxInt
+			rootedFlatMaxRanks, bcastFlatMax = 0, -1
 		}
 	default:
 		// Always the long-message algorithms.
@@ -38,12 +41,14 @@ func thresholds(family string) func() {
 		gatherBinomialMax, reduceRabenseifnerMaxRanks = -1, math.MaxInt
 		reduceFlatMax = -1
 		alltoallDirectMax, reduceScatterDirectMax = -1, -1
+		bcastFlatMax = -1
 	}
 	return func() {
 		bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin = old[0], old[1], old[2], old[3], old[4]
 		reduceRabenseifnerMaxRanks, reduceFlatMax, reduceFlatMaxRanks, allgatherDirectMaxRanks = old[5], old[6], old[7], old[8]
 		alltoallDirectMax, alltoallDirectMaxRanks, reduceScatterDirectMax, reduceScatterDirectMaxRanks = old[9], old[10], old[11], old[12]
 		barrierLinearMin, barrierLinearMax = old[13], old[14]
+		rootedFlatMaxRanks, bcastFlatMax = old[15], old[16]
 	}
 }
 

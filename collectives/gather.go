@@ -11,14 +11,20 @@ import (
 // log2(n) times.
 var gatherBinomialMax = 64 << 10
 
+// rootedFlatMaxRanks bounds the rank counts at which Gather, Scatter and
+// short Bcasts talk between the root and every rank directly at any size:
+// no rank waits for another to pass its block on, which on 4 ranks on 2
+// cores cost a switch to that rank (BENCHMARKS.md).
+var rootedFlatMaxRanks = 8
+
 // Gather collects every rank's send vector at root, in rank order: root's
 // recv holds Size()*len(send) elements (recv is ignored elsewhere). At
 // the root, send may be root's own block of recv (in place).
 //
-// Algorithm: binomial tree for short blocks (each rank forwards its
-// subtree's blocks to its parent; Barnett et al., "Interprocessor
-// collective communication library (InterCom)", 1994), direct sends to the
-// root for long ones.
+// Algorithm: direct sends to the root on up to 8 ranks and for long
+// blocks; otherwise a binomial tree (each rank forwards its subtree's
+// blocks to its parent; Barnett et al., "Interprocessor collective
+// communication library (InterCom)", 1994).
 func Gather[T Elem](c *comm.Comm, send, recv []T, root int) (err error) {
 	kv, err := start[T](c, coll.Gather, root, "", len(send))
 	if err != nil {
@@ -47,7 +53,7 @@ func Gather[T Elem](c *comm.Comm, send, recv []T, root int) (err error) {
 		copyElems(recv[root*blk:(root+1)*blk], send)
 		return k.recvExact(asBytes(recv[other*blk:(other+1)*blk]), other)
 	}
-	if blk*elemSize[T]()*k.size > gatherBinomialMax {
+	if k.size <= rootedFlatMaxRanks || blk*elemSize[T]()*k.size > gatherBinomialMax {
 		return gatherLinear(k, send, recv, root)
 	}
 	return gatherBinomial(k, send, recv, root)
@@ -108,8 +114,8 @@ func gatherBinomial[T Elem](k *call, send, recv []T, root int) error {
 // Scatter sends block r of root's send (Size()*len(recv) elements) to
 // rank r's recv. At the root, recv may be root's own block of send.
 //
-// Algorithm: binomial tree for short blocks, direct sends for long ones
-// (the mirror of Gather).
+// Algorithm: direct sends from the root on up to 8 ranks and for long
+// blocks, otherwise a binomial tree (the mirror of Gather).
 func Scatter[T Elem](c *comm.Comm, send, recv []T, root int) (err error) {
 	kv, err := start[T](c, coll.Scatter, root, "", len(recv))
 	if err != nil {
@@ -140,11 +146,12 @@ func Scatter[T Elem](c *comm.Comm, send, recv []T, root int) (err error) {
 		copyElems(recv, send[root*blk:(root+1)*blk])
 		return nil
 	}
-	if blk*elemSize[T]()*k.size > gatherBinomialMax {
+	if k.size <= rootedFlatMaxRanks || blk*elemSize[T]()*k.size > gatherBinomialMax {
 		if k.rank != root {
 			return k.recvExact(asBytes(recv), root)
 		}
-		reqs := make([]*comm.Request, 0, k.size-1)
+		var few [8]*comm.Request // no allocation on a few ranks
+		reqs := few[:0]
 		for r := 0; r < k.size; r++ {
 			if r != root {
 				reqs = append(reqs, k.isend(asBytes(send[r*blk:(r+1)*blk]), r))
