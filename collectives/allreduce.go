@@ -12,6 +12,13 @@ import (
 // ranks on the 2-core machine (BENCHMARKS.md).
 var allreduceLargeMin = 32 << 10
 
+// allreduceFlatMax and allreduceFlatMaxRanks bound the vectors (bytes) and
+// rank counts for which Allreduce gathers at rank 0 and sends the result
+// back (two hops, each a single round, where recursive doubling makes
+// log2(n) rounds that each wait for a partner): 4 ranks on 2 cores,
+// BENCHMARKS.md.
+var allreduceFlatMax, allreduceFlatMaxRanks = 1024, 4
+
 // Allreduce combines the in vectors of all ranks element by element with
 // op and leaves the result in every rank's out, which must have the same
 // length as in. Passing the same slice as in and out reduces in place.
@@ -23,7 +30,9 @@ var allreduceLargeMin = 32 << 10
 // vectors, Rabenseifner's reduce-scatter by recursive halving plus
 // allgather by recursive doubling for long ones; both fold the ranks above
 // the largest power of two into their neighbours first, so any rank count
-// works. A non-commutative op uses an ordered Reduce and a Bcast.
+// works. A non-commutative op uses an ordered Reduce and a Bcast. On 3
+// or 4 ranks vectors up to 1 KiB go to rank 0, which combines them in
+// rank order and sends the result back (any op).
 func Allreduce[T Elem](c *comm.Comm, in, out []T, op Op) (err error) {
 	// Before the call begins: every rank finds the same, and nobody is
 	// left waiting (see call.settle).
@@ -50,6 +59,14 @@ func Allreduce[T Elem](c *comm.Comm, in, out []T, op Op) (err error) {
 	}
 	if k.size == 1 {
 		return nil
+	}
+	if k.size > 2 && k.size <= allreduceFlatMaxRanks && len(asBytes(out)) <= allreduceFlatMax {
+		// Every rank sends to rank 0, which combines in rank order (any
+		// op) and sends the result back to every rank.
+		if err := reduceFlat(k, out, out, op, 0); err != nil {
+			return err
+		}
+		return bcastFlat(k, asBytes(out), 0)
 	}
 	if !op.commutative {
 		if err := Reduce(c, out, out, op, 0); err != nil {

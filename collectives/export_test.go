@@ -12,15 +12,15 @@ type Algorithm struct {
 }
 
 func thresholds(family string) func() {
-	old := [17]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin, reduceRabenseifnerMaxRanks,
+	old := [19]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin, reduceRabenseifnerMaxRanks,
 		reduceFlatMax, reduceFlatMaxRanks, allgatherDirectMaxRanks, alltoallDirectMax, alltoallDirectMaxRanks,
-		reduceScatterDirectMax, reduceScatterDirectMaxRanks, barrierLinearMin, barrierLinearMax, rootedFlatMaxRanks, bcastFlatMax}
+		reduceScatterDirectMax, reduceScatterDirectMaxRanks, barrierLinearMin, barrierLinearMax, rootedFlatMaxRanks, bcastFlatMax, allreduceFlatMax, allreduceFlatMaxRanks}
 	switch family {
 	case "short", "tree":
 		// Always the short-message algorithms; Reduce's flat one,
 		// the direct ones of Allgather, Alltoall and ReduceScatter, the
-		// root talking to every rank in Bcast, Gather and Scatter, and the
-		// linear Barrier for "short"; the trees, Bruck's, pairwise
+		// root talking to every rank in Bcast, Gather, Scatter and
+		// Allreduce, and the linear Barrier for "short"; the trees, Bruck's, pairwise
 		// exchange, the ring and dissemination for "tree".
 		bcastScatterMin, allreduceLargeMin, allgatherRingMin, reduceLargeMin = math.MaxInt, math.MaxInt, math.MaxInt, math.MaxInt
 		gatherBinomialMax = math.MaxInt
@@ -29,11 +29,13 @@ func thresholds(family string) func() {
 		reduceScatterDirectMax, reduceScatterDirectMaxRanks = math.MaxInt, math.MaxInt
 		barrierLinearMin, barrierLinearMax = 1, math.MaxInt
 		rootedFlatMaxRanks, bcastFlatMax = math.MaxInt, math.MaxInt
+		allreduceFlatMax, allreduceFlatMaxRanks = math.MaxInt, math.MaxInt
 		if family == "tree" {
 			reduceFlatMax, allgatherDirectMaxRanks = -1, 0
 			alltoallDirectMax, reduceScatterDirectMax = -1, -1
 			barrierLinearMin = math.MaxInt
 			rootedFlatMaxRanks, bcastFlatMax = 0, -1
+			allreduceFlatMax = -1
 		}
 	default:
 		// Always the long-message algorithms.
@@ -41,14 +43,14 @@ func thresholds(family string) func() {
 		gatherBinomialMax, reduceRabenseifnerMaxRanks = -1, math.MaxInt
 		reduceFlatMax = -1
 		alltoallDirectMax, reduceScatterDirectMax = -1, -1
-		bcastFlatMax = -1
+		bcastFlatMax, allreduceFlatMax = -1, -1
 	}
 	return func() {
 		bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin = old[0], old[1], old[2], old[3], old[4]
 		reduceRabenseifnerMaxRanks, reduceFlatMax, reduceFlatMaxRanks, allgatherDirectMaxRanks = old[5], old[6], old[7], old[8]
 		alltoallDirectMax, alltoallDirectMaxRanks, reduceScatterDirectMax, reduceScatterDirectMaxRanks = old[9], old[10], old[11], old[12]
 		barrierLinearMin, barrierLinearMax = old[13], old[14]
-		rootedFlatMaxRanks, bcastFlatMax = old[15], old[16]
+		rootedFlatMaxRanks, bcastFlatMax, allreduceFlatMax, allreduceFlatMaxRanks = old[15], old[16], old[17], old[18]
 	}
 }
 
