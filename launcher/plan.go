@@ -306,7 +306,7 @@ func makePlan(req planRequest) (*Plan, error) {
 					for _, r := range host.Ranks {
 						p.Ranks[r].Cpus = pl[p.Ranks[r].LocalRank%len(pl)]
 					}
-					p.Warnings = append(p.Warnings, fmt.Sprintf("%d ranks on %s, which has %d %s: %d ranks share each, bound round robin (--bind-to none: unbound), and yield the cpu while they wait",
+					p.Warnings = append(p.Warnings, fmt.Sprintf("%d ranks on %s, which has %d %s: each runs %d ranks, bound round robin (--bind-to none: unbound), which yield the cpu while they wait",
 						n, host.Name, len(pl), placeNoun(req.mapBy, pe), n/places))
 					continue
 				}
