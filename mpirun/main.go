@@ -91,7 +91,7 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.StringVar(&o.mapBy, "map-by", "", "slot|node|core|hwthread|socket|numa|l3cache|ppr:N:OBJECT, with :pe=N for N cores per rank")
 	fs.IntVar(&o.cpusPerRank, "cpus-per-rank", 0, "cores bound to each rank, which gets GOMAXPROCS=N (as --map-by slot:pe=N)")
 	fs.IntVar(&o.cpusPerRank, "cpus-per-proc", 0, "same as --cpus-per-rank")
-	fs.StringVar(&o.bindTo, "bind-to", "", "core|hwthread|socket|numa|l3cache|none (default: core when ranks <= cores, else none)")
+	fs.StringVar(&o.bindTo, "bind-to", "", "core|hwthread|socket|numa|l3cache|none (default: core when ranks <= cores, core round robin when they share the cores evenly, else none)")
 	fs.BoolVar(&o.reportBind, "report-bindings", false, "print each rank's binding")
 	fs.BoolVar(&o.displayAlloc, "display-allocation", false, "print the hosts and slots taken (from -H, a hostfile, or a Slurm, PBS, LSF or Grid Engine job)")
 	fs.BoolVar(&o.doNotLaunch, "do-not-launch", false, "print the allocation and where each rank would run, and start nothing")
