@@ -15,10 +15,11 @@ var bcastScatterMin = 256 << 10
 // Bcast sends root's xs to every rank's xs. Every rank passes a vector of
 // the same length.
 //
-// Algorithms: on up to 8 ranks, up to 16 KiB, the root sends to every
-// rank; otherwise a binomial tree (as MPICH) for short vectors; for long ones
-// on more than two ranks, a binomial scatter of blocks followed by a ring
-// allgather (van de Geijn; Thakur, Rabenseifner and Gropp, "Optimization of
+// Algorithms: on up to 8 ranks, while the root's sends come to at most
+// 48 KiB in all (16 KiB each on 4 ranks), the root sends to every rank;
+// otherwise a binomial tree (as MPICH) for short vectors, and for long
+// ones on more than two ranks a binomial scatter of blocks followed by a
+// ring allgather (van de Geijn; Thakur, Rabenseifner and Gropp, "Optimization of
 // collective communication operations in MPICH", 2005).
 func Bcast[T Elem](c *comm.Comm, xs []T, root int) (err error) {
 	kv, err := start[T](c, coll.Bcast, root, "", len(xs))
@@ -34,7 +35,7 @@ func Bcast[T Elem](c *comm.Comm, xs []T, root int) (err error) {
 		return nil
 	}
 	b := asBytes(xs)
-	if k.size <= rootedFlatMaxRanks && len(b) <= bcastFlatMax {
+	if k.size <= rootedFlatMaxRanks && (k.size-1)*len(b) <= bcastFlatMax {
 		return bcastFlat(k, b, root)
 	}
 	if len(b) >= bcastScatterMin && k.size > 2 && len(xs) >= k.size {
@@ -43,10 +44,13 @@ func Bcast[T Elem](c *comm.Comm, xs []T, root int) (err error) {
 	return bcastBinomial(k, b, root)
 }
 
-// bcastFlatMax is the size up to which Bcast on a few ranks
-// (rootedFlatMaxRanks) has the root send to every rank itself: eager
-// messages that leave at once, where the tree's inner ranks relay.
-var bcastFlatMax = 16 << 10
+// bcastFlatMax bounds what the root of a Bcast on a few ranks
+// (rootedFlatMaxRanks) sends in all when it sends to every rank itself:
+// eager messages that leave at once, where the tree's inner ranks relay.
+// 16 KiB to each of 3 ranks was measured (4 ranks on 2 cores); on 8
+// ranks the bound keeps the root's serial copies (7 where the tree makes
+// 3) to about 7 KiB each.
+var bcastFlatMax = 48 << 10
 
 // bcastFlat: the root sends b to every other rank.
 func bcastFlat(k *call, b []byte, root int) error {
