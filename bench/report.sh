@@ -5,7 +5,7 @@
 # "tables:begin" and "tables:end" markers. Raw JSON of every run and the
 # plots go to bench/results/.
 #
-#   bench/report.sh            # the full set (every collective at 2 and 4 ranks; about 30 minutes on 2 cores)
+#   bench/report.sh            # the full set (every collective at 2 and 4 ranks; 11 minutes on 2 cores, 2026-12-02)
 #   REPS=1 QUICK=1 bench/report.sh   # a fast look
 set -euo pipefail
 cd "$(dirname "$0")/.."
