@@ -56,16 +56,10 @@ var allgatherDirectMaxRanks = 4
 // allgatherDirect: every rank sends its block to every other and receives
 // theirs straight into recv.
 func allgatherDirect[T Elem](k *call, send, recv []T, blk int) error {
-	var arr [8]*comm.Request
-	reqs := arr[:0]
-	for s := 1; s < k.size; s++ {
-		from := (k.rank - s + k.size) % k.size
-		reqs = append(reqs, k.irecv(asBytes(recv[from*blk:(from+1)*blk]), from))
-	}
-	for s := 1; s < k.size; s++ {
-		reqs = append(reqs, k.isend(asBytes(send), (k.rank+s)%k.size))
-	}
-	return k.waitAll(reqs)
+	return k.exchangeAll(
+		func(from int) []byte { return asBytes(recv[from*blk : (from+1)*blk]) },
+		func(int) []byte { return asBytes(send) },
+		len(asBytes(send)))
 }
 
 // allgatherRing passes blocks around the ring. Its first step sends this

@@ -56,25 +56,13 @@ func Alltoall[T Elem](c *comm.Comm, send, recv []T) (err error) {
 // (4 ranks on 2 cores, 8 B blocks, 7 interleaved runs: see BENCHMARKS.md).
 var alltoallDirectMax, alltoallDirectMaxRanks = 2048, 8
 
-// alltoallDirect posts a receive from every other rank, sends every
-// other rank its block, and waits for all.
+// alltoallDirect receives every other rank's block for this rank and
+// sends every other rank its block, all at once.
 func alltoallDirect[T Elem](k *call, send, recv []T, blk int) error {
-	var arr [16]*comm.Request
-	reqs := arr[:0]
-	n := k.size
-	for s := 1; s < n; s++ {
-		from := (k.rank - s + n) % n
-		reqs = append(reqs, k.irecv(asBytes(recv[from*blk:(from+1)*blk]), from))
-	}
-	for s := 1; s < n; s++ {
-		to := (k.rank + s) % n
-		reqs = append(reqs, k.isend(asBytes(send[to*blk:(to+1)*blk]), to))
-	}
-	err := k.waitRecvs(reqs[:n-1], len(asBytes(send[:blk])))
-	if serr := k.waitAll(reqs[n-1:]); err == nil {
-		err = serr
-	}
-	return err
+	return k.exchangeAll(
+		func(from int) []byte { return asBytes(recv[from*blk : (from+1)*blk]) },
+		func(to int) []byte { return asBytes(send[to*blk : (to+1)*blk]) },
+		len(asBytes(send[:blk])))
 }
 
 // Alltoallv sends sendCounts[r] elements at sendDispls[r] of send to rank

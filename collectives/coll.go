@@ -133,6 +133,30 @@ func (k *call) waitAll(reqs []*comm.Request) error {
 	return k.fail(err)
 }
 
+// exchangeAll posts a receive from every other rank r into recvFrom(r),
+// sends sendTo(r) to every other rank, and waits for all of them; each
+// receive must bring exactly want bytes. One round: no rank waits for
+// another to pass anything on (the direct algorithms of Allgather,
+// Alltoall and ReduceScatter).
+func (k *call) exchangeAll(recvFrom, sendTo func(r int) []byte, want int) error {
+	var arr [16]*comm.Request // no allocation up to 8 ranks
+	reqs := arr[:0]
+	n := k.size
+	for s := 1; s < n; s++ {
+		from := (k.rank - s + n) % n
+		reqs = append(reqs, k.irecv(recvFrom(from), from))
+	}
+	for s := 1; s < n; s++ {
+		to := (k.rank + s) % n
+		reqs = append(reqs, k.isend(sendTo(to), to))
+	}
+	err := k.waitRecvs(reqs[:n-1], want)
+	if serr := k.waitAll(reqs[n-1:]); err == nil {
+		err = serr
+	}
+	return err
+}
+
 // waitRecvs waits for receives that must each bring exactly want bytes
 // (want < 0: any count), gives the requests back, and reports the first
 // failure.

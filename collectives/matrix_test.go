@@ -350,6 +350,26 @@ func operatorsOnRank(c *comm.Comm) error {
 	if err := collectives.Scan(c, av, sc, affine); err != nil {
 		return err
 	}
+	// ReduceScatter of the affine operator: block me of the maps composed
+	// in rank order.
+	big := make([]collectives.Loc[int64], cnt*n)
+	for i := range big {
+		big[i] = affineVal(me, i)
+	}
+	rs := make([]collectives.Loc[int64], cnt)
+	if err := collectives.ReduceScatterBlock(c, big, rs, affine); err != nil {
+		return err
+	}
+	for i := 0; i < cnt; i++ {
+		acc := affineVal(0, me*cnt+i)
+		for r := 1; r < n; r++ {
+			nx := affineVal(r, me*cnt+i)
+			acc = collectives.Loc[int64]{Value: acc.Value * nx.Value, Index: nx.Value*acc.Index + nx.Index}
+		}
+		if rs[i] != acc {
+			return fmt.Errorf("reduce_scatter of the affine operator: element %d is %+v, want %+v", i, rs[i], acc)
+		}
+	}
 	for i := 0; i < cnt; i++ {
 		acc := affineVal(0, i)
 		for r := 1; r < n; r++ {

@@ -101,31 +101,21 @@ var reduceScatterDirectMax, reduceScatterDirectMaxRanks = 4096, 8
 // block from every other rank, and combines them in rank order, which
 // makes it right for non-commutative ops too.
 func reduceScatterDirect[T Elem](k *call, in, out []T, counts []int, op Op) error {
-	n, mine := k.size, counts[k.rank]
-	tmp, release := scratch[T](n * mine)
+	mine := counts[k.rank]
+	tmp, release := scratch[T](k.size * mine)
 	defer release.release()
-	var arr [16]*comm.Request
-	reqs := arr[:0]
-	for s := 1; s < n; s++ {
-		from := (k.rank - s + n) % n
-		reqs = append(reqs, k.irecv(asBytes(tmp[from*mine:(from+1)*mine]), from))
-	}
-	for s := 1; s < n; s++ {
-		to := (k.rank + s) % n
-		off := vOffset(counts, nil, to)
-		reqs = append(reqs, k.isend(asBytes(in[off:off+counts[to]]), to))
-	}
-	err := k.waitRecvs(reqs[:n-1], len(asBytes(tmp[:mine])))
-	if serr := k.waitAll(reqs[n-1:]); err == nil {
-		err = serr
-	}
+	block := func(r int) []T { off := vOffset(counts, nil, r); return in[off : off+counts[r]] }
+	err := k.exchangeAll(
+		func(from int) []byte { return asBytes(tmp[from*mine : (from+1)*mine]) },
+		func(to int) []byte { return asBytes(block(to)) },
+		len(asBytes(tmp[:mine])))
 	if err != nil {
 		return err
 	}
-	off := vOffset(counts, nil, k.rank)
-	copyElems(tmp[k.rank*mine:(k.rank+1)*mine], in[off:off+mine])
+	// This rank's own block joins the others in tmp: out may overlap in.
+	copyElems(tmp[k.rank*mine:(k.rank+1)*mine], block(k.rank))
 	copyElems(out, tmp[:mine])
-	for r := 1; r < n; r++ {
+	for r := 1; r < k.size; r++ {
 		if err := apply(op, out, tmp[r*mine:(r+1)*mine]); err != nil {
 			return k.fail(err)
 		}
