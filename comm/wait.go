@@ -137,6 +137,15 @@ func (e *engine) wait(r *Request, what waitWhat) {
 	var start, idleSince time.Time
 	var rec *waitRecord
 	busy := false // progress since the last check of the clock
+	// Polls between looks at the clock: every 64th, or every 16th
+	// oversubscribed, where each idle poll yields; there the first poll
+	// looks at once, which starts the wait's record. A look each poll
+	// cost a tenth of an oversubscribed rank's user time (perf: the vDSO
+	// clock after every switch back to the rank).
+	checkEvery := 63
+	if e.politely {
+		checkEvery = 15
+	}
 	for i := 1; ; i++ {
 		moved := false
 		if e.mayProgress(i) && e.mu.TryLock() {
@@ -149,17 +158,12 @@ func (e *engine) wait(r *Request, what waitWhat) {
 			break
 		}
 		busy = busy || moved
-		if e.politely && !moved && !start.IsZero() {
+		if e.politely && !moved && i > 1 {
 			// Oversubscribed, every idle poll gives the CPU away: the
 			// rank being waited for may need this core.
 			e.yield()
 		}
-		// The clock is read every 64th poll (every 16th oversubscribed,
-		// where each poll yields), and at the first oversubscribed,
-		// which starts the wait's record at once. A read each poll cost
-		// a tenth of an oversubscribed rank's user time (perf: the vDSO
-		// clock after every switch back to the rank).
-		if i&e.clockEvery() != 0 && !(e.politely && start.IsZero()) {
+		if i&checkEvery != 0 && !(e.politely && i == 1) {
 			continue
 		}
 		now := time.Now()
@@ -193,14 +197,6 @@ func (e *engine) wait(r *Request, what waitWhat) {
 	if !start.IsZero() {
 		e.leaveWait()
 	}
-}
-
-// clockEvery is the mask of the polls after which a wait reads the clock.
-func (e *engine) clockEvery() int {
-	if e.politely {
-		return 15
-	}
-	return 63
 }
 
 // mayProgress reports whether poll i of a wait should take the lock and

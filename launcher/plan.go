@@ -286,14 +286,14 @@ func makePlan(req planRequest) (*Plan, error) {
 			continue
 		}
 		pl := places[h]
-		host.Oversubscribed = n > distinctPlaces(pl)
+		distinct := distinctPlaces(pl)
+		host.Oversubscribed = n > distinct
 		if req.bindTo.None {
 			continue
 		}
 		if !req.bindTo.Explicit {
 			if host.Oversubscribed {
-				places := distinctPlaces(pl)
-				if pe <= 1 && n%places == 0 && places == len(pl) {
+				if pe <= 1 && n%distinct == 0 && distinct == len(pl) {
 					// An even share: rank i on place i mod the places, so
 					// that every place runs the same number of ranks and a
 					// rank stays with its cache and its neighbours. 4 ranks
@@ -307,7 +307,7 @@ func makePlan(req planRequest) (*Plan, error) {
 						p.Ranks[r].Cpus = pl[p.Ranks[r].LocalRank%len(pl)]
 					}
 					p.Warnings = append(p.Warnings, fmt.Sprintf("%d ranks on %s, which has %d %s: each runs %d ranks, bound round robin (--bind-to none: unbound), which yield the cpu while they wait",
-						n, host.Name, len(pl), placeNoun(req.mapBy, pe), n/places))
+						n, host.Name, len(pl), placeNoun(req.mapBy, pe), n/distinct))
 					continue
 				}
 				p.Warnings = append(p.Warnings, fmt.Sprintf("%d ranks on %s, which has %d %s: ranks run unbound and yield the cpu while they wait",
