@@ -12,11 +12,12 @@ import (
 	"unsafe"
 
 	"github.com/parley-hpc/parley/internal/jobfiles"
+	"github.com/parley-hpc/parley/transport"
 )
 
 const (
 	magic        = jobfiles.Magic
-	layoutVer    = 2
+	layoutVer    = 3 // 3: short frames (flagShort)
 	cacheLine    = jobfiles.CacheLine
 	slotSize     = jobfiles.SlotSize
 	ringsOff     = jobfiles.RingsOff
@@ -25,6 +26,12 @@ const (
 	hdrLen       = 40 // wire.HeaderLen
 	frameHdrOff  = seqLen
 	frameDataOff = seqLen + hdrLen
+	// A frame whose header has no Cookie and no Aux (an eager message, a
+	// barrier's empty one) is written short: the header's first 24 bytes,
+	// with flagShort, and the payload from byte 32, so that up to 32 payload
+	// bytes travel in one slot instead of 16.
+	shortHdrLen  = 24
+	shortDataOff = seqLen + shortHdrLen
 	maxRings     = (ringsOff - bitmapOff) * 8 // what the bitmap can name
 )
 
@@ -144,7 +151,17 @@ func (r *ring) frame(i, k uint64) []byte {
 	return r.slots[i*slotSize : (i+k)*slotSize]
 }
 
-// slotsFor returns how many slots a frame with n payload bytes takes.
-func slotsFor(n int) uint64 {
-	return uint64((frameDataOff + n + slotSize - 1) / slotSize)
+// slotsFor returns how many slots a frame with n payload bytes takes when
+// its payload starts at byte dataOff (frameDataOff, or shortDataOff).
+func slotsFor(dataOff, n int) uint64 {
+	return uint64((dataOff + n + slotSize - 1) / slotSize)
+}
+
+// dataOffFor returns where the payload of a frame with header h starts:
+// short frames carry no Cookie and no Aux.
+func dataOffFor(h *transport.Header) int {
+	if h.Cookie == 0 && h.Aux == 0 {
+		return shortDataOff
+	}
+	return frameDataOff
 }

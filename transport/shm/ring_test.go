@@ -25,7 +25,7 @@ func TestLayout(t *testing.T) {
 	if unsafe.Offsetof(h.pid) != 24 || unsafe.Offsetof(h.start) != 32 || unsafe.Offsetof(h.closed) != 20 {
 		t.Fatalf("pid/start at %d/%d, Sweep reads them at 24/32", unsafe.Offsetof(h.pid), unsafe.Offsetof(h.start))
 	}
-	if frameDataOff != 48 || slotSize != 64 {
+	if frameDataOff != 48 || shortDataOff != 32 || slotSize != 64 {
 		t.Fatal("frame layout changed; update doc.go")
 	}
 }
@@ -62,7 +62,9 @@ func pair(t *testing.T, nrings, nslots, lr int) (cons, prod *Transport) {
 	return cons, prod
 }
 
-// checker receives frames carrying (sequence, crc) and verifies them.
+// checker receives frames carrying (sequence, crc) in Tag and Check, and
+// verifies them; a long frame also carries sequence+1 and ^crc in Cookie
+// and Aux, a short one zeros.
 type checker struct {
 	next    map[uint32]uint64 // per source: the next sequence expected
 	frames  int
@@ -83,13 +85,20 @@ func (c *checker) Deliver(from int, h *transport.Header, p []byte) {
 		c.err = fmt.Errorf("payload of %d bytes for a header saying %d", len(p), h.Len)
 		return
 	}
-	if h.Cookie != c.next[h.Source] {
-		c.err = fmt.Errorf("source %d: frame %d, expected %d", h.Source, h.Cookie, c.next[h.Source])
+	seq := uint64(uint32(h.Tag))
+	if seq != c.next[h.Source] {
+		c.err = fmt.Errorf("source %d: frame %d, expected %d", h.Source, seq, c.next[h.Source])
 		return
 	}
 	c.next[h.Source]++
-	if uint32(h.Aux) != crc32.ChecksumIEEE(p) {
-		c.err = fmt.Errorf("source %d frame %d: checksum mismatch", h.Source, h.Cookie)
+	if h.Check != crc32.ChecksumIEEE(p) {
+		c.err = fmt.Errorf("source %d frame %d: checksum mismatch", h.Source, seq)
+	}
+	if long := h.Cookie != 0 || h.Aux != 0; long && (h.Cookie != seq+1 || h.Aux != ^uint64(h.Check)) {
+		c.err = fmt.Errorf("source %d frame %d: cookie %d and aux %#x, want %d and %#x", h.Source, seq, h.Cookie, h.Aux, seq+1, ^uint64(h.Check))
+	}
+	if h.Flags&^transport.FlagDirect != 0 {
+		c.err = fmt.Errorf("source %d frame %d: flags %#x reach the handler", h.Source, seq, h.Flags)
 	}
 	c.frames++
 }
@@ -108,7 +117,14 @@ func payload(rng *rand.Rand, max int) []byte {
 }
 
 func frame(src uint32, seq uint64, p []byte, direct bool) *transport.SendOp {
-	op := &transport.SendOp{Header: transport.Header{Source: src, Cookie: seq, Aux: uint64(crc32.ChecksumIEEE(p)), Len: uint32(len(p))}, Payload: p}
+	op := shortFrame(src, seq, p, direct)
+	op.Header.Cookie, op.Header.Aux = seq+1, ^uint64(op.Header.Check)
+	return op
+}
+
+// shortFrame is frame without Cookie and Aux, which the ring writes short.
+func shortFrame(src uint32, seq uint64, p []byte, direct bool) *transport.SendOp {
+	op := &transport.SendOp{Header: transport.Header{Source: src, Tag: int32(seq), Check: crc32.ChecksumIEEE(p), Len: uint32(len(p))}, Payload: p}
 	if direct {
 		op.Header.Flags = transport.FlagDirect
 	}
@@ -124,7 +140,11 @@ func TestRingConcurrent(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	ops := make([]*transport.SendOp, frames)
 	for i := range ops {
-		ops[i] = frame(7, uint64(i), payload(rng, prod.maxLen), i%5 == 0)
+		if i%3 == 0 {
+			ops[i] = shortFrame(7, uint64(i), payload(rng, prod.maxLen), i%5 == 0)
+		} else {
+			ops[i] = frame(7, uint64(i), payload(rng, prod.maxLen), i%5 == 0)
+		}
 	}
 	var wg sync.WaitGroup
 	var stop atomic.Bool
@@ -263,7 +283,7 @@ func TestCapsFitTheRing(t *testing.T) {
 		// whole: a send puts all of it out at once.
 		chainSlots := uint64(0)
 		for off := 0; off < c.ChainLimit; off += c.MaxFrame {
-			chainSlots += slotsFor(min(c.MaxFrame, c.ChainLimit-off))
+			chainSlots += slotsFor(frameDataOff, min(c.MaxFrame, c.ChainLimit-off))
 		}
 		if chainSlots > uint64(slots) {
 			t.Errorf("%d slots: a chain of %d bytes takes %d slots", slots, c.ChainLimit, chainSlots)
@@ -283,16 +303,27 @@ func TestCapsFitTheRing(t *testing.T) {
 // continuation slots begins, exactly the sequence word the consumer would
 // expect there one lap later; the next lap then sends one-slot frames, so
 // the consumer arrives at each of those slots before the producer has
-// written it.
+// written it. Long and short frames (whose payload starts 16 bytes
+// earlier) both.
 func TestRingStalePayload(t *testing.T) {
+	for _, short := range []bool{false, true} {
+		t.Run(fmt.Sprintf("short=%v", short), func(t *testing.T) { testRingStalePayload(t, short) })
+	}
+}
+
+func testRingStalePayload(t *testing.T, short bool) {
 	const nslots = 64
 	cons, prod := pair(t, 2, nslots, 1)
 	p := prod.peers[0]
 	c := &checker{next: map[uint32]uint64{}}
 	seq := uint64(0)
+	dataOff, newFrame := frameDataOff, frame
+	if short {
+		dataOff, newFrame = shortDataOff, shortFrame
+	}
 	send := func(n int) {
 		t.Helper()
-		k := slotsFor(n)
+		k := slotsFor(dataOff, n)
 		h := p.head
 		start := h
 		if i := h & (nslots - 1); i+k > nslots {
@@ -300,11 +331,11 @@ func TestRingStalePayload(t *testing.T) {
 		}
 		b := make([]byte, n)
 		for j := uint64(1); j < k; j++ {
-			if off := int(j)*slotSize - frameDataOff; off+8 <= n {
+			if off := int(j)*slotSize - dataOff; off+8 <= n {
 				binary.LittleEndian.PutUint64(b[off:], start+j+nslots+1)
 			}
 		}
-		op := frame(7, seq, b, false)
+		op := newFrame(7, seq, b, false)
 		seq++
 		if prod.Send(0, op); op.Failed() || prod.Pending() {
 			t.Fatalf("frame %d of %d bytes did not go out at once", seq-1, n)
@@ -324,10 +355,46 @@ func TestRingStalePayload(t *testing.T) {
 	}
 	for lap := 0; lap < 6; lap++ {
 		for range 2 * nslots / 13 {
-			send(12*slotSize - frameDataOff + 1) // 13 slots
+			send(12*slotSize - dataOff + 1) // 13 slots
 		}
 		for range 2 * nslots {
 			send(0)
+		}
+	}
+}
+
+// TestRingShortFrames: a frame without Cookie and Aux takes one slot for
+// up to 32 payload bytes (a long one for up to 16), and both arrive whole.
+func TestRingShortFrames(t *testing.T) {
+	cases := []struct {
+		n     int
+		short bool
+		slots uint64
+	}{
+		{0, true, 1}, {16, true, 1}, {17, true, 1}, {32, true, 1}, {33, true, 2}, {96, true, 2}, {97, true, 3},
+		{16, false, 1}, {17, false, 2}, {80, false, 2}, {81, false, 3},
+	}
+	cons, prod := pair(t, 2, 64, 1)
+	p := prod.peers[0]
+	c := &checker{next: map[uint32]uint64{}}
+	for i, tc := range cases {
+		b := make([]byte, tc.n)
+		for j := range b {
+			b[j] = byte(i*31 + j)
+		}
+		op := frame(7, uint64(i), b, false)
+		if tc.short {
+			op = shortFrame(7, uint64(i), b, false)
+		}
+		head := p.head
+		if prod.Send(0, op); op.Failed() || prod.Pending() {
+			t.Fatalf("%d bytes, short %v: did not go out at once", tc.n, tc.short)
+		}
+		if got := p.head - head; got != tc.slots {
+			t.Errorf("%d bytes, short %v: %d slots, want %d", tc.n, tc.short, got, tc.slots)
+		}
+		if k, err := cons.Poll(c); k != 1 || err != nil || c.err != nil {
+			t.Fatalf("%d bytes, short %v: poll found %d frames, %v, %v", tc.n, tc.short, k, err, c.err)
 		}
 	}
 }

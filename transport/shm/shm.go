@@ -50,6 +50,9 @@ const (
 	// flagSkip marks a skip frame: Len counts the slots to skip. It is a
 	// transport-private flag bit (comm uses the low bits).
 	flagSkip = 1 << 7
+	// flagShort marks a short frame (ring.go): the header ends at Check,
+	// Cookie and Aux are zero, and the payload starts at byte shortDataOff.
+	flagShort = 1 << 6
 	// maxPollFrames bounds the frames one Poll hands on from one ring.
 	maxPollFrames = 64
 )
@@ -331,7 +334,8 @@ func (t *Transport) put(p *peer, op *transport.SendOp) bool {
 // whether it did.
 func (t *Transport) putFrame(p *peer, hdr *transport.Header, payload []byte) bool {
 	r := p.tx
-	k := slotsFor(len(payload))
+	dataOff := dataOffFor(hdr)
+	k := slotsFor(dataOff, len(payload))
 	h := p.head
 	i := h & r.mask
 	pad := uint64(0)
@@ -352,8 +356,11 @@ func (t *Transport) putFrame(p *peer, hdr *transport.Header, payload []byte) boo
 		i = 0
 	}
 	f := r.frame(i, k)
-	wire.PutHeader(f[frameHdrOff:], hdr)
-	copy(f[frameDataOff:], payload)
+	wire.PutHeader(f[frameHdrOff:], hdr) // all 40 bytes lie in the first slot; a short frame's payload overwrites its zero Cookie and Aux
+	if dataOff == shortDataOff {
+		f[frameHdrOff+1] |= flagShort
+	}
+	copy(f[dataOff:], payload)
 	r.publish(i, h+1)
 	p.head = h + k
 	bell := &p.seg.g.hdr.bell
@@ -489,14 +496,21 @@ func (t *Transport) drain(rx *rxRing, from int, h transport.Handler) (int, error
 				return n, fmt.Errorf("%w: skip of %d slots at slot %d of %d", ErrCorrupt, k, i, r.nslots)
 			}
 		} else {
+			dataOff := frameDataOff
+			if hd.Flags&flagShort != 0 {
+				// The bytes parsed as Cookie and Aux were payload.
+				hd.Flags &^= flagShort
+				hd.Cookie, hd.Aux = 0, 0
+				dataOff = shortDataOff
+			}
 			if int(hd.Len) > t.maxLen {
 				return n, fmt.Errorf("%w: frame of %d bytes at slot %d (limit %d)", ErrCorrupt, hd.Len, i, t.maxLen)
 			}
-			k = slotsFor(int(hd.Len))
+			k = slotsFor(dataOff, int(hd.Len))
 			if i+k > r.nslots {
 				return n, fmt.Errorf("%w: frame of %d slots at slot %d runs past the ring's %d", ErrCorrupt, k, i, r.nslots)
 			}
-			payload := r.frame(i, k)[frameDataOff : frameDataOff+int(hd.Len)]
+			payload := r.frame(i, k)[dataOff : dataOff+int(hd.Len)]
 			if hd.Flags&transport.FlagDirect != 0 {
 				dst := h.Destination(from, hd)
 				if len(dst) == len(payload) {
