@@ -358,7 +358,7 @@ func (t *Transport) putFrame(p *peer, hdr *transport.Header, payload []byte) boo
 	f := r.frame(i, k)
 	wire.PutHeader(f[frameHdrOff:], hdr) // all 40 bytes lie in the first slot; a short frame's payload overwrites its zero Cookie and Aux
 	if dataOff == shortDataOff {
-		f[frameHdrOff+1] |= flagShort
+		f[frameHdrOff+1] = hdr.Flags | flagShort
 	}
 	copy(f[dataOff:], payload)
 	r.publish(i, h+1)
