@@ -24,6 +24,7 @@ func init() {
 	b.Generic = collGeneric
 	b.Failed = func(err error) any { return failed(err) }
 	b.Abandon = collAbandon
+	b.FailedAtOnce = collFailedAtOnce
 }
 
 func collBegin(c any, k coll.Kind, a coll.Args) (coll.Call, error) {
@@ -102,11 +103,26 @@ func collSendrecv(k coll.Call, sbuf []byte, dest int, rbuf []byte, src int) (int
 	v := k.View.(*Comm)
 	sr, rr := v.e.sendrecv(v, sbuf, v.worldRank(dest), k.Tag, rbuf, v.worldRank(src), k.Tag, v.ctx, k.Check)
 	_, serr := v.e.finish(sr, inSend)
-	st, rerr := v.e.finish(rr, inRecv)
-	if rerr != nil {
-		return st.Count, rerr
+	if serr != nil {
+		// The send failed (no transport reaches dest, most likely): the
+		// receive would wait for a rank that may be waiting for this one,
+		// as in a Barrier between ranks that cannot reach each other.
+		// Abandoning the call fails the receive and tells the others.
+		collAbandon(k, serr)
+		v.e.finish(rr, inRecv)
+		return 0, serr
 	}
-	return st.Count, serr
+	st, rerr := v.e.finish(rr, inRecv)
+	return st.Count, rerr
+}
+
+// collFailedAtOnce is coll.Bridge.FailedAtOnce.
+func collFailedAtOnce(x any) error {
+	r, _ := x.(*Request)
+	if r == nil || !r.done.Load() {
+		return nil
+	}
+	return r.err
 }
 
 func collIsend(k coll.Call, buf []byte, dest int) any {

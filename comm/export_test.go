@@ -124,3 +124,13 @@ func Report(c *Comm) string {
 // LooseFence tells Start that o.KV's Fence is no barrier (as Hydra's
 // PMI-2 kvs-fence), so that Finalize adds its own.
 func LooseFence(o *Options) { o.looseFence = true }
+
+// BreakRoute makes c's rank unable to reach world rank dest from now on,
+// as when no transport reaches it: sends to it fail with err.
+func BreakRoute(c *Comm, dest int, err error) {
+	e := c.e
+	e.mu.Lock()
+	rt := e.routeLocked(dest)
+	rt.err = fmt.Errorf("rank %d: %w (%w)", dest, transport.ErrNoRoute, err)
+	e.unlock()
+}
