@@ -114,6 +114,12 @@ type engine struct {
 	// (on this rank, or on a member that told this one), and why: their
 	// pending operations failed, and later ones fail at once.
 	revoked map[uint32]error
+	// revokedAny is set (release store) with the first revocation, and
+	// collUnexp counts the unexpected messages on collective contexts:
+	// while neither says anything, a collective begins without the lock
+	// (collBegin).
+	revokedAny atomic.Bool
+	collUnexp  unexpCount
 
 	// spares are finished requests of blocking calls, which never reach
 	// the program, kept for the next blocking call (see newRequest). It is
@@ -178,6 +184,9 @@ func (e *engine) queue(ctx uint32) *matchQueue {
 	q := e.queues[ctx]
 	if q == nil {
 		q = &matchQueue{}
+		if ctx%ctxStride == ctxColl {
+			q.coll = &e.collUnexp
+		}
 		e.queues[ctx] = q
 	}
 	e.lastCtx, e.lastQ = ctx, q

@@ -1,5 +1,11 @@
 package comm
 
+import (
+	"sync/atomic"
+
+	"github.com/parley-hpc/parley/internal/release"
+)
+
 // Matching, as MPI defines it: a message matches the first posted receive
 // (in post order) whose source and tag accept it; a receive matches the
 // first unexpected message (in arrival order) it accepts. Messages from
@@ -37,6 +43,10 @@ type matchQueue struct {
 	postedHead, postedTail *Request
 	unexpHead, unexpTail   *message
 	unexpLen               int
+	// coll, on a collective context, is the engine's count of unexpected
+	// messages on every collective context, which collBegin reads without
+	// the lock.
+	coll *unexpCount
 	// nbActive, on a collective context, holds the tags of nonblocking
 	// collectives started and not completed: their messages may wait here
 	// legitimately while later collectives run (see staleLocked).
@@ -94,6 +104,9 @@ func (q *matchQueue) addUnexpected(m *message) {
 	}
 	q.unexpTail = m
 	q.unexpLen++
+	if q.coll != nil {
+		q.coll.add(1)
+	}
 }
 
 func (q *matchQueue) removeUnexpected(m *message) {
@@ -109,6 +122,9 @@ func (q *matchQueue) removeUnexpected(m *message) {
 	}
 	m.next, m.prev = nil, nil
 	q.unexpLen--
+	if q.coll != nil {
+		q.coll.add(-1)
+	}
 }
 
 // findUnexpected returns the first unexpected message a receive for
@@ -120,4 +136,18 @@ func (q *matchQueue) findUnexpected(src, tag int32) *message {
 		}
 	}
 	return nil
+}
+
+// unexpCount counts unexpected messages under the engine's lock, and
+// publishes the count for readers without it (collBegin): a release
+// store, so that the count costs the message path no atomic
+// read-modify-write.
+type unexpCount struct {
+	n   uint32
+	pub atomic.Uint32
+}
+
+func (c *unexpCount) add(d int) {
+	c.n += uint32(d)
+	release.Store32(&c.pub, c.n)
 }

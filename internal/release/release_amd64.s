@@ -16,3 +16,11 @@ TEXT ·SetTrue(SB), NOSPLIT, $0-8
 	MOVQ b+0(FP), AX
 	MOVL $1, (AX)
 	RET
+
+// func Store32(w *atomic.Uint32, v uint32)
+// A plain MOV, as Store64.
+TEXT ·Store32(SB), NOSPLIT, $0-12
+	MOVQ w+0(FP), AX
+	MOVL v+8(FP), BX
+	MOVL BX, (AX)
+	RET

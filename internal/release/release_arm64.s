@@ -17,3 +17,11 @@ TEXT ·SetTrue(SB), NOSPLIT, $0-8
 	MOVW  $1, R1
 	STLRW R1, (R0)
 	RET
+
+// func Store32(w *atomic.Uint32, v uint32)
+// STLRW: store-release of a word.
+TEXT ·Store32(SB), NOSPLIT, $0-12
+	MOVD  w+0(FP), R0
+	MOVWU v+8(FP), R1
+	STLRW R1, (R0)
+	RET

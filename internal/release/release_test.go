@@ -19,6 +19,22 @@ func TestStore64(t *testing.T) {
 	}
 }
 
+// TestStore32 stores words a plain load then sees, all 32 bits and not
+// a byte beyond them.
+func TestStore32(t *testing.T) {
+	var pad struct {
+		w     atomic.Uint32
+		after uint32
+	}
+	pad.after = 9
+	for _, v := range []uint32{1, 0, 1 << 31, ^uint32(0), 0x01234567} {
+		release.Store32(&pad.w, v)
+		if got := pad.w.Load(); got != v || pad.after != 9 {
+			t.Fatalf("Store32(%#x), then Load = %#x, neighbour %d (want 9)", v, got, pad.after)
+		}
+	}
+}
+
 // TestSetTrue: the flag reads true after SetTrue (atomic.Bool's layout is
 // what the assembly assumes).
 func TestSetTrue(t *testing.T) {
