@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/parley-hpc/parley/collectives"
 	"github.com/parley-hpc/parley/comm"
@@ -99,6 +100,34 @@ func TestMismatches(t *testing.T) {
 				err = collectives.Barrier(c)
 			}
 			return want(err, "bcast")
+		}},
+		{"bcast roots differ, the news late", 3, func(c *comm.Comm) error {
+			// Rank 0 names root 0, ranks 1 and 2 root 1; rank 0 comes late.
+			// Ranks 1 and 2 are done (rank 1 sent, rank 2 received from it)
+			// and wait in the barrier before rank 0's message reaches them;
+			// rank 0 finds rank 1's message at the barrier's start, and
+			// must tell them, or they would wait for it forever.
+			root := 1
+			if c.Rank() == 0 {
+				root = 0
+				time.Sleep(100 * time.Millisecond)
+			}
+			if err := collectives.Bcast(c, []int64{7}, root); err != nil {
+				return err
+			}
+			if c.Rank() == 0 {
+				// Rank 1's message is here by now; a probe takes it from
+				// the ring, so that the barrier's start can see it.
+				time.Sleep(10 * time.Millisecond)
+				if _, _, err := c.Iprobe(comm.AnySource, 99); err != nil {
+					return err
+				}
+			}
+			err := collectives.Barrier(c)
+			if c.Rank() == 0 {
+				return want(err, "bcast", "rank 1")
+			}
+			return want(err) // the revocation, which matches ErrMismatch
 		}},
 	}
 	for _, tc := range cases {

@@ -54,10 +54,15 @@ func collBegin(c any, k coll.Kind, a coll.Args) (coll.Call, error) {
 	if revoked != nil {
 		return coll.Call{}, &OpError{Op: k.String(), Comm: cm.name(), Rank: cm.rank, Peer: noPeer, Tag: noPeer, Err: revoked}
 	}
+	call := coll.Call{View: v, Rank: v.rank, Size: v.size, Tag: tag, Check: coll.Check(k, a)}
 	if stale != nil {
+		// Tell the others, as for any failed call: they may already wait
+		// in this call for this rank, without a stale message of their
+		// own to find (one that was still on its way when they began).
+		collAbandon(call, stale)
 		return coll.Call{}, stale
 	}
-	return coll.Call{View: v, Rank: v.rank, Size: v.size, Tag: tag, Check: coll.Check(k, a)}, nil
+	return call, nil
 }
 
 // staleLocked looks, as collective call tag begins on the collective view v, for
