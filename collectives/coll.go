@@ -150,20 +150,10 @@ func (k *call) exchangeAll(recvFrom, sendTo func(r int) []byte, want int) error 
 		to := (k.rank + s) % n
 		reqs = append(reqs, k.isend(sendTo(to), to))
 	}
-	for _, r := range reqs[n-1:] {
-		if err := coll.Bridge.FailedAtOnce(r); err != nil {
-			// A send failed at once (no transport reaches the rank): the
-			// receives would wait for ranks that may wait for this one.
-			// Abandoning the call fails them and tells the others.
-			err = k.fail(err)
-			coll.Bridge.Abandon(k.k, err)
-			k.waitRecvs(reqs[:n-1], -1)
-			k.waitAll(reqs[n-1:])
-			return err
-		}
-	}
 	err := k.waitRecvs(reqs[:n-1], want)
-	if serr := k.waitAll(reqs[n-1:]); err == nil {
+	if serr := k.waitAll(reqs[n-1:]); serr != nil {
+		// A send that failed is the cause: it failed the call, and the
+		// receives with it (comm abandons the call then).
 		err = serr
 	}
 	return err

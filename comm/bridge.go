@@ -25,7 +25,6 @@ func init() {
 	b.Generic = collGeneric
 	b.Failed = func(err error) any { return failed(err) }
 	b.Abandon = collAbandon
-	b.FailedAtOnce = collFailedAtOnce
 }
 
 func collBegin(c any, k coll.Kind, a coll.Args) (coll.Call, error) {
@@ -130,18 +129,16 @@ func collSendrecv(k coll.Call, sbuf []byte, dest int, rbuf []byte, src int) (int
 	return st.Count, rerr
 }
 
-// collFailedAtOnce is coll.Bridge.FailedAtOnce.
-func collFailedAtOnce(x any) error {
-	r, _ := x.(*Request)
-	if r == nil || !r.done.Load() {
-		return nil
-	}
-	return r.err
-}
-
 func collIsend(k coll.Call, buf []byte, dest int) any {
 	v := k.View.(*Comm)
-	return v.e.isend(v, buf, v.worldRank(dest), k.Tag, v.ctx, false, true, k.Check)
+	r := v.e.isend(v, buf, v.worldRank(dest), k.Tag, v.ctx, false, true, k.Check)
+	if r.done.Load() && r.err != nil {
+		// Failed at once (no transport reaches dest): as in collSendrecv,
+		// the call's receives, posted first, must not wait for ranks that
+		// may be waiting for this one.
+		collAbandon(k, r.err)
+	}
+	return r
 }
 
 func collIrecv(k coll.Call, buf []byte, src int) any {

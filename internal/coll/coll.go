@@ -141,11 +141,6 @@ var Bridge struct {
 	Generic func(k *Call, poll func() (bool, error)) any
 	// Failed returns a *comm.Request that has completed with err.
 	Failed func(err error) any
-	// FailedAtOnce returns the error of a request (a *comm.Request) that
-	// has already completed with one, such as a send to a rank no
-	// transport reaches; nil for one that is pending or succeeded. It
-	// neither waits nor makes progress.
-	FailedAtOnce func(r any) error
 	// Abandon reports that the call failed on this rank with err: comm
 	// tells the other members, whose operations of the call then fail too
 	// instead of waiting for this rank forever, and the communicator's
