@@ -42,7 +42,7 @@ func collBegin(c any, k coll.Kind, a coll.Args) (coll.Call, error) {
 	// alternating in one run, 2 ranks, 8 B: Bcast 0.94, Allreduce 0.92,
 	// Reduce 0.91, Gather 0.96 of the time with the lock at every start.)
 	var revoked, stale error
-	if v.e.revokedAny.Load() || v.e.collUnexp.pub.Load() != 0 {
+	if v.e.revokedAny.Load() || v.e.collUnexp.n.Load() != 0 {
 		v.e.mu.Lock()
 		revoked = v.e.revoked[v.ctx]
 		if revoked == nil {

@@ -138,16 +138,9 @@ func (q *matchQueue) findUnexpected(src, tag int32) *message {
 	return nil
 }
 
-// unexpCount counts unexpected messages under the engine's lock, and
-// publishes the count for readers without it (collBegin): a release
-// store, so that the count costs the message path no atomic
-// read-modify-write.
-type unexpCount struct {
-	n   uint32
-	pub atomic.Uint32
-}
+// unexpCount counts unexpected messages. Only the engine's lock holder
+// changes it, with a release store, so that the count costs the message
+// path no atomic read-modify-write; collBegin reads it without the lock.
+type unexpCount struct{ n atomic.Uint32 }
 
-func (c *unexpCount) add(d int) {
-	c.n += uint32(d)
-	release.Store32(&c.pub, c.n)
-}
+func (c *unexpCount) add(d int) { release.Store32(&c.n, c.n.Load()+uint32(d)) }
