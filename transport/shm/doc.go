@@ -35,10 +35,10 @@
 // A frame occupies consecutive slots of a ring: the first begins with a
 // sequence word (8 bytes) followed by the 40-byte wire.Header, and the
 // payload runs on from byte 48 through the following slots. A frame whose
-// header has no Cookie and no Aux (every eager message) is short: only the
-// header's first 24 bytes, a transport flag saying so, and the payload from
-// byte 32, so that payloads of up to 32 bytes take one slot, not two (32
-// bytes, 2 ranks, alternating blocks in one run: a Bcast took 0.76 and a
+// header has no Cookie and no Aux is short: only the header's first 24
+// bytes, a transport flag saying so, and the payload from byte 32, so
+// that payloads of up to 32 bytes take one slot, not two (32 bytes, 2
+// ranks, alternating blocks in one run: a Bcast took 0.76 and a
 // ping-pong 0.80 of their time with two slots). Positions grow
 // forever (64 bits) and are masked by the power-of-two slot count; a frame
 // never wraps around the end: the producer pads the rest of the ring with
