@@ -25,6 +25,31 @@ func init() {
 	b.Generic = collGeneric
 	b.Failed = func(err error) any { return failed(err) }
 	b.Abandon = collAbandon
+	b.ReadsOnHost = collReadsOnHost
+}
+
+// collReadsOnHost answers from what the members of a host share: the node
+// agent's settings, the same for all, through their transport's Caps; a
+// communicator that spans hosts, or a rank reached over TCP, has a route
+// without ReadFirst on every member. Whether the kernel allows the single
+// copy (route.reader) is left out: it can differ from rank to rank, and
+// where it is refused the messages still arrive, as chains.
+func collReadsOnHost(k coll.Call, n int) bool {
+	v := k.View.(*Comm)
+	e := v.e
+	e.mu.Lock()
+	defer e.unlock()
+	for r := range v.size {
+		w := v.worldRank(r)
+		if w == e.rank {
+			continue
+		}
+		rt := e.routeLocked(w)
+		if rt.err != nil || rt.t == nil || n <= rt.eager || !rt.t.Caps().ReadFirst {
+			return false
+		}
+	}
+	return true
 }
 
 func collBegin(c any, k coll.Kind, a coll.Args) (coll.Call, error) {

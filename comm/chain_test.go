@@ -308,3 +308,44 @@ func TestChainPieces(t *testing.T) {
 		})
 	}
 }
+
+// TestReadFirst: where the node agent measured the single copy faster
+// (Options.ShmReadFirst), a message between the eager limit and the chain
+// limit is read out of the sender's memory instead of sent as a chain;
+// elsewhere it is a chain and nothing is read. Messages at and below the
+// eager limit travel in one frame either way.
+func TestReadFirst(t *testing.T) {
+	cases := []struct {
+		tr        commtest.Transport
+		size      int
+		wantReads bool
+	}{
+		{commtest.Shm, 32 << 10, false},
+		{commtest.ShmRead, 32 << 10, true},
+		{commtest.ShmRead, shm.ChainLimit, true},
+		{commtest.ShmRead, shm.EagerLimit, false},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%v/%d", tc.tr, tc.size), func(t *testing.T) {
+			ws := commtest.Worlds(t, 2, tc.tr)
+			reads := 0 // written by rank 1's engine only, read after Run
+			comm.SetReadHook(ws[1], func() { reads++ })
+			commtest.Run(t, ws, func(c *comm.Comm) error {
+				if c.Rank() == 0 {
+					return c.Send(pattern(tc.size, 3), 1, 0)
+				}
+				got := make([]byte, tc.size)
+				if _, err := c.Recv(got, 0, 0); err != nil {
+					return err
+				}
+				if !bytes.Equal(got, pattern(tc.size, 3)) {
+					return errors.New("the message arrived with other contents")
+				}
+				return nil
+			})
+			if (reads > 0) != tc.wantReads {
+				t.Errorf("%d single-copy reads at the receiver; want reads: %v", reads, tc.wantReads)
+			}
+		})
+	}
+}

@@ -227,6 +227,9 @@ func (e *engine) useLocked(rt *route, t transport.Transport) {
 	rt.direct, _ = t.(transport.DirectSender)
 	if r, ok := t.(transport.RemoteReader); ok && caps.RemoteRead && !e.noRemoteRead {
 		rt.reader = r
+		if caps.ReadFirst {
+			rt.chain = 0 // medium messages are read too (finishReadLocked restores chains if the kernel refuses)
+		}
 	}
 }
 

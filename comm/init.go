@@ -59,6 +59,11 @@ type Options struct {
 	TCPListen, TCPAdvertise string
 	// Oversubscribed makes waiting ranks give their CPU away sooner.
 	Oversubscribed bool
+	// ShmReadFirst makes messages between the shared-memory eager limit
+	// and its chain limit move by single copy, not as chains through the
+	// ring, where the kernel allows it (PARLEY_SHM_MEDIUM=read: the node
+	// agent measured the single copy faster on this host).
+	ShmReadFirst bool
 	// Compress large TCP payloads (for slow links).
 	Compress bool
 	// Iface is the interface name or CIDR whose address TCP uses.
@@ -175,6 +180,7 @@ func optionsFromEnv() (Options, error) {
 	o.NoShm = os.Getenv(bootstrap.EnvShm) == "off"
 	o.ShmSegment = os.Getenv(bootstrap.EnvShmSeg)
 	o.Oversubscribed = os.Getenv(bootstrap.EnvOversub) == "1"
+	o.ShmReadFirst = os.Getenv(bootstrap.EnvShmMedium) == "read"
 	o.TCPAdvertise = os.Getenv(bootstrap.EnvTCPAddr)
 	o.Compress = os.Getenv(bootstrap.EnvCompress) == "1"
 	o.Iface = os.Getenv(bootstrap.EnvIface)

@@ -489,6 +489,7 @@ func (e *engine) finishReadLocked(r *Request, err error) {
 			e.noticeLocked(fmt.Sprintf("%s: single-copy transfers between ranks are off (the kernel refused process_vm_readv: %v); large messages are copied through shared memory instead, at lower bandwidth",
 				rt.host, rootCause(err)))
 			rt.reader = nil
+			rt.chain = rt.t.Caps().ChainLimit
 		}
 		r.rv.cookie = e.newCookieLocked(r)
 		e.sendControlLocked(rt, src, kindCTS, r.rv.peerCookie, r.rv.cookie)

@@ -111,7 +111,8 @@ func (e *engine) startTransports(opts *Options, card *bootstrap.Card) error {
 
 func (e *engine) startShm(opts *Options, card *bootstrap.Card) error {
 	t, err := shm.Open(shm.Config{JobID: opts.JobID, Rank: opts.Rank, Size: opts.Size, LocalRank: opts.LocalRank,
-		LocalSize: opts.LocalSize, EagerLimit: debugInt("shm_eager"), ChainLimit: debugInt("shm_chain"), Segment: opts.ShmSegment})
+		LocalSize: opts.LocalSize, EagerLimit: debugInt("shm_eager"), ChainLimit: debugInt("shm_chain"), Segment: opts.ShmSegment,
+		ReadFirst: opts.ShmReadFirst && debugInt("shm_chain") == 0})
 	if err != nil && opts.ShmSegment != "" {
 		// The agent reserved it: the host's other ranks count on this
 		// rank's shared memory, and would find no TCP listener here.

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"github.com/parley-hpc/parley/internal/jobfiles"
 	"github.com/parley-hpc/parley/internal/linux"
 	"github.com/parley-hpc/parley/internal/wire"
+	"github.com/parley-hpc/parley/transport/shm"
 )
 
 // AgentConfig configures a node agent.
@@ -50,6 +52,7 @@ type agent struct {
 	ln       *net.UnixListener
 	segments []string       // the host's segments, reserved before its ranks start
 	segEnv   map[int]string // per rank: its segment's environment entry
+	medium   string         // EnvShmMedium's value for this host's ranks, "" when not measured
 	oom      oomTracker     // OOM kill counters of the ranks' memory cgroups
 
 	mu          sync.Mutex
@@ -261,6 +264,9 @@ func (a *agent) jobEnv(l *bootstrap.Launch) []string {
 		bootstrap.EnvNode+"="+a.hostname,
 		bootstrap.EnvTCPAddr+"="+tcpAddr,
 	)
+	if a.medium != "" {
+		env = append(env, bootstrap.EnvShmMedium+"="+a.medium)
+	}
 	// The launch's own entries come last, so they win (exec uses the last
 	// of duplicate keys): -x PARLEY_NODE_ID=... overrides the host name.
 	return append(env, l.Env...)
@@ -667,7 +673,41 @@ func (a *agent) reserveSegments(l *bootstrap.Launch) error {
 	for i, spec := range l.Ranks {
 		a.segEnv[spec.Rank] = bootstrap.EnvShmSeg + "=" + names[i]
 	}
+	a.medium = a.measureMedium(l)
 	return nil
+}
+
+// measureMedium measures how messages above the shared-memory eager limit
+// move faster between two cores of this host's ranks (shm.MeasureMedium,
+// about a millisecond before the ranks start): "read" or "chain", or ""
+// where it cannot tell (one core, process_vm_readv refused), which leaves
+// the ranks' default. -x PARLEY_SHM_MEDIUM=... wins over it.
+func (a *agent) measureMedium(l *bootstrap.Launch) string {
+	if envValue(l.Env, bootstrap.EnvShmMedium) != "" {
+		return ""
+	}
+	var cpus []int
+	for _, spec := range l.Ranks {
+		if len(spec.Cpus) > 0 && !slices.Contains(cpus, spec.Cpus[0]) {
+			cpus = append(cpus, spec.Cpus[0])
+		}
+	}
+	if len(cpus) < 2 {
+		cpus, _ = linux.Affinity() // unbound ranks: any two of the agent's cpus
+	}
+	if len(cpus) < 2 {
+		return ""
+	}
+	m, err := shm.MeasureMedium(cpus[0], cpus[1])
+	if err != nil {
+		a.log.Info("medium messages not measured; ranks use their default", zap.Error(err))
+		return ""
+	}
+	a.log.Info("medium messages measured", zap.Stringer("result", m), zap.Bool("single copy", m.ReadWins()))
+	if m.ReadWins() {
+		return "read"
+	}
+	return "chain"
 }
 
 // envValue returns the value of name in env (the last entry wins, as for

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -394,5 +395,48 @@ func TestCPUsPerRank(t *testing.T) {
 	r = mpirun(t, "-np", "1", "--cpus-per-rank", "2", "sh", "-c", "echo GOMAXPROCS=$GOMAXPROCS")
 	if !strings.Contains(r.stdout, "GOMAXPROCS=2") {
 		t.Errorf("GOMAXPROCS with --cpus-per-rank 2: %q %s", r.stdout, r.stderr)
+	}
+}
+
+// TestMediumMeasured: with two ranks of a host on two cpus, the node agent
+// measures how messages above the shared-memory eager limit move faster
+// and gives every rank the same answer; -x overrides it; a job without
+// shared memory, or of one rank, is not measured.
+func TestMediumMeasured(t *testing.T) {
+	if runtimeCPUs() < 2 {
+		proctest.Unavailable(t, "needs two cpus")
+	}
+	show := []string{"sh", "-c", "echo medium=$PARLEY_SHM_MEDIUM"}
+	cases := []struct {
+		name string
+		args []string
+		want []string // one line per rank
+	}{
+		{"measured", []string{"-np", "2"}, nil},
+		{"overridden", []string{"-np", "2", "-x", "PARLEY_SHM_MEDIUM=chain"}, []string{"medium=chain", "medium=chain"}},
+		{"tcp", []string{"-np", "2", "--transport", "tcp"}, []string{"medium=", "medium="}},
+		{"one rank", []string{"-np", "1"}, []string{"medium="}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := mpirun(t, append(tc.args, show...)...)
+			if r.code != 0 {
+				t.Fatal(r.stderr)
+			}
+			got := strings.Fields(r.stdout)
+			slices.Sort(got)
+			want := tc.want
+			if want == nil {
+				// Either answer, but the same for both ranks.
+				if len(got) == 2 && got[0] == got[1] && (got[0] == "medium=read" || got[0] == "medium=chain") {
+					want = got
+				} else {
+					want = []string{"medium=read", "medium=read", "(or chain, alike)"}
+				}
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("ranks saw %q, want %q\n%s", got, want, r.stderr)
+			}
+		})
 	}
 }

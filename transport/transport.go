@@ -73,6 +73,11 @@ type Caps struct {
 	// link delivers in order with no other frame between them (comm sends
 	// them under one hold of its lock). 0: no chains.
 	ChainLimit int
+	// ReadFirst says that where the receiver can read a message out of
+	// the sender's memory (RemoteRead), that beats a chain: comm sends
+	// chains only over links where it cannot read (shared memory, where
+	// the node agent measured so: shm.MeasureMedium).
+	ReadFirst bool
 	// Registers says memory must be registered with the adapter before a
 	// peer can read it (RDMA): Expose costs a registration, which the
 	// transport caches, and a descriptor names a key the peer was given.

@@ -25,12 +25,18 @@ const (
 	TCP   Transport = iota // loopback TCP between every pair
 	Shm                    // shared memory between every pair
 	Verbs                  // each rank a node of its own, verbs between them over a fake adapter
+	// ShmRead is shared memory where messages above the eager limit move
+	// by single copy, never as chains (Options.ShmReadFirst: what the node
+	// agent sets where it measured that faster).
+	ShmRead
 )
 
 func (t Transport) String() string {
 	switch t {
 	case Shm:
 		return "shm"
+	case ShmRead:
+		return "shm-read"
 	case Verbs:
 		return "verbs"
 	}
@@ -132,6 +138,8 @@ func Worlds(tb testing.TB, n int, tr Transport) []*comm.Comm {
 			case TCP:
 				o.ForceTCP, o.NoShm = true, true
 			case Shm:
+			case ShmRead:
+				o.ShmReadFirst = true
 			case Verbs:
 				o.Transport, o.VerbsDevice = "verbs", fabric.Open(fmt.Sprintf("fake%d", r))
 				o.Node, o.LocalRank, o.LocalSize = fmt.Sprintf("commtest-%s-%d", job, r), 0, 1

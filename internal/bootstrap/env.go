@@ -22,4 +22,5 @@ const (
 	EnvDebugOpts   = "PARLEY_DEBUG"          // comma-separated test-only knobs
 	EnvShm         = "PARLEY_SHM"            // "off": the agent could not give this host shared memory; ranks use TCP
 	EnvShmSeg      = "PARLEY_SHM_SEGMENT"    // the rank's own segment under /dev/shm, created and reserved by its agent
+	EnvShmMedium   = "PARLEY_SHM_MEDIUM"     // "read" or "chain": how messages above the eager limit moved faster on this host (shm.MeasureMedium)
 )

@@ -146,4 +146,10 @@ var Bridge struct {
 	// instead of waiting for this rank forever, and the communicator's
 	// collectives become unusable.
 	Abandon func(k Call, err error)
+	// ReadsOnHost reports whether every rank of the call's communicator
+	// shares this rank's host, whose shared memory moves messages of n
+	// bytes by single copy (the receiver reads them out of the sender's
+	// memory: transport.Caps.ReadFirst, n above the eager limit). Every
+	// member gets the same answer, so algorithms may be chosen by it.
+	ReadsOnHost func(k Call, n int) bool
 }

@@ -89,5 +89,8 @@
 // while the sender writes the next. Larger messages do not go through the
 // rings: comm sends their address, and the receiver copies them in one
 // step with process_vm_readv where the kernel permits it; otherwise they
-// move in pipelined data frames.
+// move in pipelined data frames. Where the node agent measured the single
+// copy faster than chains between its ranks' cores (MeasureMedium, before
+// they start; Config.ReadFirst), messages above EagerLimit all take it,
+// and chains only links where the kernel refuses it.
 package shm

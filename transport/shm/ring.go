@@ -110,6 +110,16 @@ func (g *region) activeWord(i int) *atomic.Uint64 {
 // bitmapWords is the number of bitmap words covering the rings.
 func (g *region) bitmapWords() int { return (g.nrings + 63) / 64 }
 
+// heapMem returns zeroed, cache-line aligned heap memory of n bytes, for
+// segments that live in one process (tests, MeasureMedium); the race
+// detector sees accesses to it, which it cannot for a mapping.
+func heapMem(n int) []byte {
+	words := make([]uint64, (n+2*cacheLine)/8)
+	b := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(words))), len(words)*8)
+	off := int(uintptr(cacheLine) - uintptr(unsafe.Pointer(&b[0]))%cacheLine)
+	return b[off%cacheLine : off%cacheLine+n]
+}
+
 // ring is a view of one ring of a segment.
 type ring struct {
 	tail   *atomic.Uint64

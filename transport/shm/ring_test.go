@@ -30,35 +30,14 @@ func TestLayout(t *testing.T) {
 	}
 }
 
-// heapMem returns zeroed, cache-line aligned heap memory of n bytes; the
-// race detector sees accesses to it, which it cannot for a mapping.
-func heapMem(n int) []byte {
-	words := make([]uint64, (n+2*cacheLine)/8)
-	b := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(words))), len(words)*8)
-	off := int(uintptr(cacheLine) - uintptr(unsafe.Pointer(&b[0]))%cacheLine)
-	return b[off%cacheLine : off%cacheLine+n]
-}
-
 // pair makes a consumer transport over a heap segment with nrings rings,
 // and a producer transport that sends into ring lr of it.
 func pair(t *testing.T, nrings, nslots, lr int) (cons, prod *Transport) {
 	t.Helper()
-	mem := heapMem(regionSize(nrings, nslots))
-	g, err := newRegion(mem, nrings, nslots, 1, 0, true)
+	cons, prod, err := heapPair(nrings, nslots, lr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	seg := &segment{name: "heap", mem: mem, g: g}
-	cons = &Transport{cfg: Config{Slots: nslots, EagerLimit: EagerLimit, Size: nrings}, own: seg, g: g, rx: make([]rxRing, nrings),
-		seen: make([]uint64, g.bitmapWords()), from: make([]int, nrings), peers: map[int]*peer{}, maxLen: nslots*slotSize/4 - frameDataOff}
-	for i := range cons.rx {
-		cons.rx[i].r = g.ring(i)
-		cons.from[i] = -1
-	}
-	prod = &Transport{cfg: Config{Slots: nslots, LocalRank: lr, Rank: lr}, peers: map[int]*peer{}, maxLen: cons.maxLen}
-	prod.peers[0] = &peer{rank: 0, seg: seg, tx: g.ring(lr)}
-	g.ring(lr).sender.Store(uint64(lr) + 1)
-	g.activeWord(lr / 64).Or(1 << (lr % 64))
 	return cons, prod
 }
 

@@ -83,6 +83,11 @@ type Config struct {
 	// ChainLimit overrides the default ChainLimit (tests and tuning); a
 	// negative value sends no chains.
 	ChainLimit int
+	// ReadFirst makes comm read messages above EagerLimit out of the
+	// sender's memory where it can, and send chains only where it cannot
+	// (Caps.ReadFirst): what the node agent chooses where it measured the
+	// single copy faster (MeasureMedium).
+	ReadFirst bool
 }
 
 // Transport is one rank's shared-memory endpoint: its own segment, whose
@@ -246,7 +251,7 @@ func (t *Transport) Bell() transport.Bell { return transport.NewBell(&t.own.g.hd
 // Caps reports what this transport does.
 func (t *Transport) Caps() transport.Caps {
 	return transport.Caps{Name: "shm", EagerLimit: t.cfg.EagerLimit, MaxFrame: min(maxDataFrame, t.maxLen),
-		ChainLimit: max(t.cfg.ChainLimit, 0), RemoteRead: true, Woken: true, WholeFrames: true}
+		ChainLimit: max(t.cfg.ChainLimit, 0), ReadFirst: t.cfg.ReadFirst, RemoteRead: true, Woken: true, WholeFrames: true}
 }
 
 // Reach maps the segment named name of peer rank (process pid) for
