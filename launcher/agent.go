@@ -24,7 +24,6 @@ import (
 	"github.com/parley-hpc/parley/internal/jobfiles"
 	"github.com/parley-hpc/parley/internal/linux"
 	"github.com/parley-hpc/parley/internal/wire"
-	"github.com/parley-hpc/parley/transport/shm"
 )
 
 // AgentConfig configures a node agent.
@@ -35,7 +34,18 @@ type AgentConfig struct {
 	// the agent use its own address on the link to mpirun).
 	TCPAddr string
 	Logger  *zap.Logger
+	// MeasureMedium, when set, tells the host's ranks how messages above
+	// the shared-memory eager limit move faster (see MediumProbe).
+	MeasureMedium MediumProbe
 }
+
+// MediumProbe measures, between a thread on cpu from and one on cpu to,
+// whether messages above the shared-memory eager limit move faster by
+// single copy than as chains through a ring; detail says what it
+// measured. mpirun's main passes the shared-memory transport's
+// (shm.MeasureMedium): the launcher does not import the transports, whose
+// ranks it only starts.
+type MediumProbe func(from, to int) (readWins bool, detail string, err error)
 
 // agent runs the ranks of one host. Its reader goroutine (run) handles
 // mpirun's messages; one goroutine per rank waits for the process, two
@@ -683,7 +693,7 @@ func (a *agent) reserveSegments(l *bootstrap.Launch) error {
 // where it cannot tell (one core, process_vm_readv refused), which leaves
 // the ranks' default. -x PARLEY_SHM_MEDIUM=... wins over it.
 func (a *agent) measureMedium(l *bootstrap.Launch) string {
-	if envValue(l.Env, bootstrap.EnvShmMedium) != "" {
+	if a.cfg.MeasureMedium == nil || envValue(l.Env, bootstrap.EnvShmMedium) != "" {
 		return ""
 	}
 	var cpus []int
@@ -698,13 +708,13 @@ func (a *agent) measureMedium(l *bootstrap.Launch) string {
 	if len(cpus) < 2 {
 		return ""
 	}
-	m, err := shm.MeasureMedium(cpus[0], cpus[1])
+	read, detail, err := a.cfg.MeasureMedium(cpus[0], cpus[1])
 	if err != nil {
 		a.log.Info("medium messages not measured; ranks use their default", zap.Error(err))
 		return ""
 	}
-	a.log.Info("medium messages measured", zap.Stringer("result", m), zap.Bool("single copy", m.ReadWins()))
-	if m.ReadWins() {
+	a.log.Info("medium messages measured", zap.String("result", detail), zap.Bool("single copy", read))
+	if read {
 		return "read"
 	}
 	return "chain"

@@ -41,6 +41,8 @@ type AgentMainConfig struct {
 	// NodeMap names each host's index, for agents started by srun (Node
 	// -1): the agent finds its own by its Slurm node name.
 	NodeMap []Child
+	// MeasureMedium is passed on to the agent (AgentConfig).
+	MeasureMedium MediumProbe
 }
 
 // Child is a host whose agent another agent starts.
@@ -139,7 +141,7 @@ func AgentMain(cfg AgentMainConfig) error {
 			conn.Close()
 		}
 	}()
-	return RunAgent(conn, AgentConfig{Node: cfg.Node, Secret: secret, Logger: cfg.Logger})
+	return RunAgent(conn, AgentConfig{Node: cfg.Node, Secret: secret, Logger: cfg.Logger, MeasureMedium: cfg.MeasureMedium})
 }
 
 func agentSecret(stdin *bufio.Reader) ([]byte, error) {

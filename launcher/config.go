@@ -55,4 +55,7 @@ type Config struct {
 	Stdout, Stderr io.Writer // nil: os.Stdout, os.Stderr
 	Signals        <-chan os.Signal
 	Logger         *zap.Logger
+	// MeasureMedium is passed on to the agent of the local host, and to
+	// remote agents through their own mpirun (AgentMainConfig).
+	MeasureMedium MediumProbe
 }

@@ -432,7 +432,7 @@ func (j *job) startLocalAgent(node int, host, tcpAddr string) (*agentLink, error
 	go func() {
 		defer close(l.done)
 		err := RunAgent(bootstrap.NewConn(ends[1]), AgentConfig{Node: node, Secret: j.secret, TCPAddr: tcpAddr,
-			Logger: j.log.Named("agent")})
+			Logger: j.log.Named("agent"), MeasureMedium: j.cfg.MeasureMedium})
 		if err != nil {
 			j.log.Error("local agent", zap.Error(err))
 		}

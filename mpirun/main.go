@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/parley-hpc/parley/launcher"
+	"github.com/parley-hpc/parley/transport/shm"
 )
 
 // version and commit are set at build time (make build, make install):
@@ -185,6 +186,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
 	cfg.Signals = sigs
+	cfg.MeasureMedium = measureMedium
 	code, err := launcher.Run(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "mpirun: %v\n", err)
@@ -365,7 +367,8 @@ func newLogger(verbose int, w io.Writer) *zap.Logger {
 // runAgent is the hidden agent mode, started on remote hosts.
 func runAgent(o options, stderr io.Writer) int {
 	log := newLogger(o.verbose, stderr)
-	cfg := launcher.AgentMainConfig{Node: o.agentArgs.node, Connect: o.agentArgs.connect, Logger: log, Verbose: o.verbose}
+	cfg := launcher.AgentMainConfig{Node: o.agentArgs.node, Connect: o.agentArgs.connect, Logger: log, Verbose: o.verbose,
+		MeasureMedium: measureMedium}
 	if o.agentArgs.children != "" {
 		children, err := launcher.ParseChildren(o.agentArgs.children)
 		if err != nil {
@@ -413,4 +416,14 @@ func runInfo(o options, fs *pflag.FlagSet, stdout, stderr io.Writer) int {
 	}
 	in.WriteText(stdout)
 	return 0
+}
+
+// measureMedium is the node agents' launcher.MediumProbe: the
+// shared-memory transport's own measure (shm.MeasureMedium).
+func measureMedium(from, to int) (bool, string, error) {
+	m, err := shm.MeasureMedium(from, to)
+	if err != nil {
+		return false, "", err
+	}
+	return m.ReadWins(), m.String(), nil
 }
