@@ -39,10 +39,13 @@ const (
 	// frames (comm/chain.go); at most half a ring (Open), so that a chain
 	// fits an empty ring whole, headers and all (TestCapsFitTheRing): a
 	// send into a drained ring puts all of it out at once. Between the
-	// eager limit and here a single copy pays its system call for nothing. 7 interleaved runs against
-	// the single copy, 2 ranks: latency 32 KiB 2.13 against 4.75 us,
+	// eager limit and here a single copy pays its system call for nothing
+	// on some machines: 7 interleaved runs against the single copy, 2
+	// ranks (AMD EPYC, 2 vCPU): latency 32 KiB 2.13 against 4.75 us,
 	// 64 KiB 3.80 against 7.33, 128 KiB 6.73 against 13.3; bw 32-128 KiB
-	// 14.6-15.5 against 6.5-9.1 GB/s; bibw 128 KiB 20.1 against 18.7.
+	// 14.6-15.5 against 6.5-9.1 GB/s; bibw 128 KiB 20.1 against 18.7. On
+	// others the single copy wins (Intel Xeon, 2 vCPU: bw 64 KiB 4.9
+	// against 9.9 GB/s), so the node agent measures which (medium.go).
 	ChainLimit = 128 << 10
 	// maxDataFrame is the payload of one data frame when large messages
 	// move through the rings (no single copy).
