@@ -10,6 +10,7 @@ import (
 	"github.com/parley-hpc/parley/collectives"
 	"github.com/parley-hpc/parley/comm"
 	"github.com/parley-hpc/parley/comm/commtest"
+	"github.com/parley-hpc/parley/internal/bootstrap"
 	"github.com/parley-hpc/parley/internal/coll"
 	"github.com/parley-hpc/parley/transport"
 	"github.com/parley-hpc/parley/transport/shm"
@@ -347,5 +348,19 @@ func TestReadFirst(t *testing.T) {
 				t.Errorf("%d single-copy reads at the receiver; want reads: %v", reads, tc.wantReads)
 			}
 		})
+	}
+}
+
+// TestReadFirstFromEnv: a rank started by mpirun reads the node agent's
+// choice (PARLEY_SHM_MEDIUM, or what -x sets there) into its options.
+func TestReadFirstFromEnv(t *testing.T) {
+	for _, tc := range []struct {
+		medium string
+		want   bool
+	}{{"read", true}, {"chain", false}, {"", false}} {
+		t.Setenv(bootstrap.EnvShmMedium, tc.medium)
+		if o := comm.TransportOptionsFromEnv(); o.ShmReadFirst != tc.want {
+			t.Errorf("%s=%q: ShmReadFirst %v, want %v", bootstrap.EnvShmMedium, tc.medium, o.ShmReadFirst, tc.want)
+		}
 	}
 }

@@ -134,3 +134,11 @@ func BreakRoute(c *Comm, dest int, err error) {
 	rt.err = fmt.Errorf("rank %d: %w (%w)", dest, transport.ErrNoRoute, err)
 	e.unlock()
 }
+
+// TransportOptionsFromEnv is what Init reads from the environment
+// mpirun's agent gives a rank about how ranks talk.
+func TransportOptionsFromEnv() Options {
+	var o Options
+	transportOptionsFromEnv(&o)
+	return o
+}

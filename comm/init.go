@@ -176,6 +176,19 @@ func optionsFromEnv() (Options, error) {
 	if err != nil {
 		return o, err
 	}
+	transportOptionsFromEnv(&o)
+	o.Logger = loggerFromEnv(o.Rank)
+	agent, err := dialAgent(os.Getenv(bootstrap.EnvAgent), o.Secret, o.Rank, 30*time.Second)
+	if err != nil {
+		return o, err
+	}
+	o.agent = agent
+	return o, nil
+}
+
+// transportOptionsFromEnv reads how the rank's agent (or -x) says ranks
+// should talk.
+func transportOptionsFromEnv(o *Options) {
 	o.Transport = os.Getenv(bootstrap.EnvTransport)
 	o.NoShm = os.Getenv(bootstrap.EnvShm) == "off"
 	o.ShmSegment = os.Getenv(bootstrap.EnvShmSeg)
@@ -184,13 +197,6 @@ func optionsFromEnv() (Options, error) {
 	o.TCPAdvertise = os.Getenv(bootstrap.EnvTCPAddr)
 	o.Compress = os.Getenv(bootstrap.EnvCompress) == "1"
 	o.Iface = os.Getenv(bootstrap.EnvIface)
-	o.Logger = loggerFromEnv(o.Rank)
-	agent, err := dialAgent(os.Getenv(bootstrap.EnvAgent), o.Secret, o.Rank, 30*time.Second)
-	if err != nil {
-		return o, err
-	}
-	o.agent = agent
-	return o, nil
 }
 
 // loggerFromEnv makes the runtime's logger: silent unless PARLEY_VERBOSE
