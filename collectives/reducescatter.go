@@ -52,6 +52,9 @@ func ReduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) (err 
 	if n > 2 && n <= reduceScatterDirectMaxRanks && len(asBytes(in)) <= reduceScatterDirectMax {
 		return reduceScatterDirect(k, in, out[:counts[k.rank]], counts, op)
 	}
+	if n == 2 && op.commutative {
+		return reduceScatterPair(k, in, out[:counts[k.rank]], counts, op)
+	}
 	if !op.commutative {
 		acc, release := scratch[T](len(in))
 		defer release.release()
@@ -119,6 +122,25 @@ func reduceScatterDirect[T Elem](k *call, in, out []T, counts []int, op Op) erro
 		if err := apply(op, out, tmp[r*mine:(r+1)*mine]); err != nil {
 			return k.fail(err)
 		}
+	}
+	return nil
+}
+
+// reduceScatterPair is the ring's one step on 2 ranks, without its
+// accumulator: each rank sends the other its block of in, and combines
+// what it receives with its own block straight in out (a commutative op:
+// the order of the two operands is this rank's first).
+func reduceScatterPair[T Elem](k *call, in, out []T, counts []int, op Op) error {
+	other := 1 - k.rank
+	got, release := scratch[T](len(out))
+	defer release.release()
+	otherOff, myOff := vOffset(counts, nil, other), vOffset(counts, nil, k.rank)
+	if err := k.exchange(asBytes(in[otherOff:otherOff+counts[other]]), other, asBytes(got), other); err != nil {
+		return err
+	}
+	copyElems(out, in[myOff:myOff+len(out)])
+	if err := apply(op, out, got); err != nil {
+		return k.fail(err)
 	}
 	return nil
 }
