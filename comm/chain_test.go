@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -314,20 +315,27 @@ func TestChainPieces(t *testing.T) {
 // (Options.ShmReadFirst), a message between the eager limit and the chain
 // limit is read out of the sender's memory instead of sent as a chain;
 // elsewhere it is a chain and nothing is read. Messages at and below the
-// eager limit travel in one frame either way.
+// eager limit travel in one frame either way. Where single copy is off
+// (PARLEY_DEBUG=no_cma, as where the kernel refuses it), they travel
+// through the ring, intact, and nothing is read.
 func TestReadFirst(t *testing.T) {
 	cases := []struct {
 		tr        commtest.Transport
 		size      int
+		noCMA     bool
 		wantReads bool
 	}{
-		{commtest.Shm, 32 << 10, false},
-		{commtest.ShmRead, 32 << 10, true},
-		{commtest.ShmRead, shm.ChainLimit, true},
-		{commtest.ShmRead, shm.EagerLimit, false},
+		{commtest.Shm, 32 << 10, false, false},
+		{commtest.ShmRead, 32 << 10, false, true},
+		{commtest.ShmRead, shm.ChainLimit, false, true},
+		{commtest.ShmRead, shm.EagerLimit, false, false},
+		{commtest.ShmRead, 32 << 10, true, false},
 	}
 	for _, tc := range cases {
-		t.Run(fmt.Sprintf("%v/%d", tc.tr, tc.size), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%v/%d/nocma=%v", tc.tr, tc.size, tc.noCMA), func(t *testing.T) {
+			if tc.noCMA {
+				t.Setenv(bootstrap.EnvDebugOpts, "no_cma=1")
+			}
 			ws := commtest.Worlds(t, 2, tc.tr)
 			reads := 0 // written by rank 1's engine only, read after Run
 			comm.SetReadHook(ws[1], func() { reads++ })
@@ -352,14 +360,22 @@ func TestReadFirst(t *testing.T) {
 }
 
 // TestReadFirstFromEnv: a rank started by mpirun reads the node agent's
-// choice (PARLEY_SHM_MEDIUM, or what -x sets there) into its options.
+// choice (PARLEY_SHM_MEDIUM, or what -x sets there) into its options; a
+// value that is neither choice fails, naming both.
 func TestReadFirstFromEnv(t *testing.T) {
 	for _, tc := range []struct {
 		medium string
 		want   bool
-	}{{"read", true}, {"chain", false}, {"", false}} {
+		fails  bool
+	}{{"read", true, false}, {"chain", false, false}, {"", false, false}, {"Read", false, true}, {"fast", false, true}} {
 		t.Setenv(bootstrap.EnvShmMedium, tc.medium)
-		if o := comm.TransportOptionsFromEnv(); o.ShmReadFirst != tc.want {
+		o, err := comm.TransportOptionsFromEnv()
+		switch {
+		case tc.fails && (err == nil || !strings.Contains(err.Error(), "want read") || !strings.Contains(err.Error(), "or chain")):
+			t.Errorf("%s=%q: error %v, want one naming read and chain", bootstrap.EnvShmMedium, tc.medium, err)
+		case !tc.fails && err != nil:
+			t.Errorf("%s=%q: %v", bootstrap.EnvShmMedium, tc.medium, err)
+		case o.ShmReadFirst != tc.want:
 			t.Errorf("%s=%q: ShmReadFirst %v, want %v", bootstrap.EnvShmMedium, tc.medium, o.ShmReadFirst, tc.want)
 		}
 	}

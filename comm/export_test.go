@@ -137,8 +137,8 @@ func BreakRoute(c *Comm, dest int, err error) {
 
 // TransportOptionsFromEnv is what Init reads from the environment
 // mpirun's agent gives a rank about how ranks talk.
-func TransportOptionsFromEnv() Options {
+func TransportOptionsFromEnv() (Options, error) {
 	var o Options
-	transportOptionsFromEnv(&o)
-	return o
+	err := transportOptionsFromEnv(&o)
+	return o, err
 }

@@ -176,7 +176,9 @@ func optionsFromEnv() (Options, error) {
 	if err != nil {
 		return o, err
 	}
-	transportOptionsFromEnv(&o)
+	if err := transportOptionsFromEnv(&o); err != nil {
+		return o, err
+	}
 	o.Logger = loggerFromEnv(o.Rank)
 	agent, err := dialAgent(os.Getenv(bootstrap.EnvAgent), o.Secret, o.Rank, 30*time.Second)
 	if err != nil {
@@ -188,15 +190,23 @@ func optionsFromEnv() (Options, error) {
 
 // transportOptionsFromEnv reads how the rank's agent (or -x) says ranks
 // should talk.
-func transportOptionsFromEnv(o *Options) {
+func transportOptionsFromEnv(o *Options) error {
 	o.Transport = os.Getenv(bootstrap.EnvTransport)
 	o.NoShm = os.Getenv(bootstrap.EnvShm) == "off"
 	o.ShmSegment = os.Getenv(bootstrap.EnvShmSeg)
 	o.Oversubscribed = os.Getenv(bootstrap.EnvOversub) == "1"
-	o.ShmReadFirst = os.Getenv(bootstrap.EnvShmMedium) == "read"
+	switch m := os.Getenv(bootstrap.EnvShmMedium); m {
+	case "read":
+		o.ShmReadFirst = true
+	case "chain", "":
+	default:
+		return fmt.Errorf("%s=%q: want read (messages above the shared-memory eager limit move by single copy) or chain (through the ring)",
+			bootstrap.EnvShmMedium, m)
+	}
 	o.TCPAdvertise = os.Getenv(bootstrap.EnvTCPAddr)
 	o.Compress = os.Getenv(bootstrap.EnvCompress) == "1"
 	o.Iface = os.Getenv(bootstrap.EnvIface)
+	return nil
 }
 
 // loggerFromEnv makes the runtime's logger: silent unless PARLEY_VERBOSE
