@@ -91,6 +91,8 @@
 // step with process_vm_readv where the kernel permits it; otherwise they
 // move in pipelined data frames. Where the node agent measured the single
 // copy faster than chains between its ranks' cores (MeasureMedium, before
-// they start; Config.ReadFirst), messages above EagerLimit all take it,
-// and chains only links where the kernel refuses it.
+// they start; Config.ReadFirst; the agent tells its ranks in
+// PARLEY_SHM_MEDIUM=read or chain, which mpirun -x overrides), messages
+// above EagerLimit all take it, and chains only links where the kernel
+// refuses it.
 package shm
