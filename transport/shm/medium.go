@@ -49,6 +49,9 @@ const (
 	probeMessageSize = 64 << 10
 	probeMessages    = 16 // 1 MiB a round: 0.1-0.2 ms at 5-15 GB/s
 	probeRounds      = 3
+	// probeRoundLimit ends a measure whose round takes 50-100 times what
+	// it does on an idle machine.
+	probeRoundLimit = 20 * time.Millisecond
 )
 
 // MeasureMedium streams medium messages through a real ring (this
@@ -186,12 +189,22 @@ func (p *probe) consume(chain bool) (time.Duration, error) {
 	t0 := time.Now()
 	p.start.Store(round)
 	want := probeMessages * probeMessageSize
-	for p.got < want && p.reads < probeMessages {
+	for i := 0; p.got < want && p.reads < probeMessages; i++ {
 		if _, err := p.cons.Poll(p); err != nil {
 			return 0, err
 		}
 		if p.err != nil {
 			return 0, p.err
+		}
+		if i%1024 == 1023 {
+			// The producer failed, or cannot run: the ranks must not wait
+			// for the measure.
+			if p.fail.Load() {
+				return 0, errors.New("the sending thread failed")
+			}
+			if time.Since(t0) > probeRoundLimit {
+				return 0, fmt.Errorf("a round took longer than %v (a busy cpu?)", probeRoundLimit)
+			}
 		}
 	}
 	d := time.Since(t0)

@@ -8,8 +8,10 @@ import (
 
 // TestMeasureMedium: the probe moves its messages both ways between two
 // cpus, intact (it fails if a message arrives with other contents), and
-// times each; on one cpu it refuses, as there is nothing to compare. Which
-// way wins is the machine's business, not the test's.
+// times each; on one cpu it refuses, as there is nothing to compare; a
+// thread it cannot bind fails it at once, never leaving the other thread
+// (and the ranks the agent is about to start) waiting. Which way wins is
+// the machine's business, not the test's.
 func TestMeasureMedium(t *testing.T) {
 	cpus, err := linux.Affinity()
 	if err != nil {
@@ -17,6 +19,11 @@ func TestMeasureMedium(t *testing.T) {
 	}
 	if _, err := MeasureMedium(cpus[0], cpus[0]); err == nil {
 		t.Error("measuring with both ends on one cpu did not fail")
+	}
+	for _, pair := range [][2]int{{1 << 20, cpus[0]}, {cpus[0], 1 << 20}} {
+		if _, err := MeasureMedium(pair[0], pair[1]); err == nil {
+			t.Errorf("measuring from cpu %d to %d did not fail", pair[0], pair[1])
+		}
 	}
 	if len(cpus) < 2 {
 		t.Skipf("one cpu (%v): nothing to measure between", cpus)
