@@ -104,10 +104,33 @@ func GatherInfo(version, commit string, cfg Config) *Info {
 		in.TaskLimit, in.TasksAvail = tight.what, tight.avail
 	}
 	in.Transports = transportInfo(topo, err)
+	for i, c := range in.Transports {
+		if c.Name == "cma" && c.Usable && cfg.MeasureMedium != nil {
+			in.Transports[i].Detail += mediumInfo(cfg.MeasureMedium)
+		}
+	}
 	in.Launchers = launcherInfo()
 	in.Environment = launcherEnvironment()
 	in.Ranks, in.Binding, in.Warnings, in.BindErr = localBinding(cfg)
 	return in
+}
+
+// mediumInfo measures, as node agents do before their ranks start, how
+// messages above the shared-memory eager limit move faster between two
+// of this process's cpus.
+func mediumInfo(probe MediumProbe) string {
+	cpus, err := linux.Affinity()
+	if err != nil || len(cpus) < 2 {
+		return "; medium messages not measured (one cpu)"
+	}
+	read, detail, err := probe(cpus[0], cpus[1])
+	switch {
+	case err != nil:
+		return fmt.Sprintf("; medium messages not measured (%v): chains", err)
+	case read:
+		return fmt.Sprintf("; messages above the shared-memory eager limit: single copy (%s, cpus %d and %d)", detail, cpus[0], cpus[1])
+	}
+	return fmt.Sprintf("; messages above the shared-memory eager limit up to the chain limit: chains (%s, cpus %d and %d)", detail, cpus[0], cpus[1])
 }
 
 func memTotal() uint64 {

@@ -404,6 +404,7 @@ func runInfo(o options, fs *pflag.FlagSet, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mpirun: %v\n", err)
 		return 2
 	}
+	cfg.MeasureMedium = measureMedium
 	in := launcher.GatherInfo(version, commit, cfg)
 	if o.json {
 		enc := json.NewEncoder(stdout)

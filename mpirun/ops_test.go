@@ -193,7 +193,8 @@ func TestOutputFiles(t *testing.T) {
 // TestInfo: mpirun --info reports what this host offers and where ranks
 // would run, as text and as JSON, and each probe reflects the host: a
 // full /dev/shm makes shm unusable with the reason, launcher variables in
-// the environment are named, -np and --bind-to change the binding.
+// the environment are named, -np and --bind-to change the binding, and
+// the cma line says how messages above the eager limit move here.
 func TestInfo(t *testing.T) {
 	info := func(env []string, args ...string) (Info, string) {
 		cmd := exec.Command("mpirun", append([]string{"--info", "--json"}, args...)...)
@@ -228,6 +229,10 @@ func TestInfo(t *testing.T) {
 	}
 	if c := capability(in, "shm"); !c.Usable {
 		t.Errorf("shm unusable here: %s", c.Detail)
+	}
+	if c := capability(in, "cma"); c.Usable && runtimeCPUs() >= 2 &&
+		!strings.Contains(c.Detail, "eager limit: single copy (chains ") && !strings.Contains(c.Detail, "chain limit: chains (chains ") {
+		t.Errorf("cma does not say how medium messages move: %s", c.Detail)
 	}
 	if c := capability(in, "verbs"); c.InBuild || c.Usable {
 		t.Errorf("verbs: %+v", c)
