@@ -380,3 +380,36 @@ func TestReadFirstFromEnv(t *testing.T) {
 		}
 	}
 }
+
+// TestReadFirstRefused: a sender that reads first learns from the first
+// message its peer could not read (the peer answers with a clear to send)
+// that the kernel refuses there, and sends it chains from then on; every
+// message arrives intact.
+func TestReadFirstRefused(t *testing.T) {
+	ws := commtest.Worlds(t, 2, commtest.ShmRead)
+	comm.RefuseReads(ws[1])
+	if got := comm.ChainLimit(ws[0], 1); got != 0 {
+		t.Fatalf("rank 0 sends chains up to %d before anything was refused; want none (reads first)", got)
+	}
+	commtest.Run(t, ws, func(c *comm.Comm) error {
+		for i, n := range []int{32 << 10, 40001} {
+			if c.Rank() == 0 {
+				if err := c.Send(pattern(n, i), 1, i); err != nil {
+					return err
+				}
+				continue
+			}
+			got := make([]byte, n)
+			if _, err := c.Recv(got, 0, i); err != nil {
+				return err
+			}
+			if !bytes.Equal(got, pattern(n, i)) {
+				return fmt.Errorf("message %d arrived with other contents", i)
+			}
+		}
+		return nil
+	})
+	if got := comm.ChainLimit(ws[0], 1); got != shm.ChainLimit {
+		t.Errorf("after its peer could not read, rank 0 sends chains up to %d; want %d", got, shm.ChainLimit)
+	}
+}

@@ -228,7 +228,7 @@ func (e *engine) useLocked(rt *route, t transport.Transport) {
 	if r, ok := t.(transport.RemoteReader); ok && caps.RemoteRead && !e.noRemoteRead {
 		rt.reader = r
 		if caps.ReadFirst {
-			rt.chain = 0 // medium messages are read too (finishReadLocked restores chains if the kernel refuses)
+			rt.chain = 0 // medium messages are read too (chains come back where the kernel refuses: finishReadLocked, kindCTS)
 		}
 	}
 }

@@ -135,6 +135,23 @@ func BreakRoute(c *Comm, dest int, err error) {
 	e.unlock()
 }
 
+// RefuseReads makes c's engine read nothing out of its peers' memory from
+// now on, as when the kernel refuses process_vm_readv (for routes not yet
+// set up: call it before the first message).
+func RefuseReads(c *Comm) {
+	c.e.mu.Lock()
+	c.e.noRemoteRead = true
+	c.e.mu.Unlock()
+}
+
+// ChainLimit is the largest message c's engine now sends to world rank
+// dest as a chain.
+func ChainLimit(c *Comm, dest int) int {
+	c.e.mu.Lock()
+	defer c.e.unlock()
+	return c.e.routeLocked(dest).chain
+}
+
 // TransportOptionsFromEnv is what Init reads from the environment
 // mpirun's agent gives a rank about how ranks talk.
 func TransportOptionsFromEnv() (Options, error) {

@@ -489,6 +489,9 @@ func (e *engine) finishReadLocked(r *Request, err error) {
 			e.noticeLocked(fmt.Sprintf("%s: single-copy transfers between ranks are off (the kernel refused process_vm_readv: %v); large messages are copied through shared memory instead, at lower bandwidth",
 				rt.host, rootCause(err)))
 			rt.reader = nil
+			// Without a reader this rank exposes nothing to the peer
+			// either: what it sends above the eager limit goes as chains
+			// again, not as rendezvous with data frames.
 			rt.chain = rt.t.Caps().ChainLimit
 		}
 		r.rv.cookie = e.newCookieLocked(r)
@@ -527,6 +530,12 @@ func (e *engine) Deliver(from int, h *transport.Header, payload []byte) {
 		if r.rv.reader != nil {
 			r.rv.reader.Unexpose(r.rv.desc[:r.rv.ndesc])
 			r.rv.reader = nil
+			// The peer could not read what this rank exposed (the kernel
+			// refused it there): messages that would have waited for its
+			// read go to it as chains from now on.
+			if rt := e.routeLocked(from); rt.t != nil {
+				rt.chain = rt.t.Caps().ChainLimit
+			}
 		}
 		e.sendDataLocked(r, h.Aux)
 	case kindData:
