@@ -19,8 +19,8 @@ var bcastScatterMin = 256 << 10
 // 48 KiB in all (16 KiB each on 4 ranks), the root sends to every rank;
 // so it does at any size when all ranks share a host whose shared memory
 // moves the vector by single copy (every rank reads it straight out of
-// the root's memory, at once: 4 ranks on 2 cores, 64 KiB to 1 MiB, 0.47-0.56
-// of the time of the tree below, measured against it in one run);
+// the root's memory, at once: 4 ranks on 2 cores, 32 KiB to 1 MiB, 0.32-0.66
+// of the time of the tree below, 3 interleaved runs);
 // otherwise a binomial tree (as MPICH) for short vectors, and for long
 // ones on more than two ranks a binomial scatter of blocks followed by a
 // ring allgather (van de Geijn; Thakur, Rabenseifner and Gropp, "Optimization of

@@ -48,16 +48,14 @@ func Gather[T Elem](c *comm.Comm, send, recv []T, root int) (err error) {
 		// tree copied through both). A message the root reads out of the
 		// sender's memory is read before the root copies its own block,
 		// which frees the sender a copy earlier (2 ranks, 7 interleaved
-		// runs: 0.82-0.90 of the time from 128 KiB to 4 MiB); another
+		// runs: 0.79-0.88 of the time from 128 KiB to 4 MiB); another
 		// arrives while the root copies.
 		if k.rank != root {
 			return k.fail(k.send(asBytes(send), root))
 		}
 		other := 1 - root
 		theirs := asBytes(recv[other*blk : (other+1)*blk])
-		// (Blocks up to shared memory's eager limit, 16 KiB, are never
-		// read: no question, no lock.)
-		if len(theirs) > 16<<10 && k.readsOnHost(len(theirs)) {
+		if k.readsOnHost(len(theirs)) {
 			if err := k.recvExact(theirs, other); err != nil {
 				return err
 			}

@@ -34,22 +34,39 @@ func init() {
 // without ReadFirst on every member. Whether the kernel allows the single
 // copy (route.reader) is left out: it can differ from rank to rank, and
 // where it is refused the messages still arrive, as chains.
+//
+// The answer is worked out once per communicator (it takes the lock and a
+// look at every member's route) and cached: after that a question costs
+// one load, so algorithms may ask it at any size.
 func collReadsOnHost(k coll.Call, n int) bool {
 	v := k.View.(*Comm)
-	e := v.e
+	above := v.readsAbove.Load()
+	if above == 0 {
+		above = v.e.readsAbove(v)
+		v.readsAbove.Store(above)
+	}
+	return above > 0 && int64(n) > above
+}
+
+// readsAbove returns the size above which every member of v reads the
+// messages of every other (the largest eager limit among v's routes), or
+// -1 where some member never does.
+func (e *engine) readsAbove(v *Comm) int64 {
 	e.mu.Lock()
 	defer e.unlock()
+	above := int64(-1)
 	for r := range v.size {
 		w := v.worldRank(r)
 		if w == e.rank {
 			continue
 		}
 		rt := e.routeLocked(w)
-		if rt.err != nil || rt.t == nil || n <= rt.eager || !rt.t.Caps().ReadFirst {
-			return false
+		if rt.err != nil || rt.t == nil || !rt.t.Caps().ReadFirst {
+			return -1
 		}
+		above = max(above, int64(rt.eager))
 	}
-	return true
+	return above
 }
 
 func collBegin(c any, k coll.Kind, a coll.Args) (coll.Call, error) {
