@@ -120,8 +120,11 @@ func GatherInfo(version, commit string, cfg Config) *Info {
 // of this process's cpus.
 func mediumInfo(probe MediumProbe) string {
 	cpus, err := linux.Affinity()
-	if err != nil || len(cpus) < 2 {
-		return "; medium messages not measured (one cpu)"
+	if err != nil {
+		return fmt.Sprintf("; medium messages not measured (%v): chains", err)
+	}
+	if len(cpus) < 2 {
+		return "; medium messages not measured (one cpu): chains"
 	}
 	read, detail, err := probe(cpus[0], cpus[1])
 	switch {
