@@ -401,7 +401,9 @@ func TestCPUsPerRank(t *testing.T) {
 // TestMediumMeasured: with two ranks of a host on two cpus, the node agent
 // measures how messages above the shared-memory eager limit move faster
 // and gives every rank the same answer; -x overrides it; a job without
-// shared memory, or of one rank, is not measured.
+// shared memory, or of one rank, is not measured. On a busy machine (the
+// suite's other packages run beside this one) the measure may give up:
+// then neither rank is told, and mpirun -v says why.
 func TestMediumMeasured(t *testing.T) {
 	if runtimeCPUs() < 2 {
 		proctest.Unavailable(t, "needs two cpus")
@@ -412,7 +414,7 @@ func TestMediumMeasured(t *testing.T) {
 		args []string
 		want []string // one line per rank
 	}{
-		{"measured", []string{"-np", "2"}, nil},
+		{"measured", []string{"-v", "-np", "2"}, nil},
 		{"overridden", []string{"-np", "2", "-x", "PARLEY_SHM_MEDIUM=chain"}, []string{"medium=chain", "medium=chain"}},
 		{"tcp", []string{"-np", "2", "--transport", "tcp"}, []string{"medium=", "medium="}},
 		{"one rank", []string{"-np", "1"}, []string{"medium="}},
@@ -428,7 +430,8 @@ func TestMediumMeasured(t *testing.T) {
 			want := tc.want
 			if want == nil {
 				// Either answer, but the same for both ranks.
-				if len(got) == 2 && got[0] == got[1] && (got[0] == "medium=read" || got[0] == "medium=chain") {
+				busy := strings.Contains(r.stderr, "medium messages not measured") && strings.Contains(r.stderr, "a busy cpu")
+				if len(got) == 2 && got[0] == got[1] && (got[0] == "medium=read" || got[0] == "medium=chain" || got[0] == "medium=" && busy) {
 					want = got
 				} else {
 					want = []string{"medium=read", "medium=read", "(or chain, alike)"}
