@@ -50,11 +50,14 @@ func Alltoall[T Elem](c *comm.Comm, send, recv []T) (err error) {
 	return nil
 }
 
-// Short Alltoall blocks (bytes, at most) and rank counts that take the
-// direct algorithm. Pairwise exchange makes n-1 rounds, each waiting for
-// one partner; oversubscribed, each wait costs a switch to that partner
-// (4 ranks on 2 cores, 8 B blocks, 7 interleaved runs: see BENCHMARKS.md).
-var alltoallDirectMax, alltoallDirectMaxRanks = 2048, 8
+// Alltoall blocks (bytes, at most) and rank counts that take the direct
+// algorithm. Pairwise exchange makes n-1 rounds, each waiting for one
+// partner; oversubscribed, each wait costs a switch to that partner (4
+// ranks on 2 cores, 8 B blocks, 7 interleaved runs: see BENCHMARKS.md).
+// Blocks up to 2 KiB took it before; against pairwise, 5 interleaved
+// runs: 4 ranks 0.63-0.95 of its time at 4-256 KiB, 3 ranks 0.82-0.94 at
+// 4-64 KiB and even at 128-256 KiB; from 512 KiB neither leads (1.01-1.06).
+var alltoallDirectMax, alltoallDirectMaxRanks = 256 << 10, 8
 
 // alltoallDirect receives every other rank's block for this rank and
 // sends every other rank its block, all at once.
