@@ -37,10 +37,11 @@ func Allgather[T Elem](c *comm.Comm, send, recv []T) (err error) {
 	// On 2 ranks both algorithms are one exchange; the ring's receives
 	// straight into recv, where Bruck's copies through scratch (8 B: 0.48
 	// against 0.70 us, 4 interleaved runs of 20,000 calls).
-	if blk*elemSize[T]() >= allgatherRingMin || k.size == 2 {
+	direct := k.size <= allgatherDirectMaxRanks && blk*elemSize[T]() <= allgatherDirectMax
+	if !direct && blk*elemSize[T]() >= allgatherRingMin || k.size == 2 {
 		return allgatherRing(k, send, recv, blk)
 	}
-	if k.size <= allgatherDirectMaxRanks {
+	if direct {
 		return allgatherDirect(k, send, recv, blk)
 	}
 	return allgatherBruck(k, recv, blk)
@@ -51,7 +52,13 @@ func Allgather[T Elem](c *comm.Comm, send, recv []T) (err error) {
 // Bruck's two on 3 and 4 ranks, so no rank waits for a partner to pass on
 // a block. 4 ranks on 2 cores, 9 interleaved runs against Bruck's: 8 B
 // 9.8 against 10.9 us, 2 KiB 10.9 against 13.1, 16 KiB 25.9 against 41.9.
-var allgatherDirectMaxRanks = 4
+//
+// Long blocks up to allgatherDirectMax go direct too, rather than round
+// the ring's n-1 steps, each of which waits on one neighbour (a switch to
+// it, oversubscribed). 5 interleaved runs against the ring: 4 ranks
+// 0.62-0.72 of its time at 32-256 KiB, 0.78-0.94 at 512 KiB-4 MiB; 3 ranks
+// 0.57-0.97 at 16-512 KiB, but 1.10-1.13 at 1-2 MiB (7 runs), hence the bound.
+var allgatherDirectMaxRanks, allgatherDirectMax = 4, 512 << 10
 
 // allgatherDirect: every rank sends its block to every other and receives
 // theirs straight into recv.

@@ -12,9 +12,9 @@ type Algorithm struct {
 }
 
 func thresholds(family string) func() {
-	old := [19]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin, reduceRabenseifnerMaxRanks,
+	old := [20]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin, reduceRabenseifnerMaxRanks,
 		reduceFlatMax, reduceFlatMaxRanks, allgatherDirectMaxRanks, alltoallDirectMax, alltoallDirectMaxRanks,
-		reduceScatterDirectMax, reduceScatterDirectMaxRanks, barrierLinearMin, barrierLinearMax, rootedFlatMaxRanks, bcastFlatMax, allreduceFlatMax, allreduceFlatMaxRanks}
+		reduceScatterDirectMax, reduceScatterDirectMaxRanks, barrierLinearMin, barrierLinearMax, rootedFlatMaxRanks, bcastFlatMax, allreduceFlatMax, allreduceFlatMaxRanks, allgatherDirectMax}
 	switch family {
 	case "short", "tree":
 		// Always the short-message algorithms; Reduce's flat one,
@@ -24,7 +24,7 @@ func thresholds(family string) func() {
 		// exchange, the ring and dissemination for "tree".
 		bcastScatterMin, allreduceLargeMin, allgatherRingMin, reduceLargeMin = math.MaxInt, math.MaxInt, math.MaxInt, math.MaxInt
 		gatherBinomialMax = math.MaxInt
-		reduceFlatMax, reduceFlatMaxRanks, allgatherDirectMaxRanks = math.MaxInt, math.MaxInt, math.MaxInt
+		reduceFlatMax, reduceFlatMaxRanks, allgatherDirectMaxRanks, allgatherDirectMax = math.MaxInt, math.MaxInt, math.MaxInt, math.MaxInt
 		alltoallDirectMax, alltoallDirectMaxRanks = math.MaxInt, math.MaxInt
 		reduceScatterDirectMax, reduceScatterDirectMaxRanks = math.MaxInt, math.MaxInt
 		barrierLinearMin, barrierLinearMax = 1, math.MaxInt
@@ -41,7 +41,7 @@ func thresholds(family string) func() {
 		// Always the long-message algorithms.
 		bcastScatterMin, allreduceLargeMin, allgatherRingMin, reduceLargeMin = 0, 0, 0, 0
 		gatherBinomialMax, reduceRabenseifnerMaxRanks = -1, math.MaxInt
-		reduceFlatMax = -1
+		reduceFlatMax, allgatherDirectMax = -1, -1
 		alltoallDirectMax, reduceScatterDirectMax = -1, -1
 		bcastFlatMax, allreduceFlatMax = -1, -1
 	}
@@ -51,6 +51,7 @@ func thresholds(family string) func() {
 		alltoallDirectMax, alltoallDirectMaxRanks, reduceScatterDirectMax, reduceScatterDirectMaxRanks = old[9], old[10], old[11], old[12]
 		barrierLinearMin, barrierLinearMax = old[13], old[14]
 		rootedFlatMaxRanks, bcastFlatMax, allreduceFlatMax, allreduceFlatMaxRanks = old[15], old[16], old[17], old[18]
+		allgatherDirectMax = old[19]
 	}
 }
 
