@@ -161,7 +161,7 @@ func TestCompareSmoke(t *testing.T) {
 	if len(impls) == 0 {
 		proctest.Unavailable(t, "no mpicc.openmpi or mpicc.mpich: install openmpi-bin libopenmpi-dev mpich libmpich-dev")
 	}
-	for _, b := range []string{"latency", "allreduce"} {
+	for _, b := range []string{"latency", "allreduce", "alltoallv"} {
 		t.Run(b, func(t *testing.T) {
 			dir := t.TempDir()
 			cmd := exec.Command(filepath.Join(bin, "bench"), "compare", "-np", "2", "-reps", "1",

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"slices"
+
 	"github.com/parley-hpc/parley/collectives"
 	"github.com/parley-hpc/parley/comm"
 )
@@ -11,7 +13,7 @@ func init() {
 		defMin int
 	}{
 		{"allreduce", 4}, {"reduce", 4}, {"reduce_scatter", 4}, {"bcast", 1}, {"barrier", 0},
-		{"gather", 1}, {"scatter", 1}, {"allgather", 1}, {"alltoall", 1},
+		{"gather", 1}, {"scatter", 1}, {"allgather", 1}, {"alltoall", 1}, {"allgatherv", 1}, {"alltoallv", 1},
 	} {
 		name := c.name
 		register(&benchmark{name: name, kind: "collective", minRank: 1, defMin: c.defMin,
@@ -22,7 +24,9 @@ func init() {
 // runCollective times one collective call by call: a barrier, then the
 // call alone; the latency is each rank's mean per call, averaged over
 // ranks (min and max over ranks too). Reductions are float32 Sum;
-// gather, scatter, allgather and alltoall move size bytes per rank;
+// gather, scatter, allgather and alltoall move size bytes per rank, and
+// so do allgatherv and alltoallv, with equal counts packed in rank order
+// (as OSU's osu_allgatherv and osu_alltoallv);
 // reduce_scatter reduces a vector of size bytes and leaves each rank its
 // block.
 func runCollective(be *bencher, name string) error {
@@ -72,6 +76,14 @@ func runCollective(be *bencher, name string) error {
 			call = func() error { return collectives.Allgather(w, sbuf[:size], rbuf[:size*n]) }
 		case "alltoall":
 			call = func() error { return collectives.Alltoall(w, sbuf[:size*n], rbuf[:size*n]) }
+		case "allgatherv":
+			counts := slices.Repeat([]int{size}, n)
+			call = func() error { return collectives.Allgatherv(w, sbuf[:size], rbuf[:size*n], counts, nil) }
+		case "alltoallv":
+			counts := slices.Repeat([]int{size}, n)
+			call = func() error {
+				return collectives.Alltoallv(w, sbuf[:size*n], counts, nil, rbuf[:size*n], counts, nil)
+			}
 		}
 		var total float64
 		for i := 0; i < iters+warmup; i++ {
@@ -122,7 +134,7 @@ func validateCollective(w *comm.Comm, name string, size int, sbuf, rbuf []byte, 
 				return errorf("allreduce: element %d is %v, want %v", i, v, want)
 			}
 		}
-	case "allgather", "alltoall":
+	case "allgather", "alltoall", "allgatherv", "alltoallv":
 		for i, b := range rbuf[:size*n] {
 			if b != 1 {
 				return errorf("%s: byte %d is %d, want 1", name, i, b)

@@ -7,7 +7,8 @@
 //	mpirun -np 4 bench mbw_mr              # pairs i <-> i+n/2: bandwidth and message rate
 //	mpirun -np 4 bench multi_lat           # latency of all pairs at once
 //	mpirun -np 8 bench allreduce           # and reduce, bcast, barrier, gather, scatter,
-//	                                       # allgather, alltoall, reduce_scatter
+//	                                       # allgather, alltoall, reduce_scatter,
+//	                                       # allgatherv, alltoallv (equal counts)
 //	bench compare -np 2 latency            # ours against Open MPI and MPICH, interleaved
 //
 // Options as OSU's: -m MIN:MAX sizes, -i iterations, -x warm-up

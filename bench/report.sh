@@ -76,6 +76,8 @@ run barrier-shm-np4 4 shm barrier
 run bcast-shm-np4 4 shm bcast -m 1:1M
 run reduce_scatter-shm-np4 4 shm reduce_scatter -m 8:4M
 run alltoall-shm-np4 4 shm alltoall -m 1:1M
+run alltoallv-shm-np4 4 shm alltoallv -m 1:1M
+run allgatherv-shm-np4 4 shm allgatherv -m 1:1M
 run gather-shm-np4 4 shm gather -m 1:1M
 run scatter-shm-np4 4 shm scatter -m 1:1M
 run allreduce-tcp 2 tcp allreduce -m 4:4M

@@ -1,6 +1,8 @@
 package collectives
 
 import (
+	"slices"
+
 	"github.com/parley-hpc/parley/comm"
 	"github.com/parley-hpc/parley/internal/coll"
 )
@@ -65,8 +67,7 @@ var allgatherDirectMaxRanks, allgatherDirectMax = 4, 512 << 10
 func allgatherDirect[T Elem](k *call, send, recv []T, blk int) error {
 	return k.exchangeAll(
 		func(from int) []byte { return asBytes(recv[from*blk : (from+1)*blk]) },
-		func(int) []byte { return asBytes(send) },
-		len(asBytes(send)))
+		func(int) []byte { return asBytes(send) })
 }
 
 // allgatherRing passes blocks around the ring. Its first step sends this
@@ -117,7 +118,9 @@ func allgatherBruck[T Elem](k *call, recv []T, blk int) error {
 // Allgatherv collects rank r's send vector (counts[r] elements) into every
 // rank's recv at displs[r] (nil displs packs them in rank order).
 //
-// Algorithm: a ring, each step forwarding the block received last.
+// Algorithm: on 3-4 ranks with blocks up to 512 KiB, every block straight
+// to every rank, as in Allgather; else a ring, each step forwarding the
+// block received last.
 func Allgatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int) (err error) {
 	kv, err := start[T](c, coll.Allgatherv, 0, "", 0)
 	if err != nil {
@@ -134,6 +137,11 @@ func Allgatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int) (err
 	off := func(i int) int { return vOffset(counts, displs, i) }
 	copyElems(recv[off(k.rank):off(k.rank)+counts[k.rank]], send)
 	n := k.size
+	if n > 2 && n <= allgatherDirectMaxRanks && slices.Max(counts)*elemSize[T]() <= allgatherDirectMax {
+		return k.exchangeAll(
+			func(from int) []byte { return asBytes(recv[off(from) : off(from)+counts[from]]) },
+			func(int) []byte { return asBytes(send) })
+	}
 	right, left := (k.rank+1)%n, (k.rank-1+n)%n
 	for s := 0; s < n-1; s++ {
 		sb := (k.rank - s + n) % n

@@ -9,9 +9,9 @@ import (
 // as block (sender) of its recv; send and recv hold Size() blocks of equal
 // length.
 //
-// Algorithms: short blocks on 3 to 8 ranks go straight to every rank at
-// once (all receives posted, then all sends: one round, as Open MPI's
-// basic linear below 3,000 bytes a block); otherwise pairwise exchange
+// Algorithms: blocks up to 256 KiB on 3 to 8 ranks go straight to every
+// rank at once (all receives posted, then all sends: one round, as Open
+// MPI's linear algorithms on 3-7 ranks); otherwise pairwise exchange
 // (Thakur, Rabenseifner and Gropp, 2005): in step s each rank exchanges
 // with one partner (rank XOR s for a power of two, else rank+s and
 // rank-s), so no rank is flooded.
@@ -64,13 +64,15 @@ var alltoallDirectMax, alltoallDirectMaxRanks = 256 << 10, 8
 func alltoallDirect[T Elem](k *call, send, recv []T, blk int) error {
 	return k.exchangeAll(
 		func(from int) []byte { return asBytes(recv[from*blk : (from+1)*blk]) },
-		func(to int) []byte { return asBytes(send[to*blk : (to+1)*blk]) },
-		len(asBytes(send[:blk])))
+		func(to int) []byte { return asBytes(send[to*blk : (to+1)*blk]) })
 }
 
 // Alltoallv sends sendCounts[r] elements at sendDispls[r] of send to rank
 // r, and receives recvCounts[r] elements from rank r at recvDispls[r] of
 // recv. Nil displacements pack the blocks in rank order.
+//
+// Algorithm: on 3 to 8 ranks every block straight to its rank at once, as
+// in Alltoall; otherwise pairwise exchange.
 func Alltoallv[T Elem](c *comm.Comm, send []T, sendCounts, sendDispls []int, recv []T, recvCounts, recvDispls []int) (err error) {
 	kv, err := start[T](c, coll.Alltoallv, 0, "", 0)
 	if err != nil {
@@ -91,6 +93,14 @@ func Alltoallv[T Elem](c *comm.Comm, send []T, sendCounts, sendDispls []int, rec
 		return k.errorf("%w: this rank sends itself %d elements but expects %d", comm.ErrInvalidArg, len(so(k.rank)), len(ro(k.rank)))
 	}
 	copyElems(ro(k.rank), so(k.rank))
+	if n > 2 && n <= alltoallDirectMaxRanks {
+		// No bound on the sizes, which differ from rank to rank: every
+		// rank must choose alike (see Alltoall's bound: above it neither
+		// algorithm leads).
+		return k.exchangeAll(
+			func(from int) []byte { return asBytes(ro(from)) },
+			func(to int) []byte { return asBytes(so(to)) })
+	}
 	for s := 1; s < n; s++ {
 		to, from := (k.rank+s)%n, (k.rank-s+n)%n
 		if err := k.exchange(asBytes(so(to)), to, asBytes(ro(from)), from); err != nil {

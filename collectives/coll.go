@@ -140,22 +140,25 @@ func (k *call) waitAll(reqs []*comm.Request) error {
 
 // exchangeAll posts a receive from every other rank r into recvFrom(r),
 // sends sendTo(r) to every other rank, and waits for all of them; each
-// receive must bring exactly want bytes. One round: no rank waits for
+// receive must fill its buffer exactly. One round: no rank waits for
 // another to pass anything on (the direct algorithms of Allgather,
-// Alltoall and ReduceScatter).
-func (k *call) exchangeAll(recvFrom, sendTo func(r int) []byte, want int) error {
+// Alltoall, ReduceScatter and their v variants).
+func (k *call) exchangeAll(recvFrom, sendTo func(r int) []byte) error {
 	var arr [16]*comm.Request // no allocation up to 8 ranks
-	reqs := arr[:0]
+	var sizeArr [8]int
+	reqs, sizes := arr[:0], sizeArr[:0]
 	n := k.size
 	for s := 1; s < n; s++ {
 		from := (k.rank - s + n) % n
-		reqs = append(reqs, k.irecv(recvFrom(from), from))
+		buf := recvFrom(from)
+		reqs = append(reqs, k.irecv(buf, from))
+		sizes = append(sizes, len(buf))
 	}
 	for s := 1; s < n; s++ {
 		to := (k.rank + s) % n
 		reqs = append(reqs, k.isend(sendTo(to), to))
 	}
-	err := k.waitRecvs(reqs[:n-1], want)
+	err := k.waitRecvsSized(reqs[:n-1], sizes)
 	if serr := k.waitAll(reqs[n-1:]); serr != nil {
 		// A send that failed is the cause: it failed the call, and the
 		// receives with it (comm abandons the call then).

@@ -32,7 +32,7 @@ func thresholds(family string) func() {
 		allreduceFlatMax, allreduceFlatMaxRanks = math.MaxInt, math.MaxInt
 		if family == "tree" {
 			reduceFlatMax, allgatherDirectMaxRanks = -1, 0
-			alltoallDirectMax, reduceScatterDirectMax = -1, -1
+			alltoallDirectMax, alltoallDirectMaxRanks, reduceScatterDirectMax = -1, 0, -1
 			barrierLinearMin = math.MaxInt
 			rootedFlatMaxRanks, bcastFlatMax = 0, -1
 			allreduceFlatMax = -1
@@ -42,7 +42,7 @@ func thresholds(family string) func() {
 		bcastScatterMin, allreduceLargeMin, allgatherRingMin, reduceLargeMin = 0, 0, 0, 0
 		gatherBinomialMax, reduceRabenseifnerMaxRanks = -1, math.MaxInt
 		reduceFlatMax, allgatherDirectMax = -1, -1
-		alltoallDirectMax, reduceScatterDirectMax = -1, -1
+		alltoallDirectMax, alltoallDirectMaxRanks, reduceScatterDirectMax = -1, 0, -1
 		bcastFlatMax, allreduceFlatMax = -1, -1
 	}
 	return func() {

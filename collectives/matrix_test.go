@@ -447,106 +447,116 @@ func TestVariants(t *testing.T) {
 	for _, n := range []int{1, 2, 3, 4, 7} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			ws := commtest.Worlds(t, n, commtest.Shm)
-			commtest.Run(t, ws, func(c *comm.Comm) error {
-				me := c.Rank()
-				// Rank r contributes r+1 elements (value r).
-				counts := make([]int, n)
-				displs := make([]int, n)
-				total := 0
-				for r := range counts {
-					counts[r] = r + 1
-					displs[r] = total + r // a gap between blocks
-					total += r + 1 + r
+			for _, alg := range collectives.Algorithms {
+				restore := alg.Force()
+				commtest.Run(t, ws, func(c *comm.Comm) error { return variantsOnRank(c) })
+				restore()
+				if t.Failed() {
+					t.Fatalf("algorithm family %s failed", alg.Name)
 				}
-				mine := make([]int64, me+1)
-				for i := range mine {
-					mine[i] = int64(me)
-				}
-				all := make([]int64, total)
-				if err := collectives.Allgatherv(c, mine, all, counts, displs); err != nil {
-					return err
-				}
-				g := make([]int64, total)
-				if err := collectives.Gatherv(c, mine, g, counts, displs, n-1); err != nil {
-					return err
-				}
-				for r := 0; r < n; r++ {
-					for i := 0; i < counts[r]; i++ {
-						if all[displs[r]+i] != int64(r) || me == n-1 && g[displs[r]+i] != int64(r) {
-							return fmt.Errorf("allgatherv/gatherv: block %d element %d", r, i)
-						}
-					}
-				}
-				back := make([]int64, me+1)
-				if err := collectives.Scatterv(c, all, counts, displs, back, 0); err != nil {
-					return err
-				}
-				if !slices.Equal(back, mine) {
-					return fmt.Errorf("scatterv: %v", back)
-				}
-				// Alltoallv: rank s sends s+1 copies of (s*100+r) to rank r.
-				sc, rc := make([]int, n), make([]int, n)
-				for r := range sc {
-					sc[r] = me + 1
-					rc[r] = r + 1
-				}
-				send := make([]int64, (me+1)*n)
-				for r := 0; r < n; r++ {
-					for i := 0; i <= me; i++ {
-						send[r*(me+1)+i] = int64(me*100 + r)
-					}
-				}
-				recv := make([]int64, n*(n+1)/2)
-				if err := collectives.Alltoallv(c, send, sc, nil, recv, rc, nil); err != nil {
-					return err
-				}
-				off := 0
-				for s := 0; s < n; s++ {
-					for i := 0; i <= s; i++ {
-						if recv[off+i] != int64(s*100+me) {
-							return fmt.Errorf("alltoallv from %d: %d", s, recv[off+i])
-						}
-					}
-					off += s + 1
-				}
-				// ReduceScatter with uneven counts.
-				in := make([]int64, total)
-				for i := range in {
-					in[i] = int64(i)
-				}
-				rsCounts := padCounts(counts, total)
-				out := make([]int64, rsCounts[me])
-				if err := collectives.ReduceScatter(c, in, out, rsCounts, collectives.Sum); err != nil {
-					return err
-				}
-				start := 0
-				for r := 0; r < me; r++ {
-					start += padCounts(counts, total)[r]
-				}
-				for i := range out {
-					if out[i] != int64(n*(start+i)) {
-						return fmt.Errorf("reduce_scatter: element %d is %d", i, out[i])
-					}
-				}
-				// Nonblocking: Ibarrier and Ibcast overlapping.
-				b := make([]int32, 10)
-				if me == 2%n {
-					for i := range b {
-						b[i] = int32(i)
-					}
-				}
-				r1 := collectives.Ibcast(c, b, 2%n)
-				r2 := collectives.Ibarrier(c)
-				if _, err := comm.Waitall(r1, r2); err != nil {
-					return err
-				}
-				if b[9] != 9 {
-					return fmt.Errorf("ibcast: %v", b)
-				}
-				return nil
-			})
+			}
 		})
 	}
+}
+
+// variantsOnRank runs the v collectives with uneven counts on one rank.
+func variantsOnRank(c *comm.Comm) error {
+	me, n := c.Rank(), c.Size()
+	// Rank r contributes r+1 elements (value r).
+	counts := make([]int, n)
+	displs := make([]int, n)
+	total := 0
+	for r := range counts {
+		counts[r] = r + 1
+		displs[r] = total + r // a gap between blocks
+		total += r + 1 + r
+	}
+	mine := make([]int64, me+1)
+	for i := range mine {
+		mine[i] = int64(me)
+	}
+	all := make([]int64, total)
+	if err := collectives.Allgatherv(c, mine, all, counts, displs); err != nil {
+		return err
+	}
+	g := make([]int64, total)
+	if err := collectives.Gatherv(c, mine, g, counts, displs, n-1); err != nil {
+		return err
+	}
+	for r := 0; r < n; r++ {
+		for i := 0; i < counts[r]; i++ {
+			if all[displs[r]+i] != int64(r) || me == n-1 && g[displs[r]+i] != int64(r) {
+				return fmt.Errorf("allgatherv/gatherv: block %d element %d", r, i)
+			}
+		}
+	}
+	back := make([]int64, me+1)
+	if err := collectives.Scatterv(c, all, counts, displs, back, 0); err != nil {
+		return err
+	}
+	if !slices.Equal(back, mine) {
+		return fmt.Errorf("scatterv: %v", back)
+	}
+	// Alltoallv: rank s sends s+1 copies of (s*100+r) to rank r.
+	sc, rc := make([]int, n), make([]int, n)
+	for r := range sc {
+		sc[r] = me + 1
+		rc[r] = r + 1
+	}
+	send := make([]int64, (me+1)*n)
+	for r := 0; r < n; r++ {
+		for i := 0; i <= me; i++ {
+			send[r*(me+1)+i] = int64(me*100 + r)
+		}
+	}
+	recv := make([]int64, n*(n+1)/2)
+	if err := collectives.Alltoallv(c, send, sc, nil, recv, rc, nil); err != nil {
+		return err
+	}
+	off := 0
+	for s := 0; s < n; s++ {
+		for i := 0; i <= s; i++ {
+			if recv[off+i] != int64(s*100+me) {
+				return fmt.Errorf("alltoallv from %d: %d", s, recv[off+i])
+			}
+		}
+		off += s + 1
+	}
+	// ReduceScatter with uneven counts.
+	in := make([]int64, total)
+	for i := range in {
+		in[i] = int64(i)
+	}
+	rsCounts := padCounts(counts, total)
+	out := make([]int64, rsCounts[me])
+	if err := collectives.ReduceScatter(c, in, out, rsCounts, collectives.Sum); err != nil {
+		return err
+	}
+	start := 0
+	for r := 0; r < me; r++ {
+		start += padCounts(counts, total)[r]
+	}
+	for i := range out {
+		if out[i] != int64(n*(start+i)) {
+			return fmt.Errorf("reduce_scatter: element %d is %d", i, out[i])
+		}
+	}
+	// Nonblocking: Ibarrier and Ibcast overlapping.
+	b := make([]int32, 10)
+	if me == 2%n {
+		for i := range b {
+			b[i] = int32(i)
+		}
+	}
+	r1 := collectives.Ibcast(c, b, 2%n)
+	r2 := collectives.Ibarrier(c)
+	if _, err := comm.Waitall(r1, r2); err != nil {
+		return err
+	}
+	if b[9] != 9 {
+		return fmt.Errorf("ibcast: %v", b)
+	}
+	return nil
 }
 
 // padCounts makes counts add up to total (the last block takes the rest).

@@ -117,8 +117,7 @@ func reduceScatterDirect[T Elem](k *call, in, out []T, counts []int, op Op) erro
 	block := func(r int) []T { off := vOffset(counts, nil, r); return in[off : off+counts[r]] }
 	err := k.exchangeAll(
 		func(from int) []byte { return asBytes(tmp[from*mine : (from+1)*mine]) },
-		func(to int) []byte { return asBytes(block(to)) },
-		len(asBytes(tmp[:mine])))
+		func(to int) []byte { return asBytes(block(to)) })
 	if err != nil {
 		return err
 	}

@@ -177,7 +177,7 @@ static void collective(const char *which) {
     long total = o.max * (long)size + 64;
     char *s = malloc(total), *r = malloc(total);
     memset(s, 1, total); memset(r, 0, total);
-    int *cnts = malloc(sizeof(int) * size);
+    int *cnts = malloc(sizeof(int) * size), *displs = malloc(sizeof(int) * size);
     long lo = isfloat ? 4 : 0;
     if (isbar) { o.min = 0; o.max = 0; }
     FOR_SIZES(sz, lo) {
@@ -195,6 +195,12 @@ static void collective(const char *which) {
             else if (!strcmp(which, "scatter")) MPI_Scatter(s, sz, MPI_CHAR, r, sz, MPI_CHAR, 0, MPI_COMM_WORLD);
             else if (!strcmp(which, "allgather")) MPI_Allgather(s, sz, MPI_CHAR, r, sz, MPI_CHAR, MPI_COMM_WORLD);
             else if (!strcmp(which, "alltoall")) MPI_Alltoall(s, sz, MPI_CHAR, r, sz, MPI_CHAR, MPI_COMM_WORLD);
+            else if (!strcmp(which, "alltoallv") || !strcmp(which, "allgatherv")) {
+                /* equal blocks, packed in rank order, as osu_alltoallv and osu_allgatherv */
+                for (int k = 0; k < size; k++) { cnts[k] = (int)sz; displs[k] = k * (int)sz; }
+                if (which[3] == 't') MPI_Alltoallv(s, cnts, displs, MPI_CHAR, r, cnts, displs, MPI_CHAR, MPI_COMM_WORLD);
+                else MPI_Allgatherv(s, (int)sz, MPI_CHAR, r, cnts, displs, MPI_CHAR, MPI_COMM_WORLD);
+            }
             else if (!strcmp(which, "reduce_scatter")) {
                 long n = sz / 4;
                 for (int k = 0; k < size; k++) cnts[k] = (int)(n / size + (k < n % size));
@@ -209,7 +215,7 @@ static void collective(const char *which) {
         MPI_Reduce(&lat, &mx, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
         add(sz, sum / size, mn, mx, 0, iters);
     }
-    free(s); free(r); free(cnts);
+    free(s); free(r); free(cnts); free(displs);
 }
 
 static void write_json(const char *kind) {
