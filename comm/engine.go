@@ -82,6 +82,7 @@ type engine struct {
 	cookies    map[uint64]*Request
 	dropped    map[uint64]droppedTransfer // cookies of revoked rendezvous the peer may still answer (revoke.go)
 	msgFree    []*message                 // unexpected-message records for reuse (newMessageLocked)
+	payloads   payloadPools               // buffers of unexpected eager payloads (holdPayloadLocked)
 	chains     map[int32]*chainRecv       // chained messages arriving, by sender (world rank)
 	discard    []byte                     // where the pieces of a dropped chained message go
 	chainFree  []*rendezvous              // the state of ended chained sends, for reuse

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 
 	"go.uber.org/zap"
 
@@ -659,26 +660,78 @@ func (e *engine) newMessageLocked(src, tag int32, size int) *message {
 }
 
 // holdPayloadLocked copies an eager payload into m: into m itself when it
-// is small (one allocation for record and payload), else into a buffer of
-// its own.
+// is small (one allocation for record and payload), else into a buffer
+// from the engine's payload pools, which freeMessageLocked gives back.
 func (e *engine) holdPayloadLocked(m *message, payload []byte) {
 	m.eager = true
 	if len(payload) <= len(m.inline) {
 		m.data = m.inline[:len(payload)]
 	} else {
-		m.data = make([]byte, len(payload))
+		m.pooled = e.payloads.get(len(payload))
+		m.data = (*m.pooled)[:len(payload)]
 	}
 	copy(m.data, payload)
 }
 
+// payloadPools keep the buffers of unexpected eager payloads, in
+// power-of-two size classes from 128 bytes to 64 KiB (TCP's eager limit);
+// longer payloads get buffers of their own. Without them every such
+// message was an allocation, zeroed and soon garbage: a stream of 64 KiB
+// messages over TCP that arrive before their receives (bibw) collected
+// garbage hundreds of times a second, and the Go runtime's threads woke
+// for it, 10,000 context switches a second on two cores.
+//
+// A sync.Pool per class, per engine (never shared between the engines of
+// one process, as in tests): the collector empties them when they are
+// not used, so a burst of unexpected messages does not pin its memory.
+type payloadPools [payloadMaxClass - payloadMinClass + 1]sync.Pool
+
+const payloadMinClass, payloadMaxClass = 7, 16 // 128 B .. 64 KiB
+
+// get returns a buffer of at least n bytes: pooled (of its class's size)
+// when n fits a class, else one of its own.
+func (pp *payloadPools) get(n int) *[]byte {
+	c := payloadMinClass
+	for 1<<c < n {
+		c++
+	}
+	if c > payloadMaxClass {
+		b := make([]byte, n)
+		return &b
+	}
+	if bp, _ := pp[c-payloadMinClass].Get().(*[]byte); bp != nil {
+		return bp
+	}
+	b := make([]byte, 1<<c)
+	return &b
+}
+
+// put gives back a buffer get returned; buffers of no class are dropped.
+func (pp *payloadPools) put(bp *[]byte) {
+	n := cap(*bp)
+	if n&(n-1) != 0 || n < 1<<payloadMinClass || n > 1<<payloadMaxClass {
+		return
+	}
+	c := payloadMinClass
+	for 1<<c < n {
+		c++
+	}
+	pp[c-payloadMinClass].Put(bp)
+}
+
 // freeMessageLocked drops a matched message's references.
 //
-// Only a small eager message (its payload inline) is kept for reuse: no
-// request refers to it once matched, where a rendezvous request may keep
-// its descriptor. Callers may still read m until they release the lock
-// (its links and fields stay as they were until reuse).
+// Only an eager message whose payload is inline or pooled is kept for
+// reuse (its pooled buffer goes back to the pools): no request refers to
+// it once matched, where a rendezvous request may keep its descriptor.
+// Callers may still read m until they release the lock (its links and
+// fields stay as they were until reuse), but not its payload.
 func (e *engine) freeMessageLocked(m *message) {
-	reuse := m.eager && m.selfReq == nil && len(m.data) <= len(m.inline)
+	reuse := m.eager && m.selfReq == nil && (len(m.data) <= len(m.inline) || m.pooled != nil)
+	if m.pooled != nil {
+		e.payloads.put(m.pooled)
+		m.pooled = nil
+	}
 	m.data, m.selfReq = nil, nil
 	if reuse && len(e.msgFree) < maxFreeMessages {
 		e.msgFree = append(e.msgFree, m)
