@@ -142,6 +142,7 @@ type engine struct {
 	transports []transport.Transport // polled in this order
 	peekers    []transport.Peeker    // nil entries for transports without the ability
 	armers     []transport.Armer
+	batchers   []transport.Batcher
 	// links are the transports routes are chosen from, in order of
 	// preference (transports.go).
 	links         []link
@@ -165,6 +166,27 @@ func (e *engine) addTransport(t transport.Transport) {
 	e.peekers = append(e.peekers, p)
 	if a, ok := t.(transport.Armer); ok {
 		e.armers = append(e.armers, a)
+	}
+	if b, ok := t.(transport.Batcher); ok {
+		e.batchers = append(e.batchers, b)
+	}
+}
+
+// beginBatchLocked holds back the transports' writes until endBatchLocked
+// (transport.Batcher), for the requests Startall starts together.
+func (e *engine) beginBatchLocked() {
+	for _, b := range e.batchers {
+		b.BeginBatch()
+	}
+}
+
+// endBatchLocked makes the writes the batch held back.
+func (e *engine) endBatchLocked() {
+	for _, b := range e.batchers {
+		b.EndBatch()
+	}
+	if !e.flushing && e.pendingLocked() {
+		e.startFlusherLocked()
 	}
 }
 

@@ -286,10 +286,16 @@ func (r *Request) startError(err error) error {
 // error (the others are still started). The requests of one engine start
 // under one hold of its lock: a window of sends pays one lock and one
 // unlock, whose atomic instructions each wait until the frames written
-// before them have reached the peer's cache, instead of one per request.
+// before them have reached the peer's cache, instead of one per request;
+// over TCP their frames leave in one write system call, or a few, instead
+// of one each (transport.Batcher).
 func Startall(reqs ...*Request) error {
 	var first error
 	var held *engine
+	release := func() {
+		held.endBatchLocked()
+		held.unlock()
+	}
 	for _, r := range reqs {
 		if err := r.prepareStart(); err != nil {
 			if first == nil {
@@ -299,15 +305,16 @@ func Startall(reqs ...*Request) error {
 		}
 		if r.e != held {
 			if held != nil {
-				held.unlock()
+				release()
 			}
 			held = r.e
 			held.mu.Lock()
+			held.beginBatchLocked()
 		}
 		r.startLocked()
 	}
 	if held != nil {
-		held.unlock()
+		release()
 	}
 	return first
 }

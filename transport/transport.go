@@ -148,6 +148,17 @@ type Armer interface {
 	Arm()
 }
 
+// A Batcher holds back the writes of frames sent between BeginBatch and
+// EndBatch, and makes them at EndBatch, where one system call can carry
+// many: a window of small sends started together (comm.Startall) then
+// costs a write or two, not one each. Both are called under the engine's
+// lock, and nothing else of the transport's runs between them.
+type Batcher interface {
+	BeginBatch()
+	// EndBatch writes what the batch held back, as Send would have.
+	EndBatch()
+}
+
 // A RemoteReader lets a receiver read a large payload straight out of the
 // sender's memory (Caps.RemoteRead): the sender publishes a descriptor of
 // its buffer in the rendezvous request, the receiver reads, then tells the

@@ -44,6 +44,7 @@ type conn struct {
 	iov      iovecs
 	hdrs     [maxIov][wire.HeaderLen]byte
 	watchOut bool // the watcher also waits for this socket to be writable
+	writes   int  // writev calls made: what a batch saves (TestBatch)
 	watched  bool // the socket is in the watcher's epoll set
 
 	dead error
@@ -292,6 +293,7 @@ func (c *conn) flushCount() (bool, error) {
 			}
 		}
 		k, err := c.iov.writev(c.fd)
+		c.writes++
 		if err == errWouldBlock {
 			return moved, nil
 		}

@@ -70,6 +70,8 @@ type Transport struct {
 	unconnected int     // peers with frames queued before their connection
 	active      []*conn // connections to read
 	writers     []*conn // connections with queued frames
+	batching    bool    // between BeginBatch and EndBatch
+	batched     []*conn // connections whose first queued frame the batch held back
 	byFD        map[int]*conn
 	readyFDs    []int   // toRead's scratch: the sockets epoll says are readable
 	readList    []*conn // toRead's scratch: the connections to read
@@ -226,14 +228,41 @@ func (t *Transport) enqueue(c *conn, op *transport.SendOp) {
 	wasEmpty := c.sendq.Empty()
 	c.sendq.Push(op)
 	if wasEmpty {
-		if err := c.flush(); err != nil {
-			t.fail(c, err)
+		if t.batching {
+			t.batched = append(t.batched, c)
 			return
 		}
-		if !c.sendq.Empty() {
-			t.writers = append(t.writers, c)
-		}
+		t.write(c)
 	}
+}
+
+// write flushes c, whose queue was empty before, and lists it among the
+// writers if the socket did not take everything.
+func (t *Transport) write(c *conn) {
+	if err := c.flush(); err != nil {
+		t.fail(c, err)
+		return
+	}
+	if !c.sendq.Empty() {
+		t.writers = append(t.writers, c)
+	}
+}
+
+// BeginBatch holds back the writes of frames queued on connections with
+// nothing queued before, until EndBatch (transport.Batcher).
+func (t *Transport) BeginBatch() { t.batching = true }
+
+// EndBatch writes the connections the batch held back, each in as few
+// writev calls as its queue needs (maxIov vectors each).
+func (t *Transport) EndBatch() {
+	t.batching = false
+	for i, c := range t.batched {
+		if !t.closed && c.dead == nil {
+			t.write(c)
+		}
+		t.batched[i] = nil
+	}
+	t.batched = t.batched[:0]
 }
 
 // readyPollMin is the number of connections from which Poll asks epoll

@@ -118,6 +118,62 @@ func TestFramesInOrder(t *testing.T) {
 	}
 }
 
+// TestBatch: frames sent between BeginBatch and EndBatch stay queued until
+// EndBatch, then leave in a few writev calls instead of one each, and
+// arrive whole and in order; a send outside a batch leaves at once.
+func TestBatch(t *testing.T) {
+	a, b := newEndpoint(t, 0), newEndpoint(t, 1)
+	a.t.Reach(1, b.t.Addr(), 0)
+	first := op(1, 0, []byte("hello"), false)
+	a.t.Send(1, first)
+	if err := poll(t, 5*time.Second, func() bool { return len(b.frames) == 1 }, a, b); err != nil {
+		t.Fatal(err)
+	}
+	c := a.t.peers[1].c
+	if !first.Done() || c.writes == 0 {
+		t.Fatalf("a send outside a batch did not leave at once (done %v, %d writes)", first.Done(), c.writes)
+	}
+	const n = 200
+	before := c.writes
+	a.t.BeginBatch()
+	var ops []*transport.SendOp
+	for i := 1; i <= n; i++ {
+		o := op(1, uint64(i), bytes.Repeat([]byte{byte(i)}, i%50), false)
+		a.t.Send(1, o)
+		ops = append(ops, o)
+	}
+	big := op(1, n+1, bytes.Repeat([]byte{7}, 50000), false)
+	a.t.Send(1, big)
+	ops = append(ops, big)
+	for i, o := range ops {
+		if o.Done() {
+			t.Fatalf("send %d completed inside the batch", i+1)
+		}
+	}
+	a.t.EndBatch()
+	// 2 vectors a frame (header, payload), maxIov-1 a call: 201 frames in 7.
+	if w := c.writes - before; w > (2*len(ops))/(maxIov-1)+2 {
+		t.Errorf("%d frames took %d writev calls", len(ops), w)
+	}
+	if err := poll(t, 5*time.Second, func() bool { return len(b.frames) == n+2 }, a, b); err != nil {
+		t.Fatal(err)
+	}
+	for j, f := range b.frames[1:] {
+		seq, want := j+1, (j+1)%50
+		if seq == n+1 {
+			want = 50000
+		}
+		if f.h.Cookie != uint64(seq) || len(f.payload) != want {
+			t.Fatalf("frame %d: cookie %d, %d bytes, want %d", seq, f.h.Cookie, len(f.payload), want)
+		}
+	}
+	for i, o := range ops {
+		if !o.Done() || o.Failed() {
+			t.Fatalf("send %d did not complete after the batch", i+1)
+		}
+	}
+}
+
 // TestStrangers: connections that do not prove the job secret (garbage, a
 // wrong secret, silence, another job) are refused, and the job goes on.
 func TestStrangers(t *testing.T) {
