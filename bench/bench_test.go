@@ -161,7 +161,7 @@ func TestCompareSmoke(t *testing.T) {
 	if len(impls) == 0 {
 		proctest.Unavailable(t, "no mpicc.openmpi or mpicc.mpich: install openmpi-bin libopenmpi-dev mpich libmpich-dev")
 	}
-	for _, b := range []string{"latency", "allreduce", "alltoallv"} {
+	for _, b := range []string{"latency", "bw", "bibw", "allreduce", "alltoallv"} {
 		t.Run(b, func(t *testing.T) {
 			dir := t.TempDir()
 			cmd := exec.Command(filepath.Join(bin, "bench"), "compare", "-np", "2", "-reps", "1",

@@ -2,7 +2,7 @@
 // method of the OSU micro-benchmarks.
 //
 //	mpirun -np 2 bench latency             # ping-pong, latency = RTT/2
-//	mpirun -np 2 bench bw                  # window of 64 nonblocking sends, then an ack
+//	mpirun -np 2 bench bw                  # window of 64 persistent sends (Startall), then an ack
 //	mpirun -np 2 bench bibw                # both directions at once
 //	mpirun -np 4 bench mbw_mr              # pairs i <-> i+n/2: bandwidth and message rate
 //	mpirun -np 4 bench multi_lat           # latency of all pairs at once
