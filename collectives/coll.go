@@ -158,7 +158,7 @@ func (k *call) exchangeAll(recvFrom, sendTo func(r int) []byte) error {
 		to := (k.rank + s) % n
 		reqs = append(reqs, k.isend(sendTo(to), to))
 	}
-	err := k.waitRecvsSized(reqs[:n-1], sizes)
+	err := k.waitRecvs(reqs[:n-1], sizes)
 	if serr := k.waitAll(reqs[n-1:]); serr != nil {
 		// A send that failed is the cause: it failed the call, and the
 		// receives with it (comm abandons the call then).
@@ -167,20 +167,19 @@ func (k *call) exchangeAll(recvFrom, sendTo func(r int) []byte) error {
 	return err
 }
 
-// waitRecvs waits for receives that must each bring exactly want bytes
-// (want < 0: any count), gives the requests back, and reports the first
-// failure.
-func (k *call) waitRecvs(reqs []*comm.Request, want int) error {
+// waitRecvs waits for receives, the i-th of which must bring exactly
+// sizes[i] bytes, gives the requests back, and reports the first failure.
+func (k *call) waitRecvs(reqs []*comm.Request, sizes []int) error {
 	var first error
-	for _, r := range reqs {
+	for i, r := range reqs {
 		st, err := r.Wait()
 		switch {
 		case err != nil:
 			if first == nil {
 				first = k.mismatch(err, st.Source)
 			}
-		case want >= 0 && st.Count != want && first == nil:
-			first = k.errorf("%w: rank %d sent %d bytes where %d were expected: ranks disagree on the counts", comm.ErrMismatch, st.Source, st.Count, want)
+		case st.Count != sizes[i] && first == nil:
+			first = k.errorf("%w: rank %d sent %d bytes where %d were expected: ranks disagree on the counts", comm.ErrMismatch, st.Source, st.Count, sizes[i])
 		}
 		coll.Bridge.Free(r)
 	}

@@ -77,15 +77,18 @@ func gatherLinear[T Elem](k *call, send, recv []T, root int) error {
 		return k.fail(k.send(asBytes(send), root))
 	}
 	var few [8]*comm.Request // no allocation on a few ranks (reduceFlat)
-	reqs := few[:0]
+	var fewSizes [8]int
+	reqs, sizes := few[:0], fewSizes[:0]
 	for r := 0; r < k.size; r++ {
 		if r == root {
 			continue
 		}
-		reqs = append(reqs, k.irecv(asBytes(recv[r*blk:(r+1)*blk]), r))
+		buf := asBytes(recv[r*blk : (r+1)*blk])
+		reqs = append(reqs, k.irecv(buf, r))
+		sizes = append(sizes, len(buf))
 	}
 	copyElems(recv[root*blk:(root+1)*blk], send)
-	return k.waitRecvs(reqs, blk*elemSize[T]())
+	return k.waitRecvs(reqs, sizes)
 }
 
 func gatherBinomial[T Elem](k *call, send, recv []T, root int) error {
@@ -274,24 +277,7 @@ func Gatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int, root in
 		reqs = append(reqs, k.irecv(asBytes(recv[off:off+counts[r]]), r))
 		sizes = append(sizes, counts[r]*elemSize[T]())
 	}
-	return k.waitRecvsSized(reqs, sizes)
-}
-
-func (k *call) waitRecvsSized(reqs []*comm.Request, sizes []int) error {
-	var first error
-	for i, r := range reqs {
-		st, err := r.Wait()
-		switch {
-		case err != nil:
-			if first == nil {
-				first = k.mismatch(err, st.Source)
-			}
-		case st.Count != sizes[i] && first == nil:
-			first = k.errorf("%w: rank %d sent %d bytes where %d were expected: ranks disagree on the counts", comm.ErrMismatch, st.Source, st.Count, sizes[i])
-		}
-		coll.Bridge.Free(r)
-	}
-	return first
+	return k.waitRecvs(reqs, sizes)
 }
 
 // Scatterv sends counts[r] elements at displs[r] of root's send to rank

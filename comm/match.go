@@ -22,7 +22,7 @@ type message struct {
 	size  int    // message bytes
 
 	eager  bool
-	data   []byte  // eager payload copy (len == size): inline, or a buffer of its own
+	data   []byte  // eager payload copy (len == size): inline, pooled, or a buffer of its own
 	pooled *[]byte // data's buffer when it came from the engine's payload pools
 	inline [64]byte
 

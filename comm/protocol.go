@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"sync"
 
 	"go.uber.org/zap"
@@ -666,9 +667,10 @@ func (e *engine) holdPayloadLocked(m *message, payload []byte) {
 	m.eager = true
 	if len(payload) <= len(m.inline) {
 		m.data = m.inline[:len(payload)]
-	} else {
-		m.pooled = e.payloads.get(len(payload))
+	} else if m.pooled = e.payloads.get(len(payload)); m.pooled != nil {
 		m.data = (*m.pooled)[:len(payload)]
+	} else {
+		m.data = make([]byte, len(payload))
 	}
 	copy(m.data, payload)
 }
@@ -679,7 +681,7 @@ func (e *engine) holdPayloadLocked(m *message, payload []byte) {
 // message was an allocation, zeroed and soon garbage: a stream of 64 KiB
 // messages over TCP that arrive before their receives (bibw) collected
 // garbage hundreds of times a second, and the Go runtime's threads woke
-// for it, 10,000 context switches a second on two cores.
+// for it: about 5,000 context switches a second on two cores.
 //
 // A sync.Pool per class, per engine (never shared between the engines of
 // one process, as in tests): the collector empties them when they are
@@ -688,36 +690,32 @@ type payloadPools [payloadMaxClass - payloadMinClass + 1]sync.Pool
 
 const payloadMinClass, payloadMaxClass = 7, 16 // 128 B .. 64 KiB
 
-// get returns a buffer of at least n bytes: pooled (of its class's size)
-// when n fits a class, else one of its own.
-func (pp *payloadPools) get(n int) *[]byte {
-	c := payloadMinClass
-	for 1<<c < n {
-		c++
-	}
+// payloadClass returns the index of the smallest class that holds n
+// bytes, or -1 when n is larger than every class.
+func payloadClass(n int) int {
+	c := max(bits.Len(uint(n-1)), payloadMinClass) // 1<<c >= n
 	if c > payloadMaxClass {
-		b := make([]byte, n)
-		return &b
+		return -1
 	}
-	if bp, _ := pp[c-payloadMinClass].Get().(*[]byte); bp != nil {
+	return c - payloadMinClass
+}
+
+// get returns a buffer of its class's size that holds n bytes, pooled or
+// new, or nil when n is larger than every class.
+func (pp *payloadPools) get(n int) *[]byte {
+	c := payloadClass(n)
+	if c < 0 {
+		return nil
+	}
+	if bp, _ := pp[c].Get().(*[]byte); bp != nil {
 		return bp
 	}
-	b := make([]byte, 1<<c)
+	b := make([]byte, 1<<(c+payloadMinClass))
 	return &b
 }
 
-// put gives back a buffer get returned; buffers of no class are dropped.
-func (pp *payloadPools) put(bp *[]byte) {
-	n := cap(*bp)
-	if n&(n-1) != 0 || n < 1<<payloadMinClass || n > 1<<payloadMaxClass {
-		return
-	}
-	c := payloadMinClass
-	for 1<<c < n {
-		c++
-	}
-	pp[c-payloadMinClass].Put(bp)
-}
+// put gives back a buffer get returned (its length is its class's size).
+func (pp *payloadPools) put(bp *[]byte) { pp[payloadClass(len(*bp))].Put(bp) }
 
 // freeMessageLocked drops a matched message's references.
 //

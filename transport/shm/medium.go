@@ -30,7 +30,8 @@ import (
 
 // Medium is what MeasureMedium found: the time to move a stream of
 // medium messages (probeMessages of probeMessageSize bytes) from one core
-// to another each way, the best of probeRounds interleaved rounds.
+// to another by each of the two ways, the best of probeRounds interleaved
+// rounds of each.
 type Medium struct {
 	Chain time.Duration // as chains of 8 KiB frames through a ring
 	Read  time.Duration // by an announcing frame and one process_vm_readv each
