@@ -508,6 +508,48 @@ func TestUnexpectedPayloads(t *testing.T) {
 	}
 }
 
+// TestStartallOverTCP: the frames of a window of persistent sends that
+// Startall starts together leave in a few write system calls, not one
+// each, and arrive whole and in order.
+func TestStartallOverTCP(t *testing.T) {
+	ws := commtest.Worlds(t, 2, commtest.TCP)
+	const n = 40
+	var sends, recvs []*comm.Request
+	ins := make([][]byte, n)
+	for i := range n {
+		s, err := ws[0].SendInit(bytes.Repeat([]byte{byte(i)}, 16+i), 1, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ins[i] = make([]byte, 16+i)
+		r, err := ws[1].RecvInit(ins[i], 0, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sends, recvs = append(sends, s), append(recvs, r)
+	}
+	for round := range 3 {
+		if err := comm.Startall(recvs...); err != nil {
+			t.Fatal(err)
+		}
+		before := comm.WriteCalls(ws[0])
+		if err := comm.Startall(sends...); err != nil {
+			t.Fatal(err)
+		}
+		if w := comm.WriteCalls(ws[0]) - before; w > 4 {
+			t.Errorf("round %d: %d sends took %d write calls", round, n, w)
+		}
+		if _, err := comm.Waitall(append(sends, recvs...)...); err != nil {
+			t.Fatal(err)
+		}
+		for i, in := range ins {
+			if !bytes.Equal(in, bytes.Repeat([]byte{byte(i)}, 16+i)) {
+				t.Fatalf("round %d: message %d arrived as % x", round, i, in[:4])
+			}
+		}
+	}
+}
+
 // TestCompletedSends: a small send that completes as it starts (its frame
 // went straight into the peer's ring) returns a request that behaves as
 // any completed send: Wait and Test report success with a zero status, as

@@ -24,6 +24,21 @@ func DebugRequest(r *Request) string {
 	return s
 }
 
+// WriteCalls counts the write system calls c's engine made on its
+// transports that count them (TCP).
+func WriteCalls(c *Comm) int {
+	e := c.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, t := range e.transports {
+		if w, ok := t.(interface{ WriteCalls() int }); ok {
+			n += w.WriteCalls()
+		}
+	}
+	return n
+}
+
 // DebugEngine describes the transports' state of c's engine, for tests.
 func DebugEngine(c *Comm) string {
 	e := c.e

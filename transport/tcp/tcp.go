@@ -680,6 +680,18 @@ func (t *Transport) Close() error {
 // Pending reports whether frames wait to be written or for a connection.
 func (t *Transport) Pending() bool { return len(t.writers) > 0 || t.unconnected > 0 }
 
+// WriteCalls counts the writev system calls made on the connections up
+// to now, for tests (what a batch saves).
+func (t *Transport) WriteCalls() int {
+	n := 0
+	for _, p := range t.peers {
+		if p.c != nil {
+			n += p.c.writes
+		}
+	}
+	return n
+}
+
 // DebugState describes the connections, for tests.
 func (t *Transport) DebugState() string {
 	s := fmt.Sprintf("writers=%d unconnected=%d", len(t.writers), t.unconnected)
