@@ -22,11 +22,11 @@ var allgatherRingMin = 32 << 10
 // blocks, any rank count (on 3 and 4 ranks every block goes straight to
 // every rank instead); a ring for long ones.
 func Allgather[T Elem](c *comm.Comm, send, recv []T) (err error) {
-	kv, err := start[T](c, coll.Allgather, 0, "", len(send))
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, coll.Allgather, 0, "", len(send)); err != nil {
 		return err
 	}
-	k := &kv
 	defer k.settle(&err)
 	blk := len(send)
 	if len(recv) != blk*k.size {
@@ -122,11 +122,11 @@ func allgatherBruck[T Elem](k *call, recv []T, blk int) error {
 // to every rank, as in Allgather; else a ring, each step forwarding the
 // block received last.
 func Allgatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int) (err error) {
-	kv, err := start[T](c, coll.Allgatherv, 0, "", 0)
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, coll.Allgatherv, 0, "", 0); err != nil {
 		return err
 	}
-	k := &kv
 	defer k.settle(&err)
 	if err := k.checkV("allgatherv", counts, displs, len(recv)); err != nil {
 		return err

@@ -39,11 +39,11 @@ func Allreduce[T Elem](c *comm.Comm, in, out []T, op Op) (err error) {
 	if err := checkOp[T](op); err != nil {
 		return opError(coll.Allreduce, err)
 	}
-	kv, err := start[T](c, coll.Allreduce, 0, op.name, len(in))
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, coll.Allreduce, 0, op.name, len(in)); err != nil {
 		return err
 	}
-	k := &kv
 	defer k.settle(&err)
 	if len(out) != len(in) {
 		return k.errorf("%w: out holds %d elements, in %d", comm.ErrInvalidArg, len(out), len(in))

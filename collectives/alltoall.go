@@ -16,11 +16,11 @@ import (
 // with one partner (rank XOR s for a power of two, else rank+s and
 // rank-s), so no rank is flooded.
 func Alltoall[T Elem](c *comm.Comm, send, recv []T) (err error) {
-	kv, err := start[T](c, coll.Alltoall, 0, "", len(send))
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, coll.Alltoall, 0, "", len(send)); err != nil {
 		return err
 	}
-	k := &kv
 	defer k.settle(&err)
 	if len(send) != len(recv) || len(send)%k.size != 0 {
 		return k.errorf("%w: send (%d) and recv (%d) must hold %d equal blocks", comm.ErrInvalidArg, len(send), len(recv), k.size)
@@ -74,11 +74,11 @@ func alltoallDirect[T Elem](k *call, send, recv []T, blk int) error {
 // Algorithm: on 3 to 8 ranks every block straight to its rank at once, as
 // in Alltoall; otherwise pairwise exchange.
 func Alltoallv[T Elem](c *comm.Comm, send []T, sendCounts, sendDispls []int, recv []T, recvCounts, recvDispls []int) (err error) {
-	kv, err := start[T](c, coll.Alltoallv, 0, "", 0)
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, coll.Alltoallv, 0, "", 0); err != nil {
 		return err
 	}
-	k := &kv
 	defer k.settle(&err)
 	if err := k.checkV("alltoallv send", sendCounts, sendDispls, len(send)); err != nil {
 		return err

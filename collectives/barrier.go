@@ -21,11 +21,11 @@ import (
 // ceil(log2 n) rounds every rank has heard, directly or not, from every
 // other. Correct for any n.
 func Barrier(c *comm.Comm) (err error) {
-	kv, err := begin(c, coll.Barrier, coll.Args{})
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := begin(k, c, coll.Barrier, coll.Args{}); err != nil {
 		return err
 	}
-	k := &kv
 	defer k.settle(&err)
 	if k.size >= barrierLinearMin && k.size <= barrierLinearMax {
 		return barrierLinear(k)

@@ -26,11 +26,11 @@ var bcastScatterMin = 256 << 10
 // ring allgather (van de Geijn; Thakur, Rabenseifner and Gropp, "Optimization of
 // collective communication operations in MPICH", 2005).
 func Bcast[T Elem](c *comm.Comm, xs []T, root int) (err error) {
-	kv, err := start[T](c, coll.Bcast, root, "", len(xs))
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, coll.Bcast, root, "", len(xs)); err != nil {
 		return err
 	}
-	k := &kv
 	defer k.settle(&err)
 	if err := k.checkRoot(root); err != nil {
 		return err

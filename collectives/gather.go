@@ -26,11 +26,11 @@ var rootedFlatMaxRanks = 8
 // blocks to its parent; Barnett et al., "Interprocessor collective
 // communication library (InterCom)", 1994).
 func Gather[T Elem](c *comm.Comm, send, recv []T, root int) (err error) {
-	kv, err := start[T](c, coll.Gather, root, "", len(send))
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, coll.Gather, root, "", len(send)); err != nil {
 		return err
 	}
-	k := &kv
 	defer k.settle(&err)
 	if err := k.checkRoot(root); err != nil {
 		return err
@@ -132,11 +132,11 @@ func gatherBinomial[T Elem](k *call, send, recv []T, root int) error {
 // Algorithm: direct sends from the root on up to 8 ranks and for long
 // blocks, otherwise a binomial tree (the mirror of Gather).
 func Scatter[T Elem](c *comm.Comm, send, recv []T, root int) (err error) {
-	kv, err := start[T](c, coll.Scatter, root, "", len(recv))
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, coll.Scatter, root, "", len(recv)); err != nil {
 		return err
 	}
-	k := &kv
 	defer k.settle(&err)
 	if err := k.checkRoot(root); err != nil {
 		return err
@@ -248,11 +248,11 @@ func vOffset(counts, displs []int, i int) int {
 // (counts[r] elements). counts and displs matter at the root only; nil
 // displs packs the blocks in rank order.
 func Gatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int, root int) (err error) {
-	kv, err := start[T](c, coll.Gatherv, root, "", 0)
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, coll.Gatherv, root, "", 0); err != nil {
 		return err
 	}
-	k := &kv
 	defer k.settle(&err)
 	if err := k.checkRoot(root); err != nil {
 		return err
@@ -283,11 +283,11 @@ func Gatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int, root in
 // Scatterv sends counts[r] elements at displs[r] of root's send to rank
 // r's recv (which must hold them). counts and displs matter at the root.
 func Scatterv[T Elem](c *comm.Comm, send []T, counts, displs []int, recv []T, root int) (err error) {
-	kv, err := start[T](c, coll.Scatterv, root, "", 0)
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, coll.Scatterv, root, "", 0); err != nil {
 		return err
 	}
-	k := &kv
 	defer k.settle(&err)
 	if err := k.checkRoot(root); err != nil {
 		return err

@@ -23,11 +23,11 @@ func NeighborAllgather[T Elem](g *comm.Cart, send, recv []T) (err error) {
 	if g == nil {
 		return opError(coll.NeighborAllgather, comm.ErrCommNull)
 	}
-	kv, err := start[T](g.Comm, coll.NeighborAllgather, 0, "", len(send))
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, g.Comm, coll.NeighborAllgather, 0, "", len(send)); err != nil {
 		return err
 	}
-	k := &kv
 	defer k.settle(&err)
 	nb, blk := g.Neighbors(), len(send)
 	if len(recv) != len(nb)*blk {
@@ -44,11 +44,11 @@ func NeighborAlltoall[T Elem](g *comm.Cart, send, recv []T) (err error) {
 		return opError(coll.NeighborAlltoall, comm.ErrCommNull)
 	}
 	nb := g.Neighbors()
-	kv, err := start[T](g.Comm, coll.NeighborAlltoall, 0, "", len(send))
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, g.Comm, coll.NeighborAlltoall, 0, "", len(send)); err != nil {
 		return err
 	}
-	k := &kv
 	defer k.settle(&err)
 	if len(send) != len(recv) || len(send)%len(nb) != 0 {
 		return k.errorf("%w: send (%d) and recv (%d) must hold %d equal blocks", comm.ErrInvalidArg, len(send), len(recv), len(nb))

@@ -90,11 +90,11 @@ func (s *schedule) request(c *comm.Comm) *comm.Request {
 // Ibarrier starts a barrier and returns its request (dissemination, as
 // Barrier).
 func Ibarrier(c *comm.Comm) *comm.Request {
-	kv, err := begin(c, coll.Barrier|coll.Nonblocking, coll.Args{})
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := begin(k, c, coll.Barrier|coll.Nonblocking, coll.Args{}); err != nil {
 		return failedRequest(err)
 	}
-	k := &kv
 	s := &schedule{k: k}
 	for d := 1; d < k.size; d *= 2 {
 		s.rounds = append(s.rounds, round{
@@ -108,11 +108,11 @@ func Ibarrier(c *comm.Comm) *comm.Request {
 // Ibcast starts a broadcast of root's xs (binomial tree) and returns its
 // request; xs belongs to the request until it completes.
 func Ibcast[T Elem](c *comm.Comm, xs []T, root int) *comm.Request {
-	kv, err := start[T](c, coll.Bcast|coll.Nonblocking, root, "", len(xs))
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, coll.Bcast|coll.Nonblocking, root, "", len(xs)); err != nil {
 		return failedRequest(err)
 	}
-	k := &kv
 	if err := k.checkRoot(root); err != nil {
 		return k.failedRequest(err)
 	}
@@ -147,11 +147,11 @@ func Iallreduce[T Elem](c *comm.Comm, in, out []T, op Op) *comm.Request {
 	if err := checkOp[T](op); err != nil {
 		return failedRequest(opError(coll.Allreduce|coll.Nonblocking, err))
 	}
-	kv, err := start[T](c, coll.Allreduce|coll.Nonblocking, 0, op.name, len(in))
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, coll.Allreduce|coll.Nonblocking, 0, op.name, len(in)); err != nil {
 		return failedRequest(err)
 	}
-	k := &kv
 	if len(out) != len(in) {
 		return k.failedRequest(k.errorf("%w: out holds %d elements, in %d", comm.ErrInvalidArg, len(out), len(in)))
 	}
@@ -264,11 +264,11 @@ func roundOf(k *call, r round) *schedule { return &schedule{k: k, rounds: []roun
 // Igather starts a Gather (every rank's send to root's recv, in rank
 // order) and returns its request.
 func Igather[T Elem](c *comm.Comm, send, recv []T, root int) *comm.Request {
-	kv, err := start[T](c, coll.Gather|coll.Nonblocking, root, "", len(send))
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, coll.Gather|coll.Nonblocking, root, "", len(send)); err != nil {
 		return failedRequest(err)
 	}
-	k := &kv
 	if err := k.checkRoot(root); err != nil {
 		return k.failedRequest(err)
 	}
@@ -291,11 +291,11 @@ func Igather[T Elem](c *comm.Comm, send, recv []T, root int) *comm.Request {
 
 // Igatherv starts a Gatherv and returns its request.
 func Igatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int, root int) *comm.Request {
-	kv, err := start[T](c, coll.Gatherv|coll.Nonblocking, root, "", 0)
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, coll.Gatherv|coll.Nonblocking, root, "", 0); err != nil {
 		return failedRequest(err)
 	}
-	k := &kv
 	if err := k.checkRoot(root); err != nil {
 		return k.failedRequest(err)
 	}
@@ -320,11 +320,11 @@ func Igatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int, root i
 // Iscatter starts a Scatter (block r of root's send to rank r's recv) and
 // returns its request.
 func Iscatter[T Elem](c *comm.Comm, send, recv []T, root int) *comm.Request {
-	kv, err := start[T](c, coll.Scatter|coll.Nonblocking, root, "", len(recv))
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, coll.Scatter|coll.Nonblocking, root, "", len(recv)); err != nil {
 		return failedRequest(err)
 	}
-	k := &kv
 	if err := k.checkRoot(root); err != nil {
 		return k.failedRequest(err)
 	}
@@ -348,11 +348,11 @@ func Iscatter[T Elem](c *comm.Comm, send, recv []T, root int) *comm.Request {
 // Iscatterv starts a Scatterv and returns its request. Each rank's recv
 // must have exactly the length root's counts give it.
 func Iscatterv[T Elem](c *comm.Comm, send []T, counts, displs []int, recv []T, root int) *comm.Request {
-	kv, err := start[T](c, coll.Scatterv|coll.Nonblocking, root, "", 0)
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, coll.Scatterv|coll.Nonblocking, root, "", 0); err != nil {
 		return failedRequest(err)
 	}
-	k := &kv
 	if err := k.checkRoot(root); err != nil {
 		return k.failedRequest(err)
 	}
@@ -376,11 +376,11 @@ func Iscatterv[T Elem](c *comm.Comm, send []T, counts, displs []int, recv []T, r
 
 // Iallgather starts an Allgather and returns its request.
 func Iallgather[T Elem](c *comm.Comm, send, recv []T) *comm.Request {
-	kv, err := start[T](c, coll.Allgather|coll.Nonblocking, 0, "", len(send))
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, coll.Allgather|coll.Nonblocking, 0, "", len(send)); err != nil {
 		return failedRequest(err)
 	}
-	k := &kv
 	blk := len(send)
 	if len(recv) != blk*k.size {
 		return k.failedRequest(k.errorf("%w: recv holds %d elements, %d ranks of %d need %d", comm.ErrInvalidArg, len(recv), k.size, blk, blk*k.size))
@@ -398,11 +398,11 @@ func Iallgather[T Elem](c *comm.Comm, send, recv []T) *comm.Request {
 
 // Iallgatherv starts an Allgatherv and returns its request.
 func Iallgatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int) *comm.Request {
-	kv, err := start[T](c, coll.Allgatherv|coll.Nonblocking, 0, "", 0)
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, coll.Allgatherv|coll.Nonblocking, 0, "", 0); err != nil {
 		return failedRequest(err)
 	}
-	k := &kv
 	if err := k.checkV("iallgatherv", counts, displs, len(recv)); err != nil {
 		return k.failedRequest(err)
 	}
@@ -424,11 +424,11 @@ func Iallgatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int) *co
 
 // Ialltoall starts an Alltoall and returns its request.
 func Ialltoall[T Elem](c *comm.Comm, send, recv []T) *comm.Request {
-	kv, err := start[T](c, coll.Alltoall|coll.Nonblocking, 0, "", len(send))
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, coll.Alltoall|coll.Nonblocking, 0, "", len(send)); err != nil {
 		return failedRequest(err)
 	}
-	k := &kv
 	if len(send) != len(recv) || len(send)%k.size != 0 || sameVector(send, recv) {
 		return k.failedRequest(k.errorf("%w: send (%d) and recv (%d) must be distinct and hold %d equal blocks", comm.ErrInvalidArg, len(send), len(recv), k.size))
 	}
@@ -446,11 +446,11 @@ func Ialltoall[T Elem](c *comm.Comm, send, recv []T) *comm.Request {
 
 // Ialltoallv starts an Alltoallv and returns its request.
 func Ialltoallv[T Elem](c *comm.Comm, send []T, sendCounts, sendDispls []int, recv []T, recvCounts, recvDispls []int) *comm.Request {
-	kv, err := start[T](c, coll.Alltoallv|coll.Nonblocking, 0, "", 0)
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, coll.Alltoallv|coll.Nonblocking, 0, "", 0); err != nil {
 		return failedRequest(err)
 	}
-	k := &kv
 	if err := k.checkV("ialltoallv send", sendCounts, sendDispls, len(send)); err != nil {
 		return k.failedRequest(err)
 	}
@@ -480,11 +480,11 @@ func Ireduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) *comm.Request {
 	if err := checkOp[T](op); err != nil {
 		return failedRequest(opError(coll.Reduce|coll.Nonblocking, err))
 	}
-	kv, err := start[T](c, coll.Reduce|coll.Nonblocking, root, op.name, len(in))
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, coll.Reduce|coll.Nonblocking, root, op.name, len(in)); err != nil {
 		return failedRequest(err)
 	}
-	k := &kv
 	if err := k.checkRoot(root); err != nil {
 		return k.failedRequest(err)
 	}
@@ -532,11 +532,11 @@ func IreduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) *com
 	if err := checkOp[T](op); err != nil {
 		return failedRequest(opError(coll.ReduceScatter|coll.Nonblocking, err))
 	}
-	kv, err := start[T](c, coll.ReduceScatter|coll.Nonblocking, 0, op.name, len(in))
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, coll.ReduceScatter|coll.Nonblocking, 0, op.name, len(in)); err != nil {
 		return failedRequest(err)
 	}
-	k := &kv
 	if err := k.checkV("ireduce_scatter", counts, nil, len(in)); err != nil {
 		return k.failedRequest(err)
 	}
@@ -587,11 +587,11 @@ func iscan[T Elem](c *comm.Comm, kind coll.Kind, in, out []T, op Op, exclusive b
 	if err := checkOp[T](op); err != nil {
 		return failedRequest(opError(kind, err))
 	}
-	kv, err := start[T](c, kind, 0, op.name, len(in))
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, kind, 0, op.name, len(in)); err != nil {
 		return failedRequest(err)
 	}
-	k := &kv
 	if len(out) != len(in) {
 		return k.failedRequest(k.errorf("%w: out holds %d elements, in %d", comm.ErrInvalidArg, len(out), len(in)))
 	}

@@ -29,11 +29,11 @@ func Reduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) (err error) {
 	if err := checkOp[T](op); err != nil {
 		return opError(coll.Reduce, err)
 	}
-	kv, err := start[T](c, coll.Reduce, root, op.name, len(in))
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, coll.Reduce, root, op.name, len(in)); err != nil {
 		return err
 	}
-	k := &kv
 	defer k.settle(&err)
 	if err := k.checkRoot(root); err != nil {
 		return err

@@ -26,11 +26,11 @@ func ReduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) (err 
 	if err := checkOp[T](op); err != nil {
 		return opError(coll.ReduceScatter, err)
 	}
-	kv, err := start[T](c, coll.ReduceScatter, 0, op.name, len(in))
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, coll.ReduceScatter, 0, op.name, len(in)); err != nil {
 		return err
 	}
-	k := &kv
 	defer k.settle(&err)
 	if err := k.checkV("reduce_scatter", counts, nil, len(in)); err != nil {
 		return err

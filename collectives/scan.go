@@ -28,11 +28,11 @@ func scan[T Elem](c *comm.Comm, kind coll.Kind, in, out []T, op Op, exclusive bo
 	if err := checkOp[T](op); err != nil {
 		return opError(kind, err)
 	}
-	kv, err := start[T](c, kind, 0, op.name, len(in))
-	if err != nil {
+	var kv call
+	k := &kv
+	if err := start[T](k, c, kind, 0, op.name, len(in)); err != nil {
 		return err
 	}
-	k := &kv
 	defer k.settle(&err)
 	if len(out) != len(in) {
 		return k.errorf("%w: out holds %d elements, in %d", comm.ErrInvalidArg, len(out), len(in))

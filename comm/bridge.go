@@ -69,13 +69,13 @@ func (e *engine) readsAbove(v *Comm) int64 {
 	return above
 }
 
-func collBegin(c any, k coll.Kind, a coll.Args) (coll.Call, error) {
+func collBegin(c any, k coll.Kind, a coll.Args) (view any, rank, size, tag int, check uint32, err error) {
 	cm, _ := c.(*Comm)
 	if cm == nil || cm.freed.Load() || cm.e.finalized() {
-		return coll.Call{}, cm.usable(k.String()) // the name only when it is needed
+		return nil, 0, 0, 0, 0, cm.usable(k.String()) // the name only when it is needed
 	}
 	v := cm.coll
-	tag := int(cm.nextCollective() % (MaxTag + 1))
+	tag = int(cm.nextCollective() % (MaxTag + 1))
 	// The checks for a revoked context and for stale messages take the
 	// lock only when there may be something to find: a revocation, or an
 	// unexpected message on a collective context. Otherwise nothing is
@@ -93,17 +93,17 @@ func collBegin(c any, k coll.Kind, a coll.Args) (coll.Call, error) {
 		v.e.unlock()
 	}
 	if revoked != nil {
-		return coll.Call{}, &OpError{Op: k.String(), Comm: cm.name(), Rank: cm.rank, Peer: noPeer, Tag: noPeer, Err: revoked}
+		return nil, 0, 0, 0, 0, &OpError{Op: k.String(), Comm: cm.name(), Rank: cm.rank, Peer: noPeer, Tag: noPeer, Err: revoked}
 	}
-	call := coll.Call{View: v, Rank: v.rank, Size: v.size, Tag: tag, Check: coll.Check(k, a)}
+	check = coll.Check(k, a)
 	if stale != nil {
 		// Tell the others, as for any failed call: they may already wait
 		// in this call for this rank, without a stale message of their
 		// own to find (one that was still on its way when they began).
-		collAbandon(call, stale)
-		return coll.Call{}, stale
+		collAbandon(coll.Call{View: v, Rank: v.rank, Size: v.size, Tag: tag, Check: check}, stale)
+		return nil, 0, 0, 0, 0, stale
 	}
-	return call, nil
+	return v, v.rank, v.size, tag, check, nil
 }
 
 // staleLocked looks, as collective call tag begins on the collective view v, for

@@ -123,8 +123,11 @@ type Call struct {
 // comm sets them in its init; nothing else may.
 var Bridge struct {
 	// Begin starts a collective call of kind k on communicator c (a
-	// *comm.Comm): it takes the next sequence number of c's collectives.
-	Begin func(c any, k Kind, a Args) (Call, error)
+	// *comm.Comm): it takes the next sequence number of c's collectives,
+	// and returns the fields of the call's Call. Not a Call: the
+	// results travel in registers, where a struct returned through a
+	// function value is built in memory and copied, frame to frame.
+	Begin func(c any, k Kind, a Args) (view any, rank, size, tag int, check uint32, err error)
 	// Send, Recv and Sendrecv are the blocking point-to-point operations
 	// of a call; Recv and Sendrecv return the bytes received.
 	Send     func(k Call, buf []byte, dest int) error
