@@ -294,14 +294,22 @@ func TestDeviceRunParts(t *testing.T) {
 	run := filepath.Join(dir, "run.sh")
 	os.WriteFile(run, script, 0o755)
 	for _, c := range []struct {
-		parts      string
+		parts, nps string
 		want, none []string
 	}{
-		{"none", []string{"# device:"}, []string{"##"}},
-		{"p2p", []string{"## point to point", "# latency -m 8:4M at 2 ranks: failed"}, []string{"## collectives", "## start-up"}},
+		{"none", "", []string{"# device:"}, []string{"##"}},
+		{"p2p", "", []string{"## point to point", "# latency -m 8:4M at 2 ranks: failed"}, []string{"## collectives", "## start-up"}},
+		// Every collective bench has, at each rank count.
+		{"collectives", "2 4", []string{"## collectives, 4 ranks", "# allreduce -m 8:4M at 2 ranks: failed",
+			"# reduce -m 8:4M at 4 ranks", "# reduce_scatter -m 8:4M at 4", "# bcast -m 8:4M at 4", "# gather -m 8:4M at 4",
+			"# scatter -m 8:4M at 4", "# allgather -m 8:4M at 4", "# alltoall -m 8:4M at 4", "# allgatherv -m 8:1M at 4",
+			"# alltoallv -m 8:1M at 4", "# barrier at 4"}, []string{"## point to point", "## start-up"}},
 	} {
 		cmd := exec.Command("bash", run)
 		cmd.Env = append(os.Environ(), "PARTS="+c.parts)
+		if c.nps != "" {
+			cmd.Env = append(cmd.Env, "NPS="+c.nps)
+		}
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("PARTS=%s: %v\n%s", c.parts, err, out)
