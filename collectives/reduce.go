@@ -105,11 +105,20 @@ func Reduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) (err error) {
 }
 
 // reduceLargeMin is the vector size in bytes from which Reduce uses
-// Rabenseifner's algorithm. On 2 ranks the tree (one message to the root,
-// received straight into out) was faster up to 512 KiB (64 KiB 15.1
-// against 10.5 us, 512 KiB 76 against 73) and slower from 1 MiB (129
-// against 182; 4 MiB 522 against 830): 7 interleaved runs each.
-var reduceLargeMin = 1 << 20
+// Rabenseifner's algorithm. On 2 ranks the tree sends one message, which
+// the root reads straight into out (single copy) and combines in into;
+// recursive halving splits the combining, but the root must then also
+// read the half of the results the other rank computed, which sit dirty
+// in that rank's cache. On the Intel Xeon machine (2 cores), 7
+// interleaved runs, the tree took 0.88-0.94 of halving's time at 1-4 MiB
+// (1 MiB 201 against 228 us; Open MPI 201), and halving 0.94-0.97 of the
+// tree's at 8-16 MiB. (An AMD machine measured earlier had halving ahead
+// from 1 MiB: 129 against 182 us.) A split where the root combined a
+// quarter and read the other's results chunk by chunk, and a tree whose
+// message came in 32-256 KiB chunks (the root combining each while hot),
+// were both slower than the one message (1 MiB: 215-297 and 211-336 us
+// against 177-197, 3 runs each).
+var reduceLargeMin = 8 << 20
 
 // reduceRabenseifnerMaxRanks limits Rabenseifner's Reduce to rank counts
 // where it was measured faster. At 2 ranks it took 1 MiB from 361 to 129
