@@ -30,7 +30,6 @@ type call struct {
 func begin(k *call, c *comm.Comm, kind coll.Kind, a coll.Args) (err error) {
 	k.kind = kind
 	k.k.View, k.rank, k.size, k.k.Tag, k.k.Check, err = coll.Bridge.Begin(c, kind, a)
-	k.k.Rank, k.k.Size = k.rank, k.size
 	return err
 }
 

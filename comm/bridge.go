@@ -100,7 +100,7 @@ func collBegin(c any, k coll.Kind, a coll.Args) (view any, rank, size, tag int, 
 		// Tell the others, as for any failed call: they may already wait
 		// in this call for this rank, without a stale message of their
 		// own to find (one that was still on its way when they began).
-		collAbandon(coll.Call{View: v, Rank: v.rank, Size: v.size, Tag: tag, Check: check}, stale)
+		collAbandon(coll.Call{View: v, Tag: tag, Check: check}, stale)
 		return nil, 0, 0, 0, 0, stale
 	}
 	return v, v.rank, v.size, tag, check, nil

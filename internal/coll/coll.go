@@ -113,8 +113,6 @@ func Mismatch(peer int, got, want uint32) string {
 // its communicator, and the tag and check word of its messages.
 type Call struct {
 	View  any // comm's *Comm: the communicator's collective view
-	Rank  int
-	Size  int
 	Tag   int
 	Check uint32
 }
@@ -124,9 +122,10 @@ type Call struct {
 var Bridge struct {
 	// Begin starts a collective call of kind k on communicator c (a
 	// *comm.Comm): it takes the next sequence number of c's collectives,
-	// and returns the fields of the call's Call. Not a Call: the
-	// results travel in registers, where a struct returned through a
-	// function value is built in memory and copied, frame to frame.
+	// and returns the fields of the call's Call, and this rank's rank and
+	// the view's size. Not a Call: the results travel in registers, where
+	// a struct returned through a function value is built in memory and
+	// copied, frame to frame.
 	Begin func(c any, k Kind, a Args) (view any, rank, size, tag int, check uint32, err error)
 	// Send, Recv and Sendrecv are the blocking point-to-point operations
 	// of a call; Recv and Sendrecv return the bytes received.
