@@ -174,3 +174,27 @@ func TransportOptionsFromEnv() (Options, error) {
 	err := transportOptionsFromEnv(&o)
 	return o, err
 }
+
+// WaitForCalls makes c's engine wait, with no spinning or yielding
+// before it sleeps, for a condition that first holds at its kth call,
+// and returns how many times the condition was called. The condition
+// rings the bell at every call, so that each sleep ends at once.
+func WaitForCalls(c *Comm, k int) int {
+	e := c.e
+	e.mu.Lock()
+	spin, yield := e.spinFor, e.yieldFor
+	e.spinFor, e.yieldFor = 0, 0
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.spinFor, e.yieldFor = spin, yield
+		e.mu.Unlock()
+	}()
+	calls := 0
+	e.waitFor(func() bool {
+		calls++
+		e.bell.Ring()
+		return calls >= k
+	}, waitRecord{what: inProbe, peer: -1, tag: -1, ctx: c.ctx})
+	return calls
+}

@@ -154,6 +154,21 @@ func TestNilComm(t *testing.T) {
 	})
 }
 
+// TestWaitConditionNotCalledAfterItHolds: a blocking wait on a condition
+// (Probe, Mprobe, Waitany) stops calling it once it has held, wherever in
+// the wait (spinning, sleeping) it first holds. Mprobe's condition takes
+// the message it finds: a call after it held took a second message and
+// lost the first, which left one of several probing goroutines waiting
+// for ever.
+func TestWaitConditionNotCalledAfterItHolds(t *testing.T) {
+	ws := commtest.Worlds(t, 1, commtest.Shm)
+	for k := 1; k <= 200; k++ {
+		if calls := comm.WaitForCalls(ws[0], k); calls != k {
+			t.Errorf("a condition that first held at call %d was called %d times", k, calls)
+		}
+	}
+}
+
 // TestMprobe: with several goroutines probing one source, each message is
 // received by the goroutine that probed it (Probe then Recv could take
 // another's).

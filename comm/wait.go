@@ -228,9 +228,19 @@ func (e *engine) mayProgress(i int) bool {
 }
 
 // waitFor is wait for an arbitrary condition (Waitany, Probe, generic
-// requests). done is called without locks held. rec says what the
+// requests). cond is called without locks held, and never again once it
+// has returned true: a condition may act when it holds (Mprobe's takes
+// the message it found out of matching, so a second call would take a
+// second message and the first would be lost). rec says what the
 // goroutine waits for, for the hang report.
-func (e *engine) waitFor(done func() bool, rec waitRecord) {
+func (e *engine) waitFor(cond func() bool, rec waitRecord) {
+	held := false
+	done := func() bool {
+		if !held {
+			held = cond()
+		}
+		return held
+	}
 	e.enterWait()
 	defer e.leaveWait()
 	var start time.Time
