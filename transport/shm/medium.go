@@ -254,7 +254,7 @@ func heapPair(nrings, nslots, lr int) (cons, prod *Transport, err error) {
 		cons.from[i] = -1
 	}
 	prod = &Transport{cfg: Config{Slots: nslots, LocalRank: lr, Rank: lr}, peers: map[int]*peer{}, maxLen: cons.maxLen}
-	prod.peers[0] = &peer{rank: 0, seg: seg, tx: g.ring(lr)}
+	prod.peers[0] = newPeer(0, 0, seg, g.ring(lr))
 	g.ring(lr).sender.Store(uint64(lr) + 1)
 	g.activeWord(lr / 64).Or(1 << (lr % 64))
 	return cons, prod, nil

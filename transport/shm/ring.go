@@ -150,8 +150,9 @@ func (r *ring) seq(i uint64) *atomic.Uint64 {
 // to the consumer (see publish.go).
 func (r *ring) publish(i, v uint64) { publishSeq(r.seq(i), v) }
 
-// clearSeq overwrites the sequence word of slot i with a plain store; only
-// the consumer does this, before it gives the slot back (see doc.go).
+// clearSeq overwrites the sequence word of slot i with a plain store; the
+// producer does this to a free slot whose word holds payload, before it
+// publishes the frame that ends there (see doc.go).
 func (r *ring) clearSeq(i uint64) {
 	binary.LittleEndian.PutUint64(r.slots[i*slotSize:], 0)
 }

@@ -133,40 +133,6 @@ var _ interface {
 type rxRing struct {
 	r    *ring
 	tail uint64 // where the next frame is looked for
-	// The last frame of more than clearNowMax slots that was handed on
-	// (at position pendAt, pendSlots long; none when pendSlots is 0)
-	// keeps its continuation slots, whose sequence words still hold
-	// payload, uncleared and not given back (r.tail stops at pendAt) until
-	// the next frame of that kind comes or a poll finds the ring empty.
-	// Clearing takes lines the producer holds, and the program's next
-	// atomic instruction (the engine's unlock, the send of a reply) would
-	// wait for every one of them; a rank answering each message clears at
-	// its next, idle poll instead, off the path of the reply. MayPoll,
-	// which reads r.tail, sees the frame there as work, so an idle rank
-	// polls once more and settles it.
-	pendAt, pendSlots uint64
-}
-
-// clearNowMax is the largest frame, in slots, whose continuation slots are
-// cleared as it is handed on: waiting for a few stores costs less than the
-// extra poll that clearing them later takes (2-slot frames: 1.04-1.06 of
-// the latency with every frame deferred).
-const clearNowMax = 4
-
-// clearContinuations overwrites the sequence words of the continuation
-// slots of the k-slot frame at slot i: only they hold payload where a
-// sequence word goes; the header slot's own word is stale for every later
-// lap.
-func (r *ring) clearContinuations(i, k uint64) {
-	for j := i + 1; j < i+k; j++ {
-		r.clearSeq(j)
-	}
-}
-
-// clearPending clears the continuation slots of the deferred frame.
-func (rx *rxRing) clearPending() {
-	rx.r.clearContinuations(rx.pendAt&rx.r.mask, rx.pendSlots)
-	rx.pendSlots = 0
 }
 
 // peer is the producer's side of the ring this rank owns in a peer's
@@ -179,6 +145,32 @@ type peer struct {
 	head       uint64 // next position to write; private to the producer
 	cachedTail uint64
 	queue      transport.OpQueue
+	// stale has a bit per slot of the ring, set while the slot's
+	// sequence word holds payload (the slot was a frame's continuation),
+	// which a later lap's consumer must never take for a header: the
+	// producer clears such a word before it publishes a frame that ends
+	// there (putFrame).
+	stale []uint64
+}
+
+// newPeer is the producer's side of ring tx, fresh: positions start at 0.
+func newPeer(rank, pid int, seg *segment, tx *ring) *peer {
+	return &peer{rank: rank, pid: pid, seg: seg, tx: tx, stale: make([]uint64, (tx.nslots+63)/64)}
+}
+
+// isStale reports whether slot i's sequence word holds payload.
+func (p *peer) isStale(i uint64) bool { return p.stale[i/64]&(1<<(i%64)) != 0 }
+
+// wrote records the k-slot frame written at slot i: its header slot holds
+// a sequence word, its continuation slots payload.
+func (p *peer) wrote(i, k uint64) {
+	p.stale[i/64] &^= 1 << (i % 64)
+	for lo, hi := i+1, i+k; lo < hi; {
+		w := lo / 64
+		end := min(hi, (w+1)*64)
+		p.stale[w] |= (^uint64(0) >> (64 - (end - lo))) << (lo % 64)
+		lo = end
+	}
 }
 
 // RingSlots is the ring size for a host of localSize ranks (see
@@ -284,7 +276,7 @@ func (t *Transport) Reach(rank int, name string, pid int) error {
 		seg.close() // nothing of the mapping may be touched after this
 		return fmt.Errorf("shm attach to rank %d: %w", rank, bad)
 	}
-	p := &peer{rank: rank, pid: pid, seg: seg, tx: g.ring(t.cfg.LocalRank)}
+	p := newPeer(rank, pid, seg, g.ring(t.cfg.LocalRank))
 	// A ring is fresh when its sender first attaches: positions start at 0.
 	p.head = 0
 	p.tx.sender.Store(uint64(t.cfg.Rank) + 1)
@@ -340,37 +332,56 @@ func (t *Transport) put(p *peer, op *transport.SendOp) bool {
 
 // putFrame writes a frame into p's ring if it has room, and reports
 // whether it did.
+//
+// The consumer, once it has handed the frame on, looks for the next one
+// at the slot after it, which may still hold payload from a frame of an
+// earlier lap where a sequence word goes: the producer overwrites that
+// word first (only then, which its stale bits tell), so that the
+// consumer never writes into the ring's slots. Its stores would take
+// lines the producer holds, and the consumer's next atomic instruction
+// (the engine's unlock, the send of a reply) would wait for them.
 func (t *Transport) putFrame(p *peer, hdr *transport.Header, payload []byte) bool {
 	r := p.tx
 	dataOff := dataOffFor(hdr)
 	k := slotsFor(dataOff, len(payload))
 	h := p.head
 	i := h & r.mask
-	pad := uint64(0)
+	start := h // the frame's position; past a skip frame if it does not fit before the ring's end
 	if i+k > r.nslots {
-		pad = r.nslots - i
+		start = h + r.nslots - i
 	}
-	if h+pad+k > p.cachedTail+r.nslots {
+	next := (start + k) & r.mask
+	clear := p.isStale(next)
+	need := start + k
+	if clear {
+		need++ // the slot after the frame must be free to be cleared
+	}
+	if need > p.cachedTail+r.nslots {
 		p.cachedTail = r.tail.Load()
-		if h+pad+k > p.cachedTail+r.nslots {
+		if need > p.cachedTail+r.nslots {
 			return false
 		}
 	}
-	if pad > 0 {
-		// A skip frame fills the ring's end; the frame starts at slot 0.
-		wire.PutHeader(r.frame(i, 1)[frameHdrOff:], &transport.Header{Flags: flagSkip, Len: uint32(pad)})
-		r.publish(i, h+1)
-		h += pad
-		i = 0
-	}
-	f := r.frame(i, k)
+	fi := start & r.mask
+	f := r.frame(fi, k)
 	wire.PutHeader(f[frameHdrOff:], hdr) // all 40 bytes lie in the first slot; a short frame's payload overwrites its zero Cookie and Aux
 	if dataOff == shortDataOff {
 		f[frameHdrOff+1] = hdr.Flags | flagShort
 	}
 	copy(f[dataOff:], payload)
-	r.publish(i, h+1)
-	p.head = h + k
+	if clear {
+		r.clearSeq(next)
+	}
+	p.wrote(fi, k)
+	r.publish(fi, start+1)
+	if start != h {
+		// A skip frame fills the ring's end. It is published after the
+		// frame at slot 0, which the consumer looks at only after the skip.
+		wire.PutHeader(r.frame(i, 1)[frameHdrOff:], &transport.Header{Flags: flagSkip, Len: uint32(start - h)})
+		p.wrote(i, 1)
+		r.publish(i, h+1)
+	}
+	p.head = start + k
 	bell := &p.seg.g.hdr.bell
 	if bell.Load() != 0 && bell.Swap(0) != 0 {
 		linux.FutexWake(bell, 1)
@@ -531,25 +542,12 @@ func (t *Transport) drain(rx *rxRing, from int, h transport.Handler) (int, error
 				h.Deliver(from, hd, payload)
 			}
 			n++
-			if k > clearNowMax {
-				rx.clearPending()
-				rx.pendAt, rx.pendSlots = pos, k
-			} else {
-				r.clearContinuations(i, k)
-			}
 		}
 		pos += k
 	}
-	if pos == rx.tail {
-		rx.clearPending() // idle: settle the deferred frame
-	}
-	rx.tail = pos
-	upto := pos // give back every slot but the deferred frame's
-	if rx.pendSlots > 0 {
-		upto = rx.pendAt
-	}
-	if upto != r.tail.Load() {
-		r.tail.Store(upto) // gives the slots back to the producer
+	if pos != rx.tail {
+		rx.tail = pos
+		r.tail.Store(pos) // gives the slots back to the producer
 	}
 	return n, nil
 }
