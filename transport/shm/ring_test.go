@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math/bits"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -406,6 +407,13 @@ func TestRingConsumerWritesOnlyTail(t *testing.T) {
 		}
 		if got := r.tail.Load(); got != p.head || cons.MayPoll() {
 			t.Fatalf("frame %d: tail %d, MayPoll %v; want %d and false", seq-1, got, cons.MayPoll(), p.head)
+		}
+		set := 0
+		for _, w := range p.stale {
+			set += bits.OnesCount64(w)
+		}
+		if set != p.nstale {
+			t.Fatalf("frame %d: %d stale bits set, the count says %d", seq-1, set, p.nstale)
 		}
 	}
 }

@@ -149,8 +149,10 @@ type peer struct {
 	// sequence word holds payload (the slot was a frame's continuation),
 	// which a later lap's consumer must never take for a header: the
 	// producer clears such a word before it publishes a frame that ends
-	// there (putFrame).
-	stale []uint64
+	// there (putFrame). nstale counts the bits set: a stream of one-slot
+	// frames leaves none, and then pays only that count's test.
+	stale  []uint64
+	nstale int
 }
 
 // newPeer is the producer's side of ring tx, fresh: positions start at 0.
@@ -164,11 +166,16 @@ func (p *peer) isStale(i uint64) bool { return p.stale[i/64]&(1<<(i%64)) != 0 }
 // wrote records the k-slot frame written at slot i: its header slot holds
 // a sequence word, its continuation slots payload.
 func (p *peer) wrote(i, k uint64) {
-	p.stale[i/64] &^= 1 << (i % 64)
+	if p.isStale(i) {
+		p.stale[i/64] &^= 1 << (i % 64)
+		p.nstale--
+	}
 	for lo, hi := i+1, i+k; lo < hi; {
 		w := lo / 64
 		end := min(hi, (w+1)*64)
-		p.stale[w] |= (^uint64(0) >> (64 - (end - lo))) << (lo % 64)
+		m := (^uint64(0) >> (64 - (end - lo))) << (lo % 64)
+		p.nstale += bits.OnesCount64(m &^ p.stale[w])
+		p.stale[w] |= m
 		lo = end
 	}
 }
@@ -350,11 +357,14 @@ func (t *Transport) putFrame(p *peer, hdr *transport.Header, payload []byte) boo
 	if i+k > r.nslots {
 		start = h + r.nslots - i
 	}
-	next := (start + k) & r.mask
-	clear := p.isStale(next)
 	need := start + k
-	if clear {
-		need++ // the slot after the frame must be free to be cleared
+	var next uint64 // the slot after the frame
+	clear := false
+	if p.nstale > 0 {
+		next = need & r.mask
+		if clear = p.isStale(next); clear {
+			need++ // the slot after the frame must be free to be cleared
+		}
 	}
 	if need > p.cachedTail+r.nslots {
 		p.cachedTail = r.tail.Load()
@@ -371,14 +381,20 @@ func (t *Transport) putFrame(p *peer, hdr *transport.Header, payload []byte) boo
 	copy(f[dataOff:], payload)
 	if clear {
 		r.clearSeq(next)
+		p.stale[next/64] &^= 1 << (next % 64)
+		p.nstale--
 	}
-	p.wrote(fi, k)
+	if k > 1 || p.nstale > 0 {
+		p.wrote(fi, k)
+	}
 	r.publish(fi, start+1)
 	if start != h {
 		// A skip frame fills the ring's end. It is published after the
 		// frame at slot 0, which the consumer looks at only after the skip.
 		wire.PutHeader(r.frame(i, 1)[frameHdrOff:], &transport.Header{Flags: flagSkip, Len: uint32(start - h)})
-		p.wrote(i, 1)
+		if p.nstale > 0 {
+			p.wrote(i, 1)
+		}
 		r.publish(i, h+1)
 	}
 	p.head = start + k
