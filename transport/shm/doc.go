@@ -64,14 +64,16 @@
 //     header (the header slot's own word, position+1, can never equal a
 //     later lap's): the producer keeps a bit per slot saying which words
 //     hold payload, and overwrites such a word, in a free slot, before it
-//     publishes the frame after which the consumer will look there
-//     (TestRingStalePayload). A skip frame is published after the frame it
-//     makes room for, at slot 0, which the consumer looks at only after the
-//     skip. The consumer used to clear the words itself, which took lines
-//     the producer held: its next atomic instruction (the engine's unlock,
-//     the send of a reply) waited for them: bw and bibw of 4-16 KiB move
-//     1.11-1.27 times the bytes a second since (TestRingConsumerWritesOnlyTail
-//     checks that the consumer leaves the slots alone).
+//     publishes the frame after which the consumer will look there (slot 0
+//     always begins a frame: frames never wrap). TestRingStalePayload and
+//     TestRingConcurrent fill payloads with words that would pass for the
+//     next lap's headers. The consumer used to clear the words itself,
+//     which took lines the producer held: its next atomic instruction (the
+//     engine's unlock, the send of a reply) waited for them. bw of 8-16 KiB
+//     moves 1.11-1.26 times the bytes a second since, bibw of 4-16 KiB
+//     1.15-1.35 times (three interleaved compares against the build
+//     before; TestRingConsumerWritesOnlyTail checks that the consumer
+//     leaves the slots alone).
 //
 // Everything read from the segment is checked before use: a length that
 // would reach past the ring, a skip longer than what is left, a bitmap bit

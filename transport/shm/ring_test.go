@@ -120,11 +120,19 @@ func TestRingConcurrent(t *testing.T) {
 	cons, prod := pair(t, 2, 64, 1)
 	rng := rand.New(rand.NewPCG(1, 2))
 	ops := make([]*transport.SendOp, frames)
+	head := uint64(0) // where the producer will put each frame: the layout does not depend on timing
 	for i := range ops {
-		if i%3 == 0 {
-			ops[i] = shortFrame(7, uint64(i), payload(rng, prod.maxLen), i%5 == 0)
+		short := i%3 == 0
+		b := payload(rng, prod.maxLen)
+		dataOff := frameDataOff
+		if short {
+			dataOff = shortDataOff
+		}
+		head = forgeNextLap(b, dataOff, head, 64)
+		if short {
+			ops[i] = shortFrame(7, uint64(i), b, i%5 == 0)
 		} else {
-			ops[i] = frame(7, uint64(i), payload(rng, prod.maxLen), i%5 == 0)
+			ops[i] = frame(7, uint64(i), b, i%5 == 0)
 		}
 	}
 	var wg sync.WaitGroup
@@ -155,6 +163,25 @@ func TestRingConcurrent(t *testing.T) {
 	if c.err != nil {
 		t.Fatal(c.err)
 	}
+}
+
+// forgeNextLap fills payload b, of a frame whose payload starts at
+// dataOff and that the producer puts at position head or after a skip,
+// with what would pass for a header in each continuation slot's sequence
+// word in the next lap: a consumer that looked there too early (a slot
+// not cleared, a skip published before the frame after it) would take
+// the stale payload for a frame. It returns the position after the frame.
+func forgeNextLap(b []byte, dataOff int, head, nslots uint64) uint64 {
+	k := slotsFor(dataOff, len(b))
+	if i := head & (nslots - 1); i+k > nslots {
+		head += nslots - i
+	}
+	for j := uint64(1); j < k; j++ {
+		if off := int(j)*slotSize - dataOff; off+8 <= len(b) {
+			binary.LittleEndian.PutUint64(b[off:], head+j+nslots+1)
+		}
+	}
+	return head + k
 }
 
 func TestRingRejectsGarbage(t *testing.T) {

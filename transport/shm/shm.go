@@ -163,14 +163,18 @@ func newPeer(rank, pid int, seg *segment, tx *ring) *peer {
 // isStale reports whether slot i's sequence word holds payload.
 func (p *peer) isStale(i uint64) bool { return p.stale[i/64]&(1<<(i%64)) != 0 }
 
-// wrote records the k-slot frame written at slot i: its header slot holds
-// a sequence word, its continuation slots payload.
-func (p *peer) wrote(i, k uint64) {
+// unstale records that slot i's sequence word holds no payload (any more).
+func (p *peer) unstale(i uint64) {
 	if p.isStale(i) {
 		p.stale[i/64] &^= 1 << (i % 64)
 		p.nstale--
 	}
-	for lo, hi := i+1, i+k; lo < hi; {
+}
+
+// markStale records that the sequence words of slots [lo, hi), a frame's
+// continuation slots, hold payload.
+func (p *peer) markStale(lo, hi uint64) {
+	for lo < hi {
 		w := lo / 64
 		end := min(hi, (w+1)*64)
 		m := (^uint64(0) >> (64 - (end - lo))) << (lo % 64)
@@ -283,9 +287,7 @@ func (t *Transport) Reach(rank int, name string, pid int) error {
 		seg.close() // nothing of the mapping may be touched after this
 		return fmt.Errorf("shm attach to rank %d: %w", rank, bad)
 	}
-	p := newPeer(rank, pid, seg, g.ring(t.cfg.LocalRank))
-	// A ring is fresh when its sender first attaches: positions start at 0.
-	p.head = 0
+	p := newPeer(rank, pid, seg, g.ring(t.cfg.LocalRank)) // a ring is fresh when its sender first attaches
 	p.tx.sender.Store(uint64(t.cfg.Rank) + 1)
 	lr := t.cfg.LocalRank
 	g.activeWord(lr / 64).Or(1 << (lr % 64))
@@ -353,11 +355,11 @@ func (t *Transport) putFrame(p *peer, hdr *transport.Header, payload []byte) boo
 	k := slotsFor(dataOff, len(payload))
 	h := p.head
 	i := h & r.mask
-	start := h // the frame's position; past a skip frame if it does not fit before the ring's end
+	pad := uint64(0)
 	if i+k > r.nslots {
-		start = h + r.nslots - i
+		pad = r.nslots - i
 	}
-	need := start + k
+	need := h + pad + k
 	var next uint64 // the slot after the frame
 	clear := false
 	if p.nstale > 0 {
@@ -372,8 +374,17 @@ func (t *Transport) putFrame(p *peer, hdr *transport.Header, payload []byte) boo
 			return false
 		}
 	}
-	fi := start & r.mask
-	f := r.frame(fi, k)
+	if pad > 0 {
+		// A skip frame fills the ring's end; the frame starts at slot 0,
+		// which always begins a frame (frames never wrap), so its word is
+		// never payload.
+		wire.PutHeader(r.frame(i, 1)[frameHdrOff:], &transport.Header{Flags: flagSkip, Len: uint32(pad)})
+		p.unstale(i)
+		r.publish(i, h+1)
+		h += pad
+		i = 0
+	}
+	f := r.frame(i, k)
 	wire.PutHeader(f[frameHdrOff:], hdr) // all 40 bytes lie in the first slot; a short frame's payload overwrites its zero Cookie and Aux
 	if dataOff == shortDataOff {
 		f[frameHdrOff+1] = hdr.Flags | flagShort
@@ -381,23 +392,16 @@ func (t *Transport) putFrame(p *peer, hdr *transport.Header, payload []byte) boo
 	copy(f[dataOff:], payload)
 	if clear {
 		r.clearSeq(next)
-		p.stale[next/64] &^= 1 << (next % 64)
-		p.nstale--
+		p.unstale(next)
 	}
-	if k > 1 || p.nstale > 0 {
-		p.wrote(fi, k)
+	if p.nstale > 0 {
+		p.unstale(i) // the header slot's word is a sequence word now
 	}
-	r.publish(fi, start+1)
-	if start != h {
-		// A skip frame fills the ring's end. It is published after the
-		// frame at slot 0, which the consumer looks at only after the skip.
-		wire.PutHeader(r.frame(i, 1)[frameHdrOff:], &transport.Header{Flags: flagSkip, Len: uint32(start - h)})
-		if p.nstale > 0 {
-			p.wrote(i, 1)
-		}
-		r.publish(i, h+1)
+	if k > 1 {
+		p.markStale(i+1, i+k)
 	}
-	p.head = start + k
+	r.publish(i, h+1)
+	p.head = h + k
 	bell := &p.seg.g.hdr.bell
 	if bell.Load() != 0 && bell.Swap(0) != 0 {
 		linux.FutexWake(bell, 1)
