@@ -385,15 +385,24 @@ func (t *Transport) putFrame(p *peer, hdr *transport.Header, payload []byte) boo
 		i = 0
 	}
 	f := r.frame(i, k)
-	wire.PutHeader(f[frameHdrOff:], hdr) // all 40 bytes lie in the first slot; a short frame's payload overwrites its zero Cookie and Aux
-	if dataOff == shortDataOff {
-		f[frameHdrOff+1] = hdr.Flags | flagShort
+	// The header slot's line last, in one burst that ends with the
+	// sequence word: the consumer polls that line, and each read of it
+	// between two of our stores would take it back, so that the next
+	// store waits for it again.
+	first := payload
+	if rest := slotSize - dataOff; len(payload) > rest {
+		copy(f[slotSize:], payload[rest:])
+		first = payload[:rest]
 	}
-	copy(f[dataOff:], payload)
 	if clear {
 		r.clearSeq(next)
 		p.unstale(next)
 	}
+	wire.PutHeader(f[frameHdrOff:], hdr) // all 40 bytes lie in the first slot; a short frame's payload overwrites its zero Cookie and Aux
+	if dataOff == shortDataOff {
+		f[frameHdrOff+1] = hdr.Flags | flagShort
+	}
+	copy(f[dataOff:], first)
 	if p.nstale > 0 {
 		p.unstale(i) // the header slot's word is a sequence word now
 	}
