@@ -12,16 +12,17 @@ type Algorithm struct {
 }
 
 func thresholds(family string) func() {
-	old := [20]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin, reduceRabenseifnerMaxRanks,
+	old := [21]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin, reduceRabenseifnerMaxRanks,
 		reduceFlatMax, reduceFlatMaxRanks, allgatherDirectMaxRanks, alltoallDirectMax, alltoallDirectMaxRanks,
-		reduceScatterDirectMax, reduceScatterDirectMaxRanks, barrierLinearMin, barrierLinearMax, rootedFlatMaxRanks, bcastFlatMax, allreduceFlatMax, allreduceFlatMaxRanks, allgatherDirectMax}
+		reduceScatterDirectMax, reduceScatterDirectMaxRanks, barrierLinearMin, barrierLinearMax, rootedFlatMaxRanks, bcastFlatMax, allreduceFlatMax, allreduceFlatMaxRanks, allgatherDirectMax, allreducePairMax}
 	switch family {
 	case "short", "tree":
 		// Always the short-message algorithms; Reduce's flat one,
 		// the direct ones of Allgather, Alltoall and ReduceScatter, the
 		// root talking to every rank in Bcast, Gather, Scatter and
-		// Allreduce, and the linear Barrier for "short"; the trees, Bruck's, pairwise
-		// exchange, the ring and dissemination for "tree".
+		// Allreduce, 2-rank Allreduce's whole exchange, and the linear
+		// Barrier for "short"; the trees, Bruck's, recursive doubling,
+		// pairwise exchange, the ring and dissemination for "tree".
 		bcastScatterMin, allreduceLargeMin, allgatherRingMin, reduceLargeMin = math.MaxInt, math.MaxInt, math.MaxInt, math.MaxInt
 		gatherBinomialMax = math.MaxInt
 		reduceFlatMax, reduceFlatMaxRanks, allgatherDirectMaxRanks, allgatherDirectMax = math.MaxInt, math.MaxInt, math.MaxInt, math.MaxInt
@@ -30,12 +31,14 @@ func thresholds(family string) func() {
 		barrierLinearMin, barrierLinearMax = 1, math.MaxInt
 		rootedFlatMaxRanks, bcastFlatMax = math.MaxInt, math.MaxInt
 		allreduceFlatMax, allreduceFlatMaxRanks = math.MaxInt, math.MaxInt
+		allreducePairMax = math.MaxInt
 		if family == "tree" {
 			reduceFlatMax, allgatherDirectMaxRanks = -1, 0
 			alltoallDirectMax, alltoallDirectMaxRanks, reduceScatterDirectMax = -1, 0, -1
 			barrierLinearMin = math.MaxInt
 			rootedFlatMaxRanks, bcastFlatMax = 0, -1
 			allreduceFlatMax = -1
+			allreducePairMax = -1 // recursive doubling's one step
 		}
 	default:
 		// Always the long-message algorithms.
@@ -44,6 +47,7 @@ func thresholds(family string) func() {
 		reduceFlatMax, allgatherDirectMax = -1, -1
 		alltoallDirectMax, alltoallDirectMaxRanks, reduceScatterDirectMax = -1, 0, -1
 		bcastFlatMax, allreduceFlatMax = -1, -1
+		allreducePairMax = -1
 	}
 	return func() {
 		bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin = old[0], old[1], old[2], old[3], old[4]
@@ -51,7 +55,7 @@ func thresholds(family string) func() {
 		alltoallDirectMax, alltoallDirectMaxRanks, reduceScatterDirectMax, reduceScatterDirectMaxRanks = old[9], old[10], old[11], old[12]
 		barrierLinearMin, barrierLinearMax = old[13], old[14]
 		rootedFlatMaxRanks, bcastFlatMax, allreduceFlatMax, allreduceFlatMaxRanks = old[15], old[16], old[17], old[18]
-		allgatherDirectMax = old[19]
+		allgatherDirectMax, allreducePairMax = old[19], old[20]
 	}
 }
 

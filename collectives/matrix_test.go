@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/parley-hpc/parley/collectives"
@@ -392,10 +393,37 @@ func operatorsOnRank(c *comm.Comm) error {
 	return nil
 }
 
+// TestAllreduceOverlapRefused: in and out that overlap without being the
+// same vector (a window shifted by one element) are refused, on every
+// rank and whichever algorithm the size picks (the halving ones read in
+// while out fills), naming the overlap: each rank finds it in its own
+// arguments, or hears of it from a rank that did.
+func TestAllreduceOverlapRefused(t *testing.T) {
+	for _, n := range []int{2, 3, 4} {
+		for _, cnt := range []int{2, 7, 100, 40000} {
+			ws := commtest.Worlds(t, n, commtest.Shm)
+			errs := make([]error, n)
+			commtest.Run(t, ws, func(c *comm.Comm) error {
+				buf := make([]float32, cnt+1)
+				errs[c.Rank()] = collectives.Allreduce(c, buf[:cnt], buf[1:], collectives.Sum)
+				return nil
+			})
+			for r, err := range errs {
+				if err == nil || !strings.Contains(err.Error(), "in and out overlap") {
+					t.Errorf("%d ranks, %d elements: rank %d got %v, want the overlap named", n, cnt, r, err)
+				}
+			}
+			if !slices.ContainsFunc(errs, func(err error) bool { return errors.Is(err, comm.ErrInvalidArg) }) {
+				t.Errorf("%d ranks, %d elements: no rank reported ErrInvalidArg: %v", n, cnt, errs)
+			}
+		}
+	}
+}
+
 // TestBitIdentical: with random floating-point inputs (where the order of
 // additions changes the result), every rank gets the same bits.
 func TestBitIdentical(t *testing.T) {
-	for _, n := range []int{3, 5, 6, 8, 13} {
+	for _, n := range []int{2, 3, 5, 6, 8, 13} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			ws := commtest.Worlds(t, n, commtest.Shm)
 			for _, alg := range collectives.Algorithms {

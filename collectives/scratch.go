@@ -82,3 +82,13 @@ func (s scratchBuf) release() {
 func sameVector[T Elem](a, b []T) bool {
 	return len(a) > 0 && len(b) > 0 && unsafe.SliceData(a) == unsafe.SliceData(b)
 }
+
+// apart reports whether a and b share no byte of memory.
+func apart[T Elem](a, b []T) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return true
+	}
+	pa, pb := uintptr(unsafe.Pointer(unsafe.SliceData(a))), uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	na, nb := uintptr(len(a))*uintptr(elemSize[T]()), uintptr(len(b))*uintptr(elemSize[T]())
+	return pa+na <= pb || pb+nb <= pa
+}
