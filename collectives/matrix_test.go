@@ -187,6 +187,15 @@ func matrixOnRank(c *comm.Comm) error {
 				return fmt.Errorf("reduce_scatter count %d: element %d is %v, want %v", cnt, i, blk[i], want)
 			}
 		}
+		// Again with out this rank's own block of in, which every
+		// algorithm must read before it writes there.
+		own := big[me*cnt : (me+1)*cnt]
+		if err := collectives.ReduceScatterBlock(c, big, own, collectives.Sum); err != nil {
+			return err
+		}
+		if !slices.Equal(own, blk) {
+			return fmt.Errorf("reduce_scatter count %d, out inside in: %v, want %v", cnt, head(own), head(blk))
+		}
 		// Scan and Exscan.
 		sc := make([]float64, cnt)
 		if err := collectives.Scan(c, in, sc, collectives.Sum); err != nil {
