@@ -759,6 +759,16 @@ func TestWaitallNoStatus(t *testing.T) {
 	if err := comm.WaitallNoStatus(reqs[0], bad, nil); err == nil {
 		t.Fatalf("WaitallNoStatus with a failed request = %v", err)
 	}
+	// Both wait for the last request first; the error reported is still
+	// the one of the lowest index.
+	bad1, bad2 := ws[1].Irecv(a, 7, 1), ws[1].Irecv(a, 8, 1) // no ranks 7 and 8
+	if err := comm.WaitallNoStatus(bad1, bad2); err == nil || !strings.Contains(err.Error(), "7") || strings.Contains(err.Error(), "8") {
+		t.Fatalf("WaitallNoStatus of two failed requests = %v, want the first's (rank 7)", err)
+	}
+	bad1, bad2 = ws[1].Irecv(a, 7, 1), ws[1].Irecv(a, 8, 1)
+	if _, err := comm.Waitall(bad1, bad2); err == nil || !strings.Contains(err.Error(), "7") || strings.Contains(err.Error(), "8") {
+		t.Fatalf("Waitall of two failed requests = %v, want the first's (rank 7)", err)
+	}
 	if raceEnabled {
 		return
 	}

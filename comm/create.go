@@ -348,10 +348,10 @@ func (c *Comm) exchange(op string, row []int64, what waitWhat) ([][]int64, error
 // Finalize's) and returns the first error.
 func (e *engine) waitAll(reqs []*Request, what waitWhat) error {
 	var first error
-	for _, r := range reqs {
-		e.wait(r, what)
-		if r.err != nil && first == nil {
-			first = r.err
+	for i := len(reqs) - 1; i >= 0; i-- { // the last first, as Waitall
+		e.wait(reqs[i], what)
+		if reqs[i].err != nil {
+			first = reqs[i].err
 		}
 	}
 	return first

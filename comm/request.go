@@ -321,14 +321,20 @@ func Startall(reqs ...*Request) error {
 
 // Waitall waits for every request and returns their statuses, and the
 // first error (an *OpError) if any failed. Nil requests count as complete.
+//
+// It waits for the last request first: a wait's poll stops handing on
+// frames once its own request is done (engine.Satisfied), so waiting in
+// order would take one frame per poll where the requests' messages
+// arrive in order, as a window's do (bibw of 1-256 B moved 0.73-0.83 of
+// the bytes a second that way).
 func Waitall(reqs ...*Request) ([]Status, error) {
 	sts := make([]Status, len(reqs))
 	var first error
-	for i, r := range reqs {
-		st, err := r.Wait()
+	for i := len(reqs) - 1; i >= 0; i-- {
+		st, err := reqs[i].Wait()
 		sts[i] = st
-		if err != nil && first == nil {
-			first = err
+		if err != nil {
+			first = err // the lowest index wins: the loop runs down
 		}
 	}
 	return sts, first
@@ -339,9 +345,9 @@ func Waitall(reqs ...*Request) ([]Status, error) {
 // first error.
 func WaitallNoStatus(reqs ...*Request) error {
 	var first error
-	for _, r := range reqs {
-		if _, err := r.Wait(); err != nil && first == nil {
-			first = err
+	for i := len(reqs) - 1; i >= 0; i-- {
+		if _, err := reqs[i].Wait(); err != nil {
+			first = err // the lowest index wins: the loop runs down
 		}
 	}
 	return first

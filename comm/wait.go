@@ -151,7 +151,9 @@ func (e *engine) wait(r *Request, what waitWhat) {
 	for i := 1; ; i++ {
 		moved := false
 		if e.mayProgress(i) && e.mu.TryLock() {
+			e.waitTarget = r
 			moved = e.progressLocked() > 0
+			e.waitTarget = nil
 			e.unlock()
 			if r.done.Load() {
 				break

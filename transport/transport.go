@@ -191,6 +191,16 @@ type Handler interface {
 	Destination(from int, h *Header) []byte
 }
 
+// A Satisfier is a Handler that can tell, between frames, that what its
+// caller is waiting for has arrived. A transport may then stop handing on
+// frames and leave the rest to the next Poll: looking at the next slot of
+// a shared-memory ring costs a miss (the line is the producer's, written
+// or taken by its prefetcher), which a waiter that has its message need
+// not pay before it returns.
+type Satisfier interface {
+	Satisfied() bool
+}
+
 // A SendOp is one frame queued on a transport. The transport owns Payload
 // until the op completes; comm owns the op. An op is touched only by the
 // goroutine that drives the transport (comm holds its engine lock), so its

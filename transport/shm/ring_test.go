@@ -444,3 +444,49 @@ func TestRingConsumerWritesOnlyTail(t *testing.T) {
 		}
 	}
 }
+
+// satisfiedAfter is a checker that, as a waiting engine does, says it
+// has what it waits for once it has taken want frames.
+type satisfiedAfter struct {
+	checker
+	want int
+}
+
+func (s *satisfiedAfter) Satisfied() bool { return s.frames >= s.want }
+
+// TestPollStopsWhenSatisfied: a Poll whose handler is satisfied stops
+// handing on frames at once, without looking at the next slot, and the
+// next Poll takes the rest, in order; a handler that never says so gets
+// every frame in one Poll.
+func TestPollStopsWhenSatisfied(t *testing.T) {
+	cons, prod := pair(t, 2, 64, 1)
+	send := func(from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			op := shortFrame(7, uint64(i), []byte{byte(i)}, false)
+			if prod.Send(0, op); op.Failed() || prod.Pending() {
+				t.Fatalf("frame %d did not go out at once", i)
+			}
+		}
+	}
+	send(0, 5)
+	s := &satisfiedAfter{checker: checker{next: map[uint32]uint64{}}, want: 1}
+	for _, want := range []int{1, 1, 3} {
+		if want == 3 {
+			s.want = 1 << 30 // satisfied no more: the rest in one Poll
+		} else {
+			s.want = s.frames + 1
+		}
+		if k, err := cons.Poll(s); k != want || err != nil || s.err != nil {
+			t.Fatalf("poll handed on %d frames (%v, %v), want %d", k, err, s.err, want)
+		}
+	}
+	if s.frames != 5 {
+		t.Fatalf("%d frames in all, want 5", s.frames)
+	}
+	send(5, 8)
+	c := &checker{next: map[uint32]uint64{7: 5}}
+	if k, err := cons.Poll(c); k != 3 || err != nil || c.err != nil {
+		t.Fatalf("a handler that is no Satisfier got %d frames (%v, %v), want 3", k, err, c.err)
+	}
+}

@@ -435,13 +435,17 @@ func (t *Transport) Poll(h transport.Handler) (int, error) {
 	if err := t.refreshLive(); err != nil {
 		return n, err
 	}
+	sat, _ := h.(transport.Satisfier)
 	live := t.live
 	for j := range live {
 		idx := live[(t.next+j)%len(live)]
-		k, err := t.drain(&t.rx[idx], t.from[idx], h)
+		k, err := t.drain(&t.rx[idx], t.from[idx], h, sat)
 		n += k
 		if err != nil {
 			return n, fmt.Errorf("ring of local rank %d: %w", idx, err)
+		}
+		if k > 0 && sat != nil && sat.Satisfied() {
+			break
 		}
 	}
 	if len(live) > 1 {
@@ -523,8 +527,9 @@ func (t *Transport) refreshLive() error {
 	return nil
 }
 
-// drain hands on the frames of one ring.
-func (t *Transport) drain(rx *rxRing, from int, h transport.Handler) (int, error) {
+// drain hands on the frames of one ring, until sat (if not nil) says the
+// caller has what it waits for (see transport.Satisfier).
+func (t *Transport) drain(rx *rxRing, from int, h transport.Handler, sat transport.Satisfier) (int, error) {
 	r := rx.r
 	hd := &t.hd
 	n := 0
@@ -573,6 +578,9 @@ func (t *Transport) drain(rx *rxRing, from int, h transport.Handler) (int, error
 			n++
 		}
 		pos += k
+		if sat != nil && sat.Satisfied() {
+			break
+		}
 	}
 	if pos != rx.tail {
 		rx.tail = pos
