@@ -28,7 +28,8 @@ var allreduceFlatMax, allreduceFlatMaxRanks = 1024, 4
 
 // Allreduce combines the in vectors of all ranks element by element with
 // op and leaves the result in every rank's out, which must have the same
-// length as in. Passing the same slice as in and out reduces in place.
+// length as in. Passing the same slice as in and out reduces in place;
+// slices that overlap otherwise fail with comm.ErrInvalidArg.
 // Every rank gets bit-identical results.
 //
 // Algorithms (Thakur, Rabenseifner and Gropp, "Optimization of collective
