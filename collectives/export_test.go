@@ -12,6 +12,7 @@ type Algorithm struct {
 }
 
 func thresholds(family string) func() {
+	oldPairs := reducePairs
 	old := [21]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin, reduceRabenseifnerMaxRanks,
 		reduceFlatMax, reduceFlatMaxRanks, allgatherDirectMaxRanks, alltoallDirectMax, alltoallDirectMaxRanks,
 		reduceScatterDirectMax, reduceScatterDirectMaxRanks, barrierLinearMin, barrierLinearMax, rootedFlatMaxRanks, bcastFlatMax, allreduceFlatMax, allreduceFlatMaxRanks, allgatherDirectMax, allreducePairMax}
@@ -39,6 +40,7 @@ func thresholds(family string) func() {
 			rootedFlatMaxRanks, bcastFlatMax = 0, -1
 			allreduceFlatMax = -1
 			allreducePairMax = -1 // recursive doubling's one step
+			reducePairs = false
 		}
 	default:
 		// Always the long-message algorithms.
@@ -56,6 +58,7 @@ func thresholds(family string) func() {
 		barrierLinearMin, barrierLinearMax = old[13], old[14]
 		rootedFlatMaxRanks, bcastFlatMax, allreduceFlatMax, allreduceFlatMaxRanks = old[15], old[16], old[17], old[18]
 		allgatherDirectMax, allreducePairMax = old[19], old[20]
+		reducePairs = oldPairs
 	}
 }
 

@@ -48,6 +48,9 @@ func Reduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) (err error) {
 	if k.size > 2 && k.size <= reduceFlatMaxRanks && len(asBytes(in)) <= reduceFlatMax {
 		return reduceFlat(k, in, out, op, root)
 	}
+	if reducePairs && k.size == 2 && op.exactlyCommutative() && (k.rank != root || apart(in, out[:len(in)])) {
+		return reducePair(k, in, out, op, root)
+	}
 	treeRoot := root
 	if !op.commutative {
 		treeRoot = 0
@@ -102,6 +105,26 @@ func Reduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) (err error) {
 		copyElems(out, acc)
 	}
 	return nil
+}
+
+// reducePairs turns on reducePair (the tests force the tree).
+var reducePairs = true
+
+// reducePair is the tree's one message on 2 ranks, without its layers,
+// for an operator whose operands may swap (the predefined ones): the
+// other rank sends in, and the root receives it straight into out and
+// combines in into it (out apart from in). Against the tree, 10
+// alternating runs: 4 B-1 KiB 0.90-1.00 of the time, the root's and the
+// sender's alike.
+func reducePair[T Elem](k *call, in, out []T, op Op, root int) error {
+	if k.rank != root {
+		return k.fail(k.send(asBytes(in), root))
+	}
+	acc := out[:len(in)]
+	if err := k.recvExact(asBytes(acc), 1-root); err != nil {
+		return err
+	}
+	return k.fail(apply(op, acc, in))
 }
 
 // reduceLargeMin is the vector size in bytes from which Reduce uses
