@@ -58,12 +58,10 @@ func Allreduce[T Elem](c *comm.Comm, in, out []T, op Op) (err error) {
 	if len(out) != len(in) {
 		return k.errorf("%w: out holds %d elements, in %d", comm.ErrInvalidArg, len(out), len(in))
 	}
-	inPlace := sameVector(in, out)
-	if !inPlace && !apart(in, out) {
-		// The halving algorithms read in while out fills: such a call
-		// gave wrong sums for long vectors.
-		return k.errorf("%w: in and out overlap without being the same vector (pass one slice as both to reduce in place)", comm.ErrInvalidArg)
+	if err := checkApart(k, in, out); err != nil {
+		return err
 	}
+	inPlace := sameVector(in, out)
 	if k.size == 2 && op.exactlyCommutative() && len(asBytes(out)) < allreducePairMax && !inPlace {
 		return allreducePair(k, in, out, op)
 	}
@@ -108,14 +106,19 @@ func Allreduce[T Elem](c *comm.Comm, in, out []T, op Op) (err error) {
 // 8 B; against a Sendrecv of the same bytes, 5 alternating runs). Both
 // ranks compute their value op the other's, the same bits either way.
 func allreducePair[T Elem](k *call, in, out []T, op Op) error {
+	return swapCombine(k, in, out, in, op)
+}
+
+// swapCombine sends send to the other of 2 ranks, receives what it sends
+// straight into out, and combines mine into that: out = theirs op mine,
+// the same bits as mine op theirs for an operator whose operands may swap
+// (op.exactlyCommutative). Neither scratch nor a copy.
+func swapCombine[T Elem](k *call, send, out, mine []T, op Op) error {
 	peer := 1 - k.rank
-	if err := k.exchange(asBytes(in), peer, asBytes(out), peer); err != nil {
+	if err := k.exchange(asBytes(send), peer, asBytes(out), peer); err != nil {
 		return err
 	}
-	if err := apply(op, out, in); err != nil {
-		return k.fail(err)
-	}
-	return nil
+	return k.fail(apply(op, out, mine))
 }
 
 // combine sets mine = lower op higher, where theirs came from the peer

@@ -142,7 +142,8 @@ func Ibcast[T Elem](c *comm.Comm, xs []T, root int) *comm.Request {
 
 // Iallreduce starts an allreduce (recursive doubling, as Allreduce for
 // short vectors; a non-commutative op combines in rank order) and returns
-// its request; in and out belong to the request until it completes.
+// its request; in and out belong to the request until it completes, and
+// must be the same slice or not overlap, as for Allreduce.
 func Iallreduce[T Elem](c *comm.Comm, in, out []T, op Op) *comm.Request {
 	if err := checkOp[T](op); err != nil {
 		return failedRequest(opError(coll.Allreduce|coll.Nonblocking, err))
@@ -154,6 +155,9 @@ func Iallreduce[T Elem](c *comm.Comm, in, out []T, op Op) *comm.Request {
 	}
 	if len(out) != len(in) {
 		return k.failedRequest(k.errorf("%w: out holds %d elements, in %d", comm.ErrInvalidArg, len(out), len(in)))
+	}
+	if err := checkApart(k, in, out); err != nil {
+		return k.failedRequest(err) // as Allreduce, though the copy below would cope
 	}
 	if !sameVector(in, out) {
 		copyElems(out, in)
@@ -475,7 +479,8 @@ func Ialltoallv[T Elem](c *comm.Comm, send []T, sendCounts, sendDispls []int, re
 
 // Ireduce starts a Reduce (binomial tree, lower ranks' values on the left,
 // as the blocking one; a non-commutative op reduces to rank 0 first) and
-// returns its request; in and out belong to it until it completes.
+// returns its request; in and out belong to it until it completes, and at
+// the root must be the same slice or not overlap, as for Reduce.
 func Ireduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) *comm.Request {
 	if err := checkOp[T](op); err != nil {
 		return failedRequest(opError(coll.Reduce|coll.Nonblocking, err))
@@ -490,6 +495,11 @@ func Ireduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) *comm.Request {
 	}
 	if k.rank == root && len(out) < len(in) {
 		return k.failedRequest(k.errorf("%w: out holds %d elements, in %d", comm.ErrInvalidArg, len(out), len(in)))
+	}
+	if k.rank == root {
+		if err := checkApart(k, in, out[:len(in)]); err != nil {
+			return k.failedRequest(err) // as Reduce, though the copy below would cope
+		}
 	}
 	treeRoot := root
 	if !op.commutative {

@@ -8,7 +8,7 @@ import (
 // Reduce combines the in vectors of all ranks element by element with op
 // and leaves the result in root's out (out is ignored elsewhere and may
 // be nil). At the root, passing the same slice as in and out reduces in
-// place.
+// place; slices that overlap otherwise fail with comm.ErrInvalidArg.
 //
 // Algorithm: on 3 or 4 ranks, short vectors (see reduceFlatMax) go
 // straight to the root, which combines them in rank order. Otherwise, for
@@ -41,6 +41,11 @@ func Reduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) (err error) {
 	if k.rank == root && len(out) < len(in) {
 		return k.errorf("%w: out holds %d elements, in %d", comm.ErrInvalidArg, len(out), len(in))
 	}
+	if k.rank == root {
+		if err := checkApart(k, in, out[:len(in)]); err != nil {
+			return err
+		}
+	}
 	if pof2 := floorPow2(k.size); op.commutative && k.size > 1 && k.size <= reduceRabenseifnerMaxRanks &&
 		len(asBytes(in)) >= reduceLargeMin && len(in) >= pof2 {
 		return reduceRabenseifner(k, in, out, op, root)
@@ -48,7 +53,7 @@ func Reduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) (err error) {
 	if k.size > 2 && k.size <= reduceFlatMaxRanks && len(asBytes(in)) <= reduceFlatMax {
 		return reduceFlat(k, in, out, op, root)
 	}
-	if reducePairs && k.size == 2 && op.exactlyCommutative() && (k.rank != root || apart(in, out[:len(in)])) {
+	if reducePairs && k.size == 2 && op.exactlyCommutative() && (k.rank != root || !sameVector(in, out[:len(in)])) {
 		return reducePair(k, in, out, op, root)
 	}
 	treeRoot := root

@@ -144,15 +144,7 @@ func reduceScatterPair[T Elem](k *call, in, out []T, counts []int, op Op) error 
 	other := 1 - k.rank
 	otherOff, myOff := vOffset(counts, nil, other), vOffset(counts, nil, k.rank)
 	if op.exactlyCommutative() && apart(in, out) {
-		// The other's values straight into out, and this rank's combined
-		// into them, as allreducePair does: no scratch and no copy.
-		if err := k.exchange(asBytes(in[otherOff:otherOff+counts[other]]), other, asBytes(out), other); err != nil {
-			return err
-		}
-		if err := apply(op, out, in[myOff:myOff+len(out)]); err != nil {
-			return k.fail(err)
-		}
-		return nil
+		return swapCombine(k, in[otherOff:otherOff+counts[other]], out, in[myOff:myOff+len(out)], op)
 	}
 	got, release := scratch[T](len(out))
 	defer release.release()

@@ -1,6 +1,7 @@
 package collectives
 
 import (
+	"github.com/parley-hpc/parley/comm"
 	"sync"
 	"unsafe"
 )
@@ -81,6 +82,17 @@ func (s scratchBuf) release() {
 // sameVector reports whether a and b are the same memory (an in-place call).
 func sameVector[T Elem](a, b []T) bool {
 	return len(a) > 0 && len(b) > 0 && unsafe.SliceData(a) == unsafe.SliceData(b)
+}
+
+// checkApart fails a reduction whose in and out overlap without being the
+// same vector (which reduces in place): the algorithms read in while out
+// fills, and such a call gave wrong values (a Reduce root of 3 elements
+// with out one element on from in; Allreduce of long vectors).
+func checkApart[T Elem](k *call, in, out []T) error {
+	if sameVector(in, out) || apart(in, out) {
+		return nil
+	}
+	return k.errorf("%w: in and out overlap without being the same vector (pass one slice as both to reduce in place)", comm.ErrInvalidArg)
 }
 
 // apart reports whether a and b share no byte of memory.

@@ -2,9 +2,9 @@ package collectives
 
 import "testing"
 
-// TestApart: 2-rank Allreduce receives straight into out only when out
-// shares no byte with in (allreducePair); overlaps of every kind go the
-// way that copies in first.
+// TestApart: apart tells which in and out the reductions refuse
+// (checkApart: overlapping, not the same) and when 2-rank ReduceScatter
+// may receive straight into out; overlaps of every kind count.
 func TestApart(t *testing.T) {
 	buf := make([]float32, 16)
 	cases := []struct {
