@@ -198,3 +198,11 @@ func WaitForCalls(c *Comm, k int) int {
 	}, waitRecord{what: inProbe, peer: -1, tag: -1, ctx: c.ctx})
 	return calls
 }
+
+// SetPolitely makes c's engine wait as ranks that share cores do (true)
+// or as ranks with cores of their own (false).
+func SetPolitely(c *Comm, polite bool) {
+	c.e.mu.Lock()
+	c.e.politely = polite
+	c.e.mu.Unlock()
+}

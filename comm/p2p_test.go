@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/parley-hpc/parley/comm"
@@ -102,6 +103,39 @@ func TestTrafficModel(t *testing.T) {
 				traffic := commtest.Traffic{Seed: uint64(n)*31 + 7, Messages: per, MaxSize: 1 << 20}
 				commtest.Run(t, ws, traffic.Run)
 			})
+		}
+	}
+}
+
+// TestWaitStopsAtItsMessage: a Recv whose message is the first of several
+// waiting in the shared-memory ring returns without handing on the others
+// (engine.Satisfied: they stay in the ring, not in the unexpected queue),
+// unless the ranks share cores, where a wait drains everything; the
+// messages arrive whole and in order either way.
+func TestWaitStopsAtItsMessage(t *testing.T) {
+	for _, polite := range []bool{false, true} {
+		ws := commtest.Worlds(t, 2, commtest.Shm)
+		comm.SetPolitely(ws[1], polite)
+		for tag := 1; tag <= 3; tag++ {
+			if err := ws[0].Send([]byte{byte(tag)}, 1, tag); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := make([]byte, 1)
+		if _, err := ws[1].Recv(got, 0, 1); err != nil || got[0] != 1 {
+			t.Fatalf("polite %v: Recv = %v, %v", polite, got, err)
+		}
+		held, want := strings.Count(comm.DebugEngine(ws[1]), "unexpected src="), 0
+		if polite {
+			want = 2
+		}
+		if held != want {
+			t.Fatalf("polite %v: %d messages handed on past the one waited for, want %d\n%s", polite, held, want, comm.DebugEngine(ws[1]))
+		}
+		for tag := 2; tag <= 3; tag++ {
+			if _, err := ws[1].Recv(got, 0, tag); err != nil || got[0] != byte(tag) {
+				t.Fatalf("polite %v: tag %d: %v, %v", polite, tag, got, err)
+			}
 		}
 	}
 }

@@ -193,10 +193,10 @@ type Handler interface {
 
 // A Satisfier is a Handler that can tell, between frames, that what its
 // caller is waiting for has arrived. A transport may then stop handing on
-// frames and leave the rest to the next Poll: looking at the next slot of
-// a shared-memory ring costs a miss (the line is the producer's, written
-// or taken by its prefetcher), which a waiter that has its message need
-// not pay before it returns.
+// frames and leave the rest to the next Poll: a waiter that has its
+// message then returns without first looking at the next slot of a
+// shared-memory ring, which measured as a cache miss on its way out (see
+// comm's engine.Satisfied; TestPollStopsWhenSatisfied).
 type Satisfier interface {
 	Satisfied() bool
 }
