@@ -242,7 +242,7 @@ func (c *conn) readDirect(h transport.Handler) (done, moved bool, err error) {
 		return true, true, nil
 	}
 	for c.doff < len(c.direct) {
-		k, err := sysRead(c.fd, c.direct[c.doff:])
+		k, err := sysRead(c.fd, c.direct[c.doff:min(len(c.direct), c.doff+maxDirectRead)])
 		if err == errWouldBlock {
 			return false, moved, nil
 		}
