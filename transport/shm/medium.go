@@ -55,6 +55,11 @@ const (
 	probeRoundLimit = 20 * time.Millisecond
 )
 
+// ErrBusyCPU is MeasureMedium's error when a round takes too long, most
+// likely because another thread holds one of the two cpus: the measure
+// says nothing then, and the caller keeps its default.
+var ErrBusyCPU = errors.New("a cpu of the measure is busy")
+
 // MeasureMedium streams medium messages through a real ring (this
 // package's Transport over heap memory) from a thread bound to cpu from
 // to one bound to cpu to, as chains and as single copies, and reports how
@@ -204,7 +209,7 @@ func (p *probe) consume(chain bool) (time.Duration, error) {
 				return 0, errors.New("the sending thread failed")
 			}
 			if time.Since(t0) > probeRoundLimit {
-				return 0, fmt.Errorf("a round took longer than %v (a busy cpu?)", probeRoundLimit)
+				return 0, fmt.Errorf("%w: a round took longer than %v", ErrBusyCPU, probeRoundLimit)
 			}
 		}
 	}
