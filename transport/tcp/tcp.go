@@ -34,7 +34,8 @@ const (
 	// sender without window for a millisecond or more, and loopback TCP
 	// then retransmitted and reordered (nstat TcpRetransSegs). 2 ranks,
 	// bw 2-4 MiB, 5 alternating runs: 3.1-4.2 GB/s against 1.1-2.6 with
-	// whole reads.
+	// whole reads. Reads of 32 or 128 KiB measured alike (bw and bibw of
+	// 256 KiB-4 MiB, 5 interleaved runs, within the runs' spread).
 	maxDirectRead    = 64 << 10
 	roleTCP          = 't'
 	verdictOK        = 'O'
