@@ -1,9 +1,10 @@
 package collectives
 
 import (
-	"github.com/parley-hpc/parley/comm"
 	"sync"
 	"unsafe"
+
+	"github.com/parley-hpc/parley/comm"
 )
 
 // Scratch vectors for the algorithms' intermediate values come from pools
