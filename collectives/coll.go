@@ -169,19 +169,17 @@ func (k *call) exchangeAll(recvFrom, sendTo func(r int) []byte) error {
 }
 
 // waitRecvs waits for receives, the i-th of which must bring exactly
-// sizes[i] bytes, gives the requests back, and reports the failure of the
-// lowest index. It waits for the last first, as comm.Waitall does: a
-// wait's poll stops at its own message, so waiting in order would take
-// the others' messages one poll each.
+// sizes[i] bytes, gives the requests back, and reports the first failure.
 func (k *call) waitRecvs(reqs []*comm.Request, sizes []int) error {
 	var first error
-	for i := len(reqs) - 1; i >= 0; i-- {
-		r := reqs[i]
+	for i, r := range reqs {
 		st, err := r.Wait()
 		switch {
 		case err != nil:
-			first = k.mismatch(err, st.Source)
-		case st.Count != sizes[i]:
+			if first == nil {
+				first = k.mismatch(err, st.Source)
+			}
+		case st.Count != sizes[i] && first == nil:
 			first = k.errorf("%w: rank %d sent %d bytes where %d were expected: ranks disagree on the counts", comm.ErrMismatch, st.Source, st.Count, sizes[i])
 		}
 		coll.Bridge.Free(r)
