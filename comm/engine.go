@@ -89,9 +89,11 @@ type engine struct {
 	nextCookie uint64
 	ctxClaimed map[uint32]bool // context ids (multiples of ctxStride) in use on this rank
 	// reads are rendezvous receives whose payload a goroutine reads from
-	// the sender's memory once it has released mu (unlock).
+	// the sender's memory once it has released mu (unlock); readsLeft is
+	// set while a posting call (unlockPosted) left some for the next wait.
 	reads      []*Request
 	readsSpare []*Request
+	readsLeft  atomic.Bool
 	readHook   func() // tests: called before the reads, without the lock
 	// notices wait for unlock to give them to the launcher (a socket
 	// write, not to be made under mu); noticed holds those given.
@@ -319,31 +321,23 @@ func (e *engine) startFlusherLocked() {
 // unlock releases mu, first making the single-copy reads that progress
 // queued (startRndvRecvLocked): a read of a large message is one long
 // system call, which must not hold up the rank's other goroutines or the
-// peer's ring.
+// peer's ring. Each read's FIN goes out as soon as it is made, not after
+// the batch: a sender waiting for its buffer back should not wait for
+// this rank's other copies.
 func (e *engine) unlock() {
-	if len(e.notices) > 0 {
-		ns := e.notices
-		e.notices = nil
-		e.mu.Unlock()
-		for _, n := range ns {
-			e.kv.Notice(n)
-		}
-		e.mu.Lock()
-	}
+	e.giveNoticesLocked()
 	for len(e.reads) > 0 {
+		e.readsLeft.Store(false)
 		rs := e.reads
 		e.reads, e.readsSpare = e.readsSpare[:0], nil
-		e.mu.Unlock()
-		if e.readHook != nil {
-			e.readHook()
-		}
-		errs := make([]error, len(rs))
 		for i, r := range rs {
-			errs[i] = r.rv.reader.Read(int(r.peer), r.buf[:r.status.Count], r.rv.desc[:r.rv.ndesc])
-		}
-		e.mu.Lock()
-		for i, r := range rs {
-			e.finishReadLocked(r, errs[i])
+			e.mu.Unlock()
+			if e.readHook != nil {
+				e.readHook()
+			}
+			err := r.rv.reader.Read(int(r.peer), r.buf[:r.status.Count], r.rv.desc[:r.rv.ndesc])
+			e.mu.Lock()
+			e.finishReadLocked(r, err)
 			rs[i] = nil
 		}
 		if e.readsSpare == nil {
@@ -351,6 +345,44 @@ func (e *engine) unlock() {
 		}
 	}
 	e.mu.Unlock()
+}
+
+// unlockPosted releases mu at the end of a call that only starts
+// operations (Isend, Irecv, Start, Startall), leaving the single-copy
+// reads that its receives matched to the rank's next wait, test or poll.
+// Made here, a read of megabytes held the call: in a program's Irecv then
+// Isend, or a collective that posts its receives before its sends, the
+// rank announced nothing to its peers for the length of the copy, and a
+// peer whose own copy needed that announcement waited it out, where both
+// could copy at once. A goroutine asleep in a wait, and the progress
+// goroutine, are woken to make the reads.
+func (e *engine) unlockPosted() {
+	e.giveNoticesLocked()
+	if len(e.reads) > 0 {
+		e.readsLeft.Store(true)
+		if e.sleeping {
+			e.bell.Ring()
+		}
+		if e.progress.on {
+			e.kickProgress()
+		}
+	}
+	e.mu.Unlock()
+}
+
+// giveNoticesLocked gives the queued notices to the launcher, releasing
+// mu meanwhile.
+func (e *engine) giveNoticesLocked() {
+	if len(e.notices) == 0 {
+		return
+	}
+	ns := e.notices
+	e.notices = nil
+	e.mu.Unlock()
+	for _, n := range ns {
+		e.kv.Notice(n)
+	}
+	e.mu.Lock()
 }
 
 // noticeLocked gives the user text once, at default verbosity (through

@@ -52,7 +52,7 @@ func (e *engine) isend(c *Comm, buf []byte, dest int, tag int, ctx uint32, sync,
 	r := e.newRequest(c, internal)
 	e.mu.Lock()
 	e.startSendLocked(r, buf, dest, tag, ctx, sync, check)
-	e.unlock()
+	e.unlockPosted()
 	return r
 }
 
@@ -369,7 +369,7 @@ func (e *engine) irecv(c *Comm, buf []byte, src, tag int, ctx uint32, internal b
 	r := e.newRequest(c, internal)
 	e.mu.Lock()
 	e.startRecvLocked(r, buf, src, tag, ctx, check)
-	e.unlock()
+	e.unlockPosted()
 	return r
 }
 

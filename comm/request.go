@@ -236,7 +236,7 @@ func (r *Request) Start() error {
 	}
 	r.e.mu.Lock()
 	r.startLocked()
-	r.e.unlock()
+	r.e.unlockPosted()
 	return nil
 }
 
@@ -294,7 +294,7 @@ func Startall(reqs ...*Request) error {
 	var held *engine
 	release := func() {
 		held.endBatchLocked()
-		held.unlock()
+		held.unlockPosted()
 	}
 	for _, r := range reqs {
 		if err := r.prepareStart(); err != nil {

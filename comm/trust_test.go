@@ -7,6 +7,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -151,6 +152,80 @@ func TestReadOutsideLock(t *testing.T) {
 	}
 	if !bytes.Equal(got, big) {
 		t.Fatal("the large message arrived corrupted")
+	}
+}
+
+// TestPostingLeavesTheRead: an Irecv that matches a large message already
+// announced returns without copying it; the single-copy read is made by
+// the wait. Made in the Irecv, a read of megabytes kept a program's Irecv
+// then Isend (and a collective's receives then sends) from announcing
+// anything to the peer for the length of the copy. Persistent receives
+// (Start, Startall) and an Isend after the Irecv leave it too.
+func TestPostingLeavesTheRead(t *testing.T) {
+	for _, post := range []string{"Irecv", "Start", "Startall", "Irecv+Isend"} {
+		t.Run(post, func(t *testing.T) {
+			ws := commtest.Worlds(t, 2, commtest.Shm)
+			var reads atomic.Int32
+			comm.SetReadHook(ws[1], func() { reads.Add(1) })
+			big := bytes.Repeat([]byte{0xcd}, 1<<20)
+			send := ws[0].Isend(big, 1, 1)
+			for {
+				ok, _, err := ws[1].Iprobe(0, 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ok {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			got := make([]byte, len(big))
+			var r *comm.Request
+			switch post {
+			case "Irecv", "Irecv+Isend":
+				r = ws[1].Irecv(got, 0, 1)
+			default:
+				var err error
+				if r, err = ws[1].RecvInit(got, 0, 1); err != nil {
+					t.Fatal(err)
+				}
+				if post == "Start" {
+					err = r.Start()
+				} else {
+					err = comm.Startall(r)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			var back *comm.Request
+			if post == "Irecv+Isend" {
+				back = ws[1].Isend([]byte{1}, 0, 2)
+			}
+			if n := reads.Load(); n != 0 {
+				t.Fatalf("%s made %d single-copy reads before the wait", post, n)
+			}
+			if _, err := r.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			if reads.Load() == 0 {
+				t.Fatal("the receive completed without a single-copy read (was the message not announced?)")
+			}
+			if !bytes.Equal(got, big) {
+				t.Fatal("the large message arrived corrupted")
+			}
+			if _, err := send.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			if back != nil {
+				if _, err := ws[0].Recv(make([]byte, 1), 1, 2); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := back.Wait(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

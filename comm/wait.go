@@ -221,10 +221,11 @@ func (e *engine) wait(r *Request, what waitWhat) {
 // mayProgress reports whether poll i of a wait should take the lock and
 // poll the transports: when a transport says it may have work (shared
 // memory shows a frame; TCP is in use, since a socket cannot be peeked at
-// without a system call), and every 16th poll regardless, which bounds
-// what a missed hint could cost.
+// without a system call), when a posting call left single-copy reads to
+// make (unlockPosted), and every 16th poll regardless, which bounds what a
+// missed hint could cost.
 func (e *engine) mayProgress(i int) bool {
-	if i&15 == 0 {
+	if i&15 == 0 || e.readsLeft.Load() {
 		return true
 	}
 	for _, p := range e.peekers {
