@@ -16,7 +16,9 @@ import (
 // 2009): in n-1 steps each block travels around the ring once and picks
 // up every rank's contribution, so each rank sends and combines about one
 // vector in all. A non-commutative op uses an ordered Reduce and Scatterv.
-// Short vectors on 3 to 8 ranks, any op: every rank sends each block
+// Short vectors (up to 12 KiB) on a power of two ranks, commutative op:
+// recursive halving (as Open MPI's and MPICH's), log2(n) exchanges.
+// Otherwise on 3 to 8 ranks, any op: every rank sends each block
 // straight to its owner, which combines the n pieces in rank order (one
 // round where the ring takes n-1, each waiting for the left neighbour; on
 // 2 ranks both take one).
@@ -50,6 +52,9 @@ func ReduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) (err 
 	if n == 1 {
 		copyElems(out, in)
 		return nil
+	}
+	if n > 2 && n&(n-1) == 0 && op.commutative && len(asBytes(in)) <= reduceScatterHalvingMax {
+		return reduceScatterByHalving(k, in, out[:counts[k.rank]], counts, op)
 	}
 	if n > 2 && n <= reduceScatterDirectMaxRanks && len(asBytes(in)) <= reduceScatterDirectMax {
 		return reduceScatterDirect(k, in, out[:counts[k.rank]], counts, op)
@@ -129,6 +134,35 @@ func reduceScatterDirect[T Elem](k *call, in, out []T, counts []int, op Op) erro
 			return k.fail(err)
 		}
 	}
+	return nil
+}
+
+// reduceScatterHalvingMax bounds the vectors (bytes) that a commutative
+// op on a power-of-two number of ranks reduces by recursive halving
+// (reduceScatterHalving, as Rabenseifner's Allreduce begins): log2(n)
+// exchanges, where the direct algorithm makes n-1 sends and n-1 receives.
+var reduceScatterHalvingMax = 12 << 10
+
+// reduceScatterByHalving reduces by recursive halving into a scratch
+// accumulator and copies this rank's block out.
+func reduceScatterByHalving[T Elem](k *call, in, out []T, counts []int, op Op) error {
+	var offArr [17]int // no allocation up to 16 ranks
+	off := offArr[:0]
+	if k.size+1 > len(offArr) {
+		off = make([]int, 0, k.size+1)
+	}
+	off = off[:k.size+1]
+	for i, c := range counts {
+		off[i+1] = off[i] + c
+	}
+	acc, releaseAcc := scratch[T](len(in))
+	defer releaseAcc.release()
+	tmp, releaseTmp := scratch[T](len(in))
+	defer releaseTmp.release()
+	if err := reduceScatterHalving(k, op, in, acc, tmp, off, k.rank, k.size); err != nil {
+		return err
+	}
+	copyElems(out, acc[off[k.rank]:off[k.rank+1]])
 	return nil
 }
 
