@@ -17,10 +17,12 @@ var allgatherRingMin = 32 << 10
 // Size()*len(send) elements in rank order. send may be the rank's own
 // block of recv (in place).
 //
-// Algorithms: Bruck et al., "Efficient algorithms for all-to-all
-// communications in multiport message-passing systems" (1997), for short
-// blocks, any rank count (on 3 and 4 ranks every block goes straight to
-// every rank instead); a ring for long ones.
+// Algorithms: on a power of two ranks, while half of recv is at most
+// 16 KiB, recursive doubling (as Open MPI's and MPICH's); otherwise Bruck
+// et al., "Efficient algorithms for all-to-all communications in
+// multiport message-passing systems" (1997), for short blocks, any rank
+// count (on 3 and 4 ranks every block goes straight to every rank
+// instead); a ring for long ones.
 func Allgather[T Elem](c *comm.Comm, send, recv []T) (err error) {
 	var kv call
 	k := &kv
@@ -43,10 +45,37 @@ func Allgather[T Elem](c *comm.Comm, send, recv []T) (err error) {
 	if !direct && blk*elemSize[T]() >= allgatherRingMin || k.size == 2 {
 		return allgatherRing(k, send, recv, blk)
 	}
+	if k.size&(k.size-1) == 0 && k.size/2*blk*elemSize[T]() <= allgatherDoublingMax {
+		return allgatherDoubling(k, send, recv, blk)
+	}
 	if direct {
 		return allgatherDirect(k, send, recv, blk)
 	}
 	return allgatherBruck(k, recv, blk)
+}
+
+// allgatherDoublingMax bounds the last and largest message (half of recv,
+// bytes) of recursive doubling, which Allgather takes on a power of two
+// ranks below it.
+var allgatherDoublingMax = 16 << 10
+
+// allgatherDoubling is recursive doubling: in step s each rank exchanges
+// the 2^s blocks its group holds with the partner (rank XOR 2^s) group's,
+// straight into recv; log2(n) exchanges.
+func allgatherDoubling[T Elem](k *call, send, recv []T, blk int) error {
+	for mask := 1; mask < k.size; mask <<= 1 {
+		partner := k.rank ^ mask
+		mine := (k.rank &^ (mask - 1)) * blk
+		theirs := (partner &^ (mask - 1)) * blk
+		out := recv[mine : mine+mask*blk]
+		if mask == 1 {
+			out = send
+		}
+		if err := k.exchange(asBytes(out), partner, asBytes(recv[theirs:theirs+mask*blk]), partner); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // allgatherDirectMaxRanks bounds the rank counts at which Allgather sends

@@ -13,19 +13,19 @@ type Algorithm struct {
 
 func thresholds(family string) func() {
 	oldPairs := reducePairs
-	old := [22]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin, reduceRabenseifnerMaxRanks,
+	old := [23]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin, reduceRabenseifnerMaxRanks,
 		reduceFlatMax, reduceFlatMaxRanks, allgatherDirectMaxRanks, alltoallDirectMax, alltoallDirectMaxRanks,
-		reduceScatterDirectMax, reduceScatterDirectMaxRanks, barrierLinearMin, barrierLinearMax, rootedFlatMaxRanks, bcastFlatMax, allreduceFlatMax, allreduceFlatMaxRanks, allgatherDirectMax, allreducePairMax, reduceScatterHalvingMax}
+		reduceScatterDirectMax, reduceScatterDirectMaxRanks, barrierLinearMin, barrierLinearMax, rootedFlatMaxRanks, bcastFlatMax, allreduceFlatMax, allreduceFlatMaxRanks, allgatherDirectMax, allreducePairMax, reduceScatterHalvingMax, allgatherDoublingMax}
 	switch family {
 	case "short", "tree":
 		// Always the short-message algorithms; Reduce's flat one,
-		// the direct ones of Allgather, Alltoall and ReduceScatter
-		// (recursive halving for a commutative op on a power of two
-		// ranks), the root talking to every rank in Bcast, Gather,
-		// Scatter and Allreduce, 2-rank Allreduce's whole exchange, and
-		// the linear Barrier for "short"; the trees, Bruck's, recursive
-		// doubling, pairwise exchange, the ring and dissemination for
-		// "tree".
+		// the direct ones of Allgather, Alltoall and ReduceScatter (on
+		// a power of two ranks: recursive doubling, and recursive
+		// halving for a commutative op), the root talking to every
+		// rank in Bcast, Gather, Scatter and Allreduce, 2-rank
+		// Allreduce's whole exchange, and the linear Barrier for
+		// "short"; the trees, Bruck's, recursive doubling, pairwise
+		// exchange, the ring and dissemination for "tree".
 		bcastScatterMin, allreduceLargeMin, allgatherRingMin, reduceLargeMin = math.MaxInt, math.MaxInt, math.MaxInt, math.MaxInt
 		gatherBinomialMax = math.MaxInt
 		reduceFlatMax, reduceFlatMaxRanks, allgatherDirectMaxRanks, allgatherDirectMax = math.MaxInt, math.MaxInt, math.MaxInt, math.MaxInt
@@ -35,7 +35,7 @@ func thresholds(family string) func() {
 		rootedFlatMaxRanks, bcastFlatMax = math.MaxInt, math.MaxInt
 		allreduceFlatMax, allreduceFlatMaxRanks = math.MaxInt, math.MaxInt
 		allreducePairMax = math.MaxInt
-		reduceScatterHalvingMax = math.MaxInt
+		reduceScatterHalvingMax, allgatherDoublingMax = math.MaxInt, math.MaxInt
 		if family == "tree" {
 			reduceFlatMax, allgatherDirectMaxRanks = -1, 0
 			alltoallDirectMax, alltoallDirectMaxRanks, reduceScatterDirectMax = -1, 0, -1
@@ -45,6 +45,7 @@ func thresholds(family string) func() {
 			allreducePairMax = -1 // recursive doubling's one step
 			reducePairs = false
 			reduceScatterHalvingMax = -1 // the ring
+			allgatherDoublingMax = -1    // Bruck's
 		}
 	default:
 		// Always the long-message algorithms.
@@ -54,7 +55,7 @@ func thresholds(family string) func() {
 		alltoallDirectMax, alltoallDirectMaxRanks, reduceScatterDirectMax = -1, 0, -1
 		bcastFlatMax, allreduceFlatMax = -1, -1
 		allreducePairMax = -1
-		reduceScatterHalvingMax = -1
+		reduceScatterHalvingMax, allgatherDoublingMax = -1, -1
 	}
 	return func() {
 		bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin = old[0], old[1], old[2], old[3], old[4]
@@ -63,6 +64,7 @@ func thresholds(family string) func() {
 		barrierLinearMin, barrierLinearMax = old[13], old[14]
 		rootedFlatMaxRanks, bcastFlatMax, allreduceFlatMax, allreduceFlatMaxRanks = old[15], old[16], old[17], old[18]
 		allgatherDirectMax, allreducePairMax, reduceScatterHalvingMax = old[19], old[20], old[21]
+		allgatherDoublingMax = old[22]
 		reducePairs = oldPairs
 	}
 }
