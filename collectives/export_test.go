@@ -13,9 +13,9 @@ type Algorithm struct {
 
 func thresholds(family string) func() {
 	oldPairs := reducePairs
-	old := [23]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin, reduceRabenseifnerMaxRanks,
+	old := [25]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin, reduceRabenseifnerMaxRanks,
 		reduceFlatMax, reduceFlatMaxRanks, allgatherDirectMaxRanks, alltoallDirectMax, alltoallDirectMaxRanks,
-		reduceScatterDirectMax, reduceScatterDirectMaxRanks, barrierLinearMin, barrierLinearMax, rootedFlatMaxRanks, bcastFlatMax, allreduceFlatMax, allreduceFlatMaxRanks, allgatherDirectMax, allreducePairMax, reduceScatterHalvingMax, allgatherDoublingMax}
+		reduceScatterDirectMax, reduceScatterDirectMaxRanks, barrierLinearMin, barrierLinearMax, rootedFlatMaxRanks, bcastFlatMax, allreduceFlatMax, allreduceFlatMaxRanks, allgatherDirectMax, allreducePairMax, reduceScatterHalvingMax, allgatherDoublingMax, alltoallBruckMax, alltoallBruckMinRanks}
 	switch family {
 	case "short", "tree":
 		// Always the short-message algorithms; Reduce's flat one,
@@ -36,6 +36,7 @@ func thresholds(family string) func() {
 		allreduceFlatMax, allreduceFlatMaxRanks = math.MaxInt, math.MaxInt
 		allreducePairMax = math.MaxInt
 		reduceScatterHalvingMax, allgatherDoublingMax = math.MaxInt, math.MaxInt
+		alltoallBruckMax = -1
 		if family == "tree" {
 			reduceFlatMax, allgatherDirectMaxRanks = -1, 0
 			alltoallDirectMax, alltoallDirectMaxRanks, reduceScatterDirectMax = -1, 0, -1
@@ -46,6 +47,7 @@ func thresholds(family string) func() {
 			reducePairs = false
 			reduceScatterHalvingMax = -1 // the ring
 			allgatherDoublingMax = -1    // Bruck's
+			alltoallBruckMax, alltoallBruckMinRanks = math.MaxInt, 3
 		}
 	default:
 		// Always the long-message algorithms.
@@ -55,7 +57,7 @@ func thresholds(family string) func() {
 		alltoallDirectMax, alltoallDirectMaxRanks, reduceScatterDirectMax = -1, 0, -1
 		bcastFlatMax, allreduceFlatMax = -1, -1
 		allreducePairMax = -1
-		reduceScatterHalvingMax, allgatherDoublingMax = -1, -1
+		reduceScatterHalvingMax, allgatherDoublingMax, alltoallBruckMax = -1, -1, -1
 	}
 	return func() {
 		bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin = old[0], old[1], old[2], old[3], old[4]
@@ -64,7 +66,7 @@ func thresholds(family string) func() {
 		barrierLinearMin, barrierLinearMax = old[13], old[14]
 		rootedFlatMaxRanks, bcastFlatMax, allreduceFlatMax, allreduceFlatMaxRanks = old[15], old[16], old[17], old[18]
 		allgatherDirectMax, allreducePairMax, reduceScatterHalvingMax = old[19], old[20], old[21]
-		allgatherDoublingMax = old[22]
+		allgatherDoublingMax, alltoallBruckMax, alltoallBruckMinRanks = old[22], old[23], old[24]
 		reducePairs = oldPairs
 	}
 }
