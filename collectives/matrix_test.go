@@ -512,7 +512,7 @@ func TestMismatch(t *testing.T) {
 }
 
 func TestVariants(t *testing.T) {
-	for _, n := range []int{1, 2, 3, 4, 7} {
+	for _, n := range []int{1, 2, 3, 4, 7, 8} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			ws := commtest.Worlds(t, n, commtest.Shm)
 			for _, alg := range collectives.Algorithms {
@@ -556,6 +556,23 @@ func variantsOnRank(c *comm.Comm) error {
 			if all[displs[r]+i] != int64(r) || me == n-1 && g[displs[r]+i] != int64(r) {
 				return fmt.Errorf("allgatherv/gatherv: block %d element %d", r, i)
 			}
+		}
+	}
+	// Allgatherv with the blocks packed in rank order (nil displs), one
+	// of them empty: what recursive doubling takes on a power of two.
+	packedCounts := slices.Clone(counts)
+	packedCounts[n/2] = 0
+	packed := make([]int64, total)
+	if err := collectives.Allgatherv(c, mine[:packedCounts[me]], packed[:total-n*(n-1)/2-counts[n/2]], packedCounts, nil); err != nil {
+		return err
+	}
+	at := 0
+	for r := 0; r < n; r++ {
+		for i := 0; i < packedCounts[r]; i++ {
+			if packed[at] != int64(r) {
+				return fmt.Errorf("allgatherv, packed: block %d element %d is %d", r, i, packed[at])
+			}
+			at++
 		}
 	}
 	back := make([]int64, me+1)
