@@ -209,15 +209,8 @@ func packedHalvesWithin(counts, displs []int, esize, max int) bool {
 // allgathervDoubling is allgatherDoubling for blocks of any counts, packed
 // in rank order.
 func allgathervDoubling[T Elem](k *call, send, recv []T, counts []int) error {
-	var offArr [17]int // no allocation up to 16 ranks
-	off := offArr[:0]
-	if k.size+1 > len(offArr) {
-		off = make([]int, 0, k.size+1)
-	}
-	off = off[:k.size+1]
-	for i, c := range counts {
-		off[i+1] = off[i] + c
-	}
+	var offArr [17]int
+	off := packedOffsets(counts, &offArr)
 	for mask := 1; mask < k.size; mask <<= 1 {
 		partner := k.rank ^ mask
 		mine, theirs := k.rank&^(mask-1), partner&^(mask-1)

@@ -231,6 +231,22 @@ func (k *call) checkV(what string, counts, displs []int, n int) error {
 	return nil
 }
 
+// packedOffsets returns, for blocks of counts packed in rank order, the
+// start of each block and, last, their total. It fills arr where that is
+// long enough (no allocation up to 16 ranks).
+func packedOffsets(counts []int, arr *[17]int) []int {
+	off := arr[:0]
+	if len(counts)+1 > len(arr) {
+		off = make([]int, 0, len(counts)+1)
+	}
+	off = off[:len(counts)+1]
+	off[0] = 0
+	for i, c := range counts {
+		off[i+1] = off[i] + c
+	}
+	return off
+}
+
 // vOffset is block i's displacement: displs[i], or the blocks packed one
 // after another when displs is nil.
 func vOffset(counts, displs []int, i int) int {

@@ -149,15 +149,8 @@ var reduceScatterHalvingMax = 32 << 10
 // reduceScatterByHalving reduces by recursive halving into a scratch
 // accumulator and copies this rank's block out.
 func reduceScatterByHalving[T Elem](k *call, in, out []T, counts []int, op Op) error {
-	var offArr [17]int // no allocation up to 16 ranks
-	off := offArr[:0]
-	if k.size+1 > len(offArr) {
-		off = make([]int, 0, k.size+1)
-	}
-	off = off[:k.size+1]
-	for i, c := range counts {
-		off[i+1] = off[i] + c
-	}
+	var offArr [17]int
+	off := packedOffsets(counts, &offArr)
 	acc, releaseAcc := scratch[T](len(in))
 	defer releaseAcc.release()
 	tmp, releaseTmp := scratch[T](len(in))
