@@ -325,7 +325,9 @@ func (e *engine) startFlusherLocked() {
 // the batch: a sender waiting for its buffer back should not wait for
 // this rank's other copies.
 func (e *engine) unlock() {
-	e.giveNoticesLocked()
+	if len(e.notices) > 0 {
+		e.giveNoticesLocked()
+	}
 	for len(e.reads) > 0 {
 		e.readsLeft.Store(false)
 		rs := e.reads
@@ -354,17 +356,17 @@ func (e *engine) unlock() {
 // Isend, or a collective that posts its receives before its sends, the
 // rank announced nothing to its peers for the length of the copy, and a
 // peer whose own copy needed that announcement waited it out, where both
-// could copy at once. A goroutine asleep in a wait, and the progress
-// goroutine, are woken to make the reads.
+// could copy at once. Whoever polls next makes them: a goroutine in a
+// wait (readsLeft makes its next poll take the lock), or the progress
+// goroutine; one asleep on the bell is woken.
 func (e *engine) unlockPosted() {
-	e.giveNoticesLocked()
+	if len(e.notices) > 0 {
+		e.giveNoticesLocked()
+	}
 	if len(e.reads) > 0 {
 		e.readsLeft.Store(true)
 		if e.sleeping {
 			e.bell.Ring()
-		}
-		if e.progress.on {
-			e.kickProgress()
 		}
 	}
 	e.mu.Unlock()
@@ -373,9 +375,6 @@ func (e *engine) unlockPosted() {
 // giveNoticesLocked gives the queued notices to the launcher, releasing
 // mu meanwhile.
 func (e *engine) giveNoticesLocked() {
-	if len(e.notices) == 0 {
-		return
-	}
 	ns := e.notices
 	e.notices = nil
 	e.mu.Unlock()

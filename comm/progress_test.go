@@ -16,15 +16,26 @@ import (
 // needs the receiver to act) completes while rank 1 still computes;
 // without it, not before rank 1 next calls in. Both ways are checked, so
 // the test fails if the progress goroutine stops working or if it turns
-// out not to be needed.
+// out not to be needed. "announced": rank 1 posts the receive only once
+// the message is announced (Iprobe), so that the Irecv matches it at once
+// and leaves its single-copy read (shared memory) to whoever polls next:
+// the progress goroutine, or rank 1's own Wait.
 func TestAsyncProgress(t *testing.T) {
 	const compute = 1500 * time.Millisecond
 	for _, c := range []struct {
 		mode      string
+		announced bool
 		duringRun bool // the send completes while rank 1 computes
-	}{{"on", true}, {"off", false}} {
+	}{{"on", false, true}, {"off", false, false}, {"on", true, true}, {"off", true, false}} {
 		for _, tr := range []commtest.Transport{commtest.Shm, commtest.TCP, commtest.Verbs} {
-			t.Run(fmt.Sprintf("%s/%v", c.mode, tr), func(t *testing.T) {
+			if c.announced && tr != commtest.Shm {
+				continue
+			}
+			name := c.mode
+			if c.announced {
+				name += "/announced"
+			}
+			t.Run(fmt.Sprintf("%s/%v", name, tr), func(t *testing.T) {
 				t.Setenv("PARLEY_PROGRESS", c.mode)
 				worlds := commtest.Worlds(t, 2, tr)
 				buf := make([]byte, 4<<20)
@@ -37,6 +48,16 @@ func TestAsyncProgress(t *testing.T) {
 						}
 						sentAt <- time.Now()
 						return nil
+					}
+					for c.announced {
+						ok, _, err := w.Iprobe(0, 3)
+						if err != nil {
+							return err
+						}
+						if ok {
+							break
+						}
+						time.Sleep(time.Millisecond)
 					}
 					r := w.Irecv(make([]byte, len(buf)), 0, 3)
 					end := time.Now().Add(compute)

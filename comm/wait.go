@@ -225,7 +225,7 @@ func (e *engine) wait(r *Request, what waitWhat) {
 // make (unlockPosted), and every 16th poll regardless, which bounds what a
 // missed hint could cost.
 func (e *engine) mayProgress(i int) bool {
-	if i&15 == 0 || e.readsLeft.Load() {
+	if i&15 == 0 {
 		return true
 	}
 	for _, p := range e.peekers {
@@ -233,7 +233,7 @@ func (e *engine) mayProgress(i int) bool {
 			return true
 		}
 	}
-	return false
+	return e.readsLeft.Load()
 }
 
 // waitFor is wait for an arbitrary condition (Waitany, Probe, generic
