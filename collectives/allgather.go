@@ -46,7 +46,7 @@ func Allgather[T Elem](c *comm.Comm, send, recv []T) (err error) {
 		return allgatherRing(k, send, recv, blk)
 	}
 	if k.size&(k.size-1) == 0 && k.size/2*blk*elemSize[T]() <= allgatherDoublingMax {
-		return allgatherDoubling(k, send, recv, blk)
+		return allgatherDoubling(k, send, recv, func(r int) int { return r * blk })
 	}
 	if direct {
 		return allgatherDirect(k, send, recv, blk)
@@ -60,18 +60,19 @@ func Allgather[T Elem](c *comm.Comm, send, recv []T) (err error) {
 var allgatherDoublingMax = 16 << 10
 
 // allgatherDoubling is recursive doubling: in step s each rank exchanges
-// the 2^s blocks its group holds with the partner (rank XOR 2^s) group's,
-// straight into recv; log2(n) exchanges.
-func allgatherDoubling[T Elem](k *call, send, recv []T, blk int) error {
+// the blocks its group of 2^s ranks holds with the partner group's (rank
+// XOR 2^s), straight into recv; log2(n) exchanges. Rank r's block starts
+// at off(r) and ends at off(r+1): blocks packed in rank order, so that a
+// group's blocks are one stretch of recv.
+func allgatherDoubling[T Elem](k *call, send, recv []T, off func(r int) int) error {
 	for mask := 1; mask < k.size; mask <<= 1 {
 		partner := k.rank ^ mask
-		mine := (k.rank &^ (mask - 1)) * blk
-		theirs := (partner &^ (mask - 1)) * blk
-		out := recv[mine : mine+mask*blk]
+		mine, theirs := k.rank&^(mask-1), partner&^(mask-1)
+		out := recv[off(mine):off(mine+mask)]
 		if mask == 1 {
 			out = send
 		}
-		if err := k.exchange(asBytes(out), partner, asBytes(recv[theirs:theirs+mask*blk]), partner); err != nil {
+		if err := k.exchange(asBytes(out), partner, asBytes(recv[off(theirs):off(theirs+mask)]), partner); err != nil {
 			return err
 		}
 	}
@@ -168,8 +169,12 @@ func Allgatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int) (err
 	off := func(i int) int { return vOffset(counts, displs, i) }
 	copyElems(recv[off(k.rank):off(k.rank)+counts[k.rank]], send)
 	n := k.size
-	if n > 2 && n&(n-1) == 0 && packedHalvesWithin(counts, displs, elemSize[T](), allgatherDoublingMax) {
-		return allgathervDoubling(k, send, recv, counts)
+	if n > 2 && n&(n-1) == 0 {
+		var offArr [17]int
+		packed := packedOffsets(counts, &offArr)
+		if (displs == nil || slices.Equal(displs, packed[:n])) && max(packed[n/2], packed[n]-packed[n/2])*elemSize[T]() <= allgatherDoublingMax {
+			return allgatherDoubling(k, send, recv, func(r int) int { return packed[r] })
+		}
 	}
 	if n > 2 && n <= allgatherDirectMaxRanks && slices.Max(counts)*elemSize[T]() <= allgatherDirectMax {
 		return k.exchangeAll(
@@ -181,44 +186,6 @@ func Allgatherv[T Elem](c *comm.Comm, send, recv []T, counts, displs []int) (err
 		sb := (k.rank - s + n) % n
 		rb := (k.rank - s - 1 + n) % n
 		if err := k.exchange(asBytes(recv[off(sb):off(sb)+counts[sb]]), right, asBytes(recv[off(rb):off(rb)+counts[rb]]), left); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// packedHalvesWithin reports whether the blocks lie packed in rank order
-// (nil displs, or each displacement the sum of the counts before it) and
-// each half of them holds at most max bytes (elements of esize bytes):
-// then the blocks of any aligned group of ranks are one stretch of recv,
-// as recursive doubling needs, and its last message stays within max.
-func packedHalvesWithin(counts, displs []int, esize, max int) bool {
-	sum, half := 0, 0
-	for i, c := range counts {
-		if displs != nil && displs[i] != sum {
-			return false
-		}
-		if i == len(counts)/2 {
-			half = sum
-		}
-		sum += c
-	}
-	return half*esize <= max && (sum-half)*esize <= max
-}
-
-// allgathervDoubling is allgatherDoubling for blocks of any counts, packed
-// in rank order.
-func allgathervDoubling[T Elem](k *call, send, recv []T, counts []int) error {
-	var offArr [17]int
-	off := packedOffsets(counts, &offArr)
-	for mask := 1; mask < k.size; mask <<= 1 {
-		partner := k.rank ^ mask
-		mine, theirs := k.rank&^(mask-1), partner&^(mask-1)
-		out := recv[off[mine]:off[mine+mask]]
-		if mask == 1 {
-			out = send
-		}
-		if err := k.exchange(asBytes(out), partner, asBytes(recv[off[theirs]:off[theirs+mask]]), partner); err != nil {
 			return err
 		}
 	}

@@ -84,9 +84,10 @@ func alltoallBruck[T Elem](k *call, send, recv []T, blk int) error {
 	n := k.size
 	tmp, releaseTmp := scratch[T](n * blk)
 	defer releaseTmp.release()
-	pack, releasePack := scratch[T](2 * (n/2 + 1) * blk)
+	// At most n/2 of the indexes below n have any one bit set.
+	pack, releasePack := scratch[T](2 * (n / 2) * blk)
 	defer releasePack.release()
-	out, in := pack[:(n/2+1)*blk], pack[(n/2+1)*blk:]
+	out, in := pack[:(n/2)*blk], pack[(n/2)*blk:]
 	for i := 0; i < n; i++ {
 		r := (k.rank + i) % n
 		copyElems(tmp[i*blk:(i+1)*blk], send[r*blk:(r+1)*blk])
