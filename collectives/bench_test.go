@@ -66,6 +66,8 @@ func TestSmallCollectivesAllocateNothing(t *testing.T) {
 		ws := commtest.Worlds(t, size, commtest.Shm)
 		in, out, all := make([]float32, size), make([]float32, size), make([]float32, size*size)
 		a2a := make([]float32, size)
+		holes := make([]int, size) // rank 0's block is the whole vector
+		holes[0] = 1
 		for _, c := range []struct {
 			name string
 			f    func(c *comm.Comm) error
@@ -79,6 +81,9 @@ func TestSmallCollectivesAllocateNothing(t *testing.T) {
 			{"scatter", func(c *comm.Comm) error { return collectives.Scatter(c, all[:size*len(out)], out, 0) }},
 			{"alltoall", func(c *comm.Comm) error { return collectives.Alltoall(c, in, a2a) }},
 			{"reduce_scatter", func(c *comm.Comm) error { return collectives.ReduceScatterBlock(c, in, out[:1], collectives.Sum) }},
+			{"reduce_scatter, empty blocks", func(c *comm.Comm) error {
+				return collectives.ReduceScatter(c, in[:1], out[:holes[c.Rank()]], holes, collectives.Sum)
+			}},
 		} {
 			f := c.f
 			if size > 2 {

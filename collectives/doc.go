@@ -21,7 +21,8 @@
 //
 //   - Every message of a collective carries a check word: the kind of
 //     collective, and a hash of the root, the operator, the element size
-//     and (where every rank passes the same one) the count. A rank that
+//     and (where every rank passes the same one) the count, and
+//     ReduceScatter's counts, which every rank passes alike. A rank that
 //     receives a message from a rank whose call differs fails with
 //     comm.ErrMismatch, naming both calls; so does a rank that receives
 //     more or fewer bytes than its call expects.

@@ -13,9 +13,9 @@ type Algorithm struct {
 
 func thresholds(family string) func() {
 	oldPairs := reducePairs
-	old := [25]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin, reduceRabenseifnerMaxRanks,
+	old := [26]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin, reduceRabenseifnerMaxRanks,
 		reduceFlatMax, reduceFlatMaxRanks, allgatherDirectMaxRanks, alltoallDirectMax, alltoallDirectMaxRanks,
-		reduceScatterDirectMax, reduceScatterDirectMaxRanks, barrierLinearMin, barrierLinearMax, rootedFlatMaxRanks, bcastFlatMax, allreduceFlatMax, allreduceFlatMaxRanks, allgatherDirectMax, allreducePairMax, reduceScatterHalvingMax, allgatherDoublingMax, alltoallBruckMax, alltoallBruckMinRanks}
+		reduceScatterDirectMax, reduceScatterDirectMaxRanks, barrierLinearMin, barrierLinearMax, rootedFlatMaxRanks, bcastFlatMax, allreduceFlatMax, allreduceFlatMaxRanks, allgatherDirectMax, allreducePairMax, reduceScatterHalvingMax, allgatherDoublingMax, alltoallBruckMax, alltoallBruckMinRanks, reduceScatterThroughRootMax}
 	switch family {
 	case "short", "tree":
 		// Always the short-message algorithms; Reduce's flat one,
@@ -36,6 +36,7 @@ func thresholds(family string) func() {
 		allreduceFlatMax, allreduceFlatMaxRanks = math.MaxInt, math.MaxInt
 		allreducePairMax = math.MaxInt
 		reduceScatterHalvingMax, allgatherDoublingMax = math.MaxInt, math.MaxInt
+		reduceScatterThroughRootMax = math.MaxInt // its tree in "tree", where Reduce's flat gather is off
 		alltoallBruckMax = -1
 		if family == "tree" {
 			reduceFlatMax, allgatherDirectMaxRanks = -1, 0
@@ -58,6 +59,7 @@ func thresholds(family string) func() {
 		bcastFlatMax, allreduceFlatMax = -1, -1
 		allreducePairMax = -1
 		reduceScatterHalvingMax, allgatherDoublingMax, alltoallBruckMax = -1, -1, -1
+		reduceScatterThroughRootMax = -1
 	}
 	return func() {
 		bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin = old[0], old[1], old[2], old[3], old[4]
@@ -67,6 +69,7 @@ func thresholds(family string) func() {
 		rootedFlatMaxRanks, bcastFlatMax, allreduceFlatMax, allreduceFlatMaxRanks = old[15], old[16], old[17], old[18]
 		allgatherDirectMax, allreducePairMax, reduceScatterHalvingMax = old[19], old[20], old[21]
 		allgatherDoublingMax, alltoallBruckMax, alltoallBruckMinRanks = old[22], old[23], old[24]
+		reduceScatterThroughRootMax = old[25]
 		reducePairs = oldPairs
 	}
 }

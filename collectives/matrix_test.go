@@ -626,6 +626,39 @@ func variantsOnRank(c *comm.Comm) error {
 			return fmt.Errorf("reduce_scatter: element %d is %d", i, out[i])
 		}
 	}
+	// ReduceScatter with empty blocks: the odd ranks get none (rank 0
+	// reduces and sends the others theirs, in the "short" and "tree"
+	// families).
+	var holeCounts []int
+	holes := 0
+	for r := 0; r < n; r++ {
+		holeCounts = append(holeCounts, (1-r%2)*(r+2))
+		holes += holeCounts[r]
+	}
+	hin := make([]int64, holes)
+	for i := range hin {
+		hin[i] = int64(i * (me + 1))
+	}
+	hout := make([]int64, holeCounts[me]+1) // one more than the block: untouched
+	hout[len(hout)-1] = -7
+	if err := collectives.ReduceScatter(c, hin, hout, holeCounts, collectives.Sum); err != nil {
+		return err
+	}
+	hstart := 0
+	for r := 0; r < me; r++ {
+		hstart += holeCounts[r]
+	}
+	// A wrong value is reported at the end: returned here, it would
+	// leave the other ranks waiting in the calls below.
+	var holeErr error
+	for i := range holeCounts[me] {
+		if want := int64((hstart + i) * n * (n + 1) / 2); hout[i] != want && holeErr == nil {
+			holeErr = fmt.Errorf("reduce_scatter with empty blocks: element %d is %d, want %d", i, hout[i], want)
+		}
+	}
+	if hout[len(hout)-1] != -7 {
+		holeErr = fmt.Errorf("reduce_scatter with empty blocks wrote past rank %d's block", me)
+	}
 	// Nonblocking: Ibarrier and Ibcast overlapping.
 	b := make([]int32, 10)
 	if me == 2%n {
@@ -641,7 +674,7 @@ func variantsOnRank(c *comm.Comm) error {
 	if b[9] != 9 {
 		return fmt.Errorf("ibcast: %v", b)
 	}
-	return nil
+	return holeErr
 }
 
 // padCounts makes counts add up to total (the last block takes the rest).

@@ -86,6 +86,25 @@ func TestMismatches(t *testing.T) {
 			}
 			return want(err, "bcast", "rank 2")
 		}},
+		{"reduce_scatter counts differ, same total", 4, func(c *comm.Comm) error {
+			// Ranks 0-2 give rank 0 the one element, rank 3 takes it.
+			// Rank 0 reduces (the blocks of the others are empty) and
+			// finds rank 3's word; rank 3 waits for a block and hears of
+			// the mismatch; ranks 1 and 2 only send, and their next
+			// collective fails.
+			counts := []int{1, 0, 0, 0}
+			if c.Rank() == 3 {
+				counts = []int{0, 0, 0, 1}
+			}
+			err := collectives.ReduceScatter(c, []int32{1}, make([]int32, 1), counts, collectives.Sum)
+			if c.Rank() == 0 {
+				return want(err, "reduce_scatter", "rank 3", "counts")
+			}
+			if err == nil {
+				err = collectives.Barrier(c)
+			}
+			return want(err)
+		}},
 		{"bcast roots differ", 2, func(c *comm.Comm) error {
 			// Each rank believes it is the root: both only send, and both
 			// return. The next collective finds the message nobody took.

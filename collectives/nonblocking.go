@@ -544,7 +544,7 @@ func IreduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) *com
 	}
 	var kv call
 	k := &kv
-	if err := start[T](k, c, coll.ReduceScatter|coll.Nonblocking, 0, op.name, len(in)); err != nil {
+	if err := startReduceScatter[T](k, c, coll.ReduceScatter|coll.Nonblocking, in, counts, op); err != nil {
 		return failedRequest(err)
 	}
 	if err := k.checkV("ireduce_scatter", counts, nil, len(in)); err != nil {

@@ -16,7 +16,9 @@ import (
 // 2009): in n-1 steps each block travels around the ring once and picks
 // up every rank's contribution, so each rank sends and combines about one
 // vector in all. A non-commutative op uses an ordered Reduce and Scatterv.
-// Short vectors (up to 32 KiB) on a power of two ranks, commutative op:
+// Short vectors (up to 32 KiB) with empty blocks, commutative op: a
+// Reduce to rank 0, which sends the blocks that are not empty (as Open
+// MPI). Short vectors on a power of two ranks, commutative op:
 // recursive halving (as Open MPI's and MPICH's), log2(n) exchanges.
 // Otherwise on 3 to 8 ranks, any op: every rank sends each block
 // straight to its owner, which combines the n pieces in rank order (one
@@ -30,7 +32,7 @@ func ReduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) (err 
 	}
 	var kv call
 	k := &kv
-	if err := start[T](k, c, coll.ReduceScatter, 0, op.name, len(in)); err != nil {
+	if err := startReduceScatter[T](k, c, coll.ReduceScatter, in, counts, op); err != nil {
 		return err
 	}
 	defer k.settle(&err)
@@ -52,6 +54,9 @@ func ReduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) (err 
 	if n == 1 {
 		copyElems(out, in)
 		return nil
+	}
+	if n > 2 && op.commutative && len(asBytes(in)) <= reduceScatterThroughRootMax && hasEmpty(counts) {
+		return reduceScatterThroughRoot(k, in, out[:counts[k.rank]], counts, op)
 	}
 	if n > 2 && n&(n-1) == 0 && op.commutative && len(asBytes(in)) <= reduceScatterHalvingMax {
 		return reduceScatterByHalving(k, in, out[:counts[k.rank]], counts, op)
@@ -205,4 +210,87 @@ func maxInt(xs []int) int {
 		m = max(m, x)
 	}
 	return m
+}
+
+// startReduceScatter begins a ReduceScatter of kind (blocking or not)
+// whose check word covers counts, which every rank must pass alike: when
+// some blocks are empty, no message carries them (reduceScatterThroughRoot),
+// and a rank whose counts differ from the others' would otherwise wait for
+// a block nobody sends, or leave one unreceived.
+func startReduceScatter[T Elem](k *call, c *comm.Comm, kind coll.Kind, in []T, counts []int, op Op) error {
+	if err := checkType[T](); err != nil {
+		return opError(kind, err)
+	}
+	a := args[T](0, op.name, len(in))
+	a.Counts = coll.CountsDigest(counts)
+	return begin(k, c, kind, a)
+}
+
+// reduceScatterThroughRootMax bounds the vectors (bytes) with empty blocks
+// that a commutative op reduces at rank 0, which then sends the blocks
+// that are not empty (Open MPI 4.1 does so whenever a count is 0).
+// Recursive halving and the direct algorithm send a message for every
+// block, empty or not, and each costs a message's latency.
+var reduceScatterThroughRootMax = 32 << 10
+
+// hasEmpty reports whether some block has no elements.
+func hasEmpty(counts []int) bool {
+	for _, c := range counts {
+		if c == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// reduceScatterThroughRoot reduces in at rank 0 (Reduce's flat gather on
+// a few ranks, its binomial tree on more), and rank 0 sends each rank
+// whose block is not empty its block; the others are done once their
+// vector has left. Every rank's check word (and so its counts) reaches
+// rank 0, directly or through the tree's inner ranks, which compare it.
+func reduceScatterThroughRoot[T Elem](k *call, in, out []T, counts []int, op Op) error {
+	const root = 0
+	flat := k.size <= reduceFlatMaxRanks && len(asBytes(in)) <= reduceFlatMax
+	if k.rank != root {
+		var err error
+		if flat {
+			err = gatherLinear(k, in, nil, root)
+		} else {
+			acc := in // a leaf of the tree only sends it
+			if k.rank&1 == 0 && k.rank+1 < k.size {
+				var release scratchBuf
+				acc, release = scratch[T](len(in))
+				defer release.release()
+				copyElems(acc, in)
+			}
+			err = reduceBinomial(k, acc, nil, op, root)
+		}
+		if err != nil || len(out) == 0 {
+			return err
+		}
+		return k.recvExact(asBytes(out), root)
+	}
+	acc, release := scratch[T](len(in))
+	defer release.release()
+	if flat {
+		if err := reduceFlat(k, in, acc, op, root); err != nil {
+			return err
+		}
+	} else {
+		copyElems(acc, in)
+		if err := reduceBinomial(k, acc, nil, op, root); err != nil {
+			return err
+		}
+	}
+	var arr [8]*comm.Request
+	reqs := arr[:0]
+	off := 0
+	for r, c := range counts {
+		if r != root && c > 0 {
+			reqs = append(reqs, k.isend(asBytes(acc[off:off+c]), r))
+		}
+		off += c
+	}
+	copyElems(out, acc[:counts[root]])
+	return k.waitAll(reqs)
 }

@@ -78,6 +78,19 @@ type Args struct {
 	Op       string // the reduction operator's name
 	ElemSize int    // bytes per element
 	Count    int    // elements, for collectives whose ranks all pass the same count
+	Counts   uint64 // CountsDigest of the blocks' counts, for ReduceScatter, whose ranks all pass the same ones
+}
+
+// CountsDigest mixes counts into one word for Args.Counts. A slice in
+// Args would escape through Bridge.Begin, and with it a caller's counts
+// made on the stack (ReduceScatterBlock's, each call).
+func CountsDigest(counts []int) uint64 {
+	const m = 0x9e3779b97f4a7c15
+	h := (uint64(len(counts)) ^ 0xbb67ae8584caa73b) * m
+	for _, c := range counts {
+		h = (h ^ uint64(c)) * m
+	}
+	return h
 }
 
 // Check returns the check word of a call of kind k with args: the kind,
@@ -92,6 +105,7 @@ func Check(k Kind, a Args) uint32 {
 	for i := 0; i < len(a.Op); i++ {
 		h = (h ^ uint64(a.Op[i])) * m
 	}
+	h = (h ^ a.Counts) * m
 	h ^= h >> 32
 	return uint32(k)<<24 | uint32(h)&0xffffff
 }
@@ -106,7 +120,7 @@ func Mismatch(peer int, got, want uint32) string {
 	if gk != wk {
 		return fmt.Sprintf("rank %d called %v where this rank called %v: ranks must call the same collectives in the same order", peer, gk, wk)
 	}
-	return fmt.Sprintf("rank %d called %v with other arguments than this rank (the root, the operator, the element type or the count differ)", peer, gk)
+	return fmt.Sprintf("rank %d called %v with other arguments than this rank (the root, the operator, the element type, the count or the counts differ)", peer, gk)
 }
 
 // A Call is one collective operation in progress: the collective view of

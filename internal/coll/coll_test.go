@@ -15,6 +15,9 @@ func TestCheckTellsArgumentsApart(t *testing.T) {
 		{Root: 0, Op: "sum", ElemSize: 4, Count: 1 << 32},
 		{Root: 0, Op: "", ElemSize: 4, Count: 2},
 		{Root: 2, Op: "sum", ElemSize: 2, Count: 2},
+		{Root: 0, Op: "sum", ElemSize: 4, Count: 2, Counts: CountsDigest([]int{2, 0})},
+		{Root: 0, Op: "sum", ElemSize: 4, Count: 2, Counts: CountsDigest([]int{0, 2})},
+		{Root: 0, Op: "sum", ElemSize: 4, Count: 2, Counts: CountsDigest([]int{1, 1})},
 	} {
 		c := Check(Allreduce, a)
 		if prev, ok := seen[c]; ok {
