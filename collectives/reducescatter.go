@@ -230,7 +230,10 @@ func startReduceScatter[T Elem](k *call, c *comm.Comm, kind coll.Kind, in []T, c
 // that a commutative op reduces at rank 0, which then sends the blocks
 // that are not empty (Open MPI 4.1 does so whenever a count is 0).
 // Recursive halving and the direct algorithm send a message for every
-// block, empty or not, and each costs a message's latency.
+// block, empty or not, and each costs a message's latency. On 2 cores,
+// OSU's counts at 4-16 B (1,0,0,0 and on), 7 interleaved runs: 4 ranks
+// 0.31-0.50 of the time at 4-8 B (Open MPI: 3.25 and 4.65 us, parley
+// 2.46 and 4.12), 3 ranks 0.20-0.73, 8 ranks 0.48-0.77 at 4-16 B.
 var reduceScatterThroughRootMax = 32 << 10
 
 // hasEmpty reports whether some block has no elements.
