@@ -75,8 +75,11 @@ func (k *call) send(buf []byte, peer int) error { return coll.Bridge.Send(k.k, b
 
 // readsOnHost reports whether messages of n bytes between the call's
 // ranks move by single copy, all of them on one host (see
-// coll.Bridge.ReadsOnHost): every rank gets the same answer.
-func (k *call) readsOnHost(n int) bool { return coll.Bridge.ReadsOnHost(k.k, n) }
+// coll.Bridge.ReadsAbove): every rank gets the same answer.
+func (k *call) readsOnHost(n int) bool {
+	above := coll.Bridge.ReadsAbove(k.k)
+	return above > 0 && n > above
+}
 
 func (k *call) isend(buf []byte, peer int) *comm.Request {
 	return coll.Bridge.Isend(k.k, buf, peer).(*comm.Request)

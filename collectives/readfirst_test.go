@@ -20,12 +20,15 @@ func TestSingleCopyHost(t *testing.T) {
 			t.Run(fmt.Sprintf("%v/%d", tr, n), func(t *testing.T) {
 				ws := commtest.Worlds(t, n, tr)
 				commtest.Run(t, ws, func(c *comm.Comm) error {
-					for _, count := range []int{5000, 40000} { // 20 and 160 KB of float32
-						if err := singleCopyOnRank(c, count); err != nil {
-							return fmt.Errorf("%d elements: %w", count, err)
+					// Every count runs, so that a rank that found a wrong
+					// value leaves nobody waiting for its next call.
+					var first error
+					for _, count := range []int{5000, 8192, 40000} { // 20, 32 and 160 KB of float32
+						if err := singleCopyOnRank(c, count); err != nil && first == nil {
+							first = fmt.Errorf("%d elements: %w", count, err)
 						}
 					}
-					return nil
+					return first
 				})
 			})
 		}
@@ -61,13 +64,17 @@ func singleCopyOnRank(c *comm.Comm, count int) error {
 	if err := collectives.Reduce(c, mine, red, collectives.Sum, n-1); err != nil {
 		return err
 	}
+	// A wrong sum is reported at the end: returned here, it would leave
+	// the other ranks waiting in the calls below.
+	var wrongSum error
 	for i := range sum {
 		want := float32(0)
 		for r := 0; r < n; r++ {
 			want += v(r, i)
 		}
 		if sum[i] != want || me == n-1 && red[i] != want {
-			return fmt.Errorf("allreduce/reduce element %d: %v and %v, want %v", i, sum[i], red[i], want)
+			wrongSum = fmt.Errorf("allreduce/reduce element %d: %v and %v, want %v", i, sum[i], red[i], want)
+			break
 		}
 	}
 	all := make([]float32, n*count)
@@ -110,5 +117,5 @@ func singleCopyOnRank(c *comm.Comm, count int) error {
 			}
 		}
 	}
-	return nil
+	return wrongSum
 }

@@ -122,6 +122,11 @@ var reducePairs = true
 // alternating runs: 4 B-1 KiB 0.90-1.00 of the time, the root's and the
 // sender's alike.
 func reducePair[T Elem](k *call, in, out []T, op Op, root int) error {
+	if above := coll.Bridge.ReadsAbove(k.k); above > 0 {
+		if nb := len(asBytes(in)); nb > above && nb <= reducePairEagerParts*above {
+			return reducePairInParts(k, in, out, op, root, above/elemSize[T]())
+		}
+	}
 	if k.rank != root {
 		return k.fail(k.send(asBytes(in), root))
 	}
@@ -130,6 +135,39 @@ func reducePair[T Elem](k *call, in, out []T, op Op, root int) error {
 		return err
 	}
 	return k.fail(apply(op, acc, in))
+}
+
+// reducePairEagerParts bounds, in eager limits, the vectors that a 2-rank
+// Reduce on one host sends in parts of one eager limit each
+// (reducePairInParts) rather than as one message the root reads. The
+// sending rank is done once its parts are in the ring, where it waited for
+// the root's read; the root copies each part out of the ring and combines
+// it while the next arrives. 32 KiB in two parts, 9 interleaved runs:
+// 6.13 against 7.30 us (Open MPI 6.01), the sender's time 3.5-4.2 us
+// against 5.4-6.8 and the root's alike (4 runs); 64 KiB in four parts
+// took 0.99 of the time, 128 KiB in eight 1.16x (7 runs).
+var reducePairEagerParts = 2
+
+// reducePairInParts is reducePair's message cut into eager parts of at
+// most part elements.
+func reducePairInParts[T Elem](k *call, in, out []T, op Op, root, part int) error {
+	for off := 0; off < len(in); off += part {
+		end := min(off+part, len(in))
+		if k.rank != root {
+			if err := k.send(asBytes(in[off:end]), root); err != nil {
+				return k.fail(err)
+			}
+			continue
+		}
+		acc := out[off:end]
+		if err := k.recvExact(asBytes(acc), 1-root); err != nil {
+			return err
+		}
+		if err := apply(op, acc, in[off:end]); err != nil {
+			return k.fail(err)
+		}
+	}
+	return nil
 }
 
 // reduceLargeMin is the vector size in bytes from which Reduce uses

@@ -25,10 +25,10 @@ func init() {
 	b.Generic = collGeneric
 	b.Failed = func(err error) any { return failed(err) }
 	b.Abandon = collAbandon
-	b.ReadsOnHost = collReadsOnHost
+	b.ReadsAbove = collReadsAbove
 }
 
-// collReadsOnHost answers from what the members of a host share: the node
+// collReadsAbove answers from what the members of a host share: the node
 // agent's settings, the same for all, through their transport's Caps; a
 // communicator that spans hosts, or a rank reached over TCP, has a route
 // without ReadFirst on every member. Whether the kernel allows the single
@@ -38,14 +38,14 @@ func init() {
 // The answer is worked out once per communicator (it takes the lock and a
 // look at every member's route) and cached: after that a question costs
 // one load, so algorithms may ask it at any size.
-func collReadsOnHost(k coll.Call, n int) bool {
+func collReadsAbove(k coll.Call) int {
 	v := k.View.(*Comm)
 	above := v.readsAbove.Load()
 	if above == 0 {
 		above = v.e.readsAbove(v)
 		v.readsAbove.Store(above)
 	}
-	return above > 0 && int64(n) > above
+	return int(above)
 }
 
 // readsAbove returns the size above which every member of v reads the

@@ -42,7 +42,7 @@ type Comm struct {
 	collSeq  atomic.Uint64
 	freed    atomic.Bool
 	children atomic.Uint32 // communicators created from this one, for their names
-	// readsAbove caches collReadsOnHost's answer, which depends only on
+	// readsAbove caches collReadsAbove's answer, which depends only on
 	// settings fixed when the members' transports opened: 0 not yet
 	// known, -1 never, else the size above which messages are read.
 	readsAbove atomic.Int64

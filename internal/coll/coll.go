@@ -162,10 +162,12 @@ var Bridge struct {
 	// instead of waiting for this rank forever, and the communicator's
 	// collectives become unusable.
 	Abandon func(k Call, err error)
-	// ReadsOnHost reports whether every rank of the call's communicator
-	// shares this rank's host, whose shared memory moves messages of n
-	// bytes by single copy (the receiver reads them out of the sender's
-	// memory: transport.Caps.ReadFirst, n above the eager limit). Every
-	// member gets the same answer, so algorithms may be chosen by it.
-	ReadsOnHost func(k Call, n int) bool
+	// ReadsAbove returns the size above which messages between the
+	// call's ranks move by single copy (the receiver reads them out of the
+	// sender's memory: transport.Caps.ReadFirst), all of them on this
+	// rank's host: the eager limit of its shared memory, below which a
+	// message is copied through a ring and its send completes at once. It
+	// returns -1 where some rank is elsewhere or never reads. Every member
+	// gets the same answer, so algorithms may be chosen by it.
+	ReadsAbove func(k Call) int
 }
