@@ -56,23 +56,8 @@ func Bcast[T Elem](c *comm.Comm, xs []T, root int) (err error) {
 // 3) to about 7 KiB each.
 var bcastFlatMax = 48 << 10
 
-var bcastSegMax = 64 << 10
-
 // bcastFlat: the root sends b to every other rank.
 func bcastFlat(k *call, b []byte, root int) error {
-	if k.size == 2 && len(b) > 16<<10 && len(b) <= bcastSegMax {
-		for off := 0; off < len(b); off += 16 << 10 {
-			seg := b[off:min(off+16<<10, len(b))]
-			if k.rank != root {
-				if err := k.recvExact(seg, root); err != nil {
-					return err
-				}
-			} else if err := k.send(seg, 1-root); err != nil {
-				return k.fail(err)
-			}
-		}
-		return nil
-	}
 	if k.rank != root {
 		return k.recvExact(b, root)
 	}
