@@ -73,11 +73,15 @@ func (k *call) errorf(format string, args ...any) error {
 
 func (k *call) send(buf []byte, peer int) error { return coll.Bridge.Send(k.k, buf, peer) }
 
-// readsOnHost reports whether messages of n bytes between the call's
-// ranks move by single copy, all of them on one host (see
+// readsAbove returns the size above which messages between the call's
+// ranks move by single copy, all of them on one host, or -1 (see
 // coll.Bridge.ReadsAbove): every rank gets the same answer.
+func (k *call) readsAbove() int { return coll.Bridge.ReadsAbove(k.k) }
+
+// readsOnHost reports whether messages of n bytes between the call's
+// ranks move by single copy, all of them on one host.
 func (k *call) readsOnHost(n int) bool {
-	above := coll.Bridge.ReadsAbove(k.k)
+	above := k.readsAbove()
 	return above > 0 && n > above
 }
 

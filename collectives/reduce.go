@@ -50,7 +50,7 @@ func Reduce[T Elem](c *comm.Comm, in, out []T, op Op, root int) (err error) {
 		len(asBytes(in)) >= reduceLargeMin && len(in) >= pof2 {
 		return reduceRabenseifner(k, in, out, op, root)
 	}
-	if k.size > 2 && k.size <= reduceFlatMaxRanks && len(asBytes(in)) <= reduceFlatMax {
+	if reducesFlat(k, len(asBytes(in))) {
 		return reduceFlat(k, in, out, op, root)
 	}
 	if reducePairs && k.size == 2 && op.exactlyCommutative() && (k.rank != root || !sameVector(in, out[:len(in)])) {
@@ -122,9 +122,9 @@ var reducePairs = true
 // alternating runs: 4 B-1 KiB 0.90-1.00 of the time, the root's and the
 // sender's alike.
 func reducePair[T Elem](k *call, in, out []T, op Op, root int) error {
-	if above := coll.Bridge.ReadsAbove(k.k); above > 0 {
-		if nb := len(asBytes(in)); nb > above && nb <= reducePairEagerParts*above {
-			return reducePairInParts(k, in, out, op, root, above/elemSize[T]())
+	if above, esz := k.readsAbove(), elemSize[T](); above >= esz {
+		if nb := len(in) * esz; nb > above && nb <= reducePairEagerParts*above {
+			return reducePairInParts(k, in, out, op, root, above/esz)
 		}
 	}
 	if k.rank != root {
@@ -325,6 +325,11 @@ var (
 	reduceFlatMax      = 8192
 	reduceFlatMaxRanks = 4
 )
+
+// reducesFlat reports whether a Reduce of n bytes takes reduceFlat.
+func reducesFlat(k *call, n int) bool {
+	return k.size > 2 && k.size <= reduceFlatMaxRanks && n <= reduceFlatMax
+}
 
 // reduceFlat gathers every rank's vector at the root (gatherLinear), which
 // combines them in rank order (any op, commutative or not): one hop

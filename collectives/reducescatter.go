@@ -253,7 +253,7 @@ func hasEmpty(counts []int) bool {
 // rank 0, directly or through the tree's inner ranks, which compare it.
 func reduceScatterThroughRoot[T Elem](k *call, in, out []T, counts []int, op Op) error {
 	const root = 0
-	flat := k.size <= reduceFlatMaxRanks && len(asBytes(in)) <= reduceFlatMax
+	flat := reducesFlat(k, len(asBytes(in)))
 	if k.rank != root {
 		var err error
 		if flat {

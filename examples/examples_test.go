@@ -42,9 +42,9 @@ func TestMain(m *testing.M) {
 var teaching = []string{"./heat2d", "./samplesort", "./sgd", "./particles", "./pi", "./workers", "./pingpong", "./hybrid"}
 
 // TestExamples runs every teaching example through mpirun at 1, 2, 3 and 4
-// ranks (samplesort at 8 too), over shared memory and over TCP, at sizes that keep the suite
-// short; each example compares its parallel answer with a serial run and
-// exits non-zero at the first difference.
+// ranks (samplesort at 8 too), over shared memory and over TCP, at sizes
+// that keep the suite short; each example compares its parallel answer
+// with a serial run and exits non-zero at the first difference.
 func TestExamples(t *testing.T) {
 	args := map[string][]string{
 		"heat2d":     {"-n", "37", "-tol", "1e-2"},
