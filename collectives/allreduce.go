@@ -62,6 +62,9 @@ func Allreduce[T Elem](c *comm.Comm, in, out []T, op Op) (err error) {
 		return err
 	}
 	inPlace := sameVector(in, out)
+	if k.onBoard(len(asBytes(in))) {
+		return allreduceBoard(k, in, out, op)
+	}
 	if k.size == 2 && op.exactlyCommutative() && len(asBytes(out)) < allreducePairMax && !inPlace {
 		return allreducePair(k, in, out, op)
 	}

@@ -27,6 +27,9 @@ func Barrier(c *comm.Comm) (err error) {
 		return err
 	}
 	defer k.settle(&err)
+	if k.onBoard(0) {
+		return k.boardExchange(nil)
+	}
 	if k.size >= barrierLinearMin && k.size <= barrierLinearMax {
 		return barrierLinear(k)
 	}

@@ -12,11 +12,16 @@ type Algorithm struct {
 }
 
 func thresholds(family string) func() {
-	oldPairs := reducePairs
+	oldPairs, oldBoard := reducePairs, boardMax
+	if family != "board" {
+		boardMax = -1 // the messages' algorithms, also where the board would serve
+	}
 	old := [26]int{bcastScatterMin, allreduceLargeMin, gatherBinomialMax, allgatherRingMin, reduceLargeMin, reduceRabenseifnerMaxRanks,
 		reduceFlatMax, reduceFlatMaxRanks, allgatherDirectMaxRanks, alltoallDirectMax, alltoallDirectMaxRanks,
 		reduceScatterDirectMax, reduceScatterDirectMaxRanks, barrierLinearMin, barrierLinearMax, rootedFlatMaxRanks, bcastFlatMax, allreduceFlatMax, allreduceFlatMaxRanks, allgatherDirectMax, allreducePairMax, reduceScatterHalvingMax, allgatherDoublingMax, alltoallBruckMax, alltoallBruckMinRanks, reduceScatterThroughRootMax}
 	switch family {
+	case "board":
+		// The defaults: the board where it serves, messages elsewhere.
 	case "short", "tree":
 		// Always the short-message algorithms; Reduce's flat one,
 		// the direct ones of Allgather, Alltoall and ReduceScatter (on
@@ -70,7 +75,7 @@ func thresholds(family string) func() {
 		allgatherDirectMax, allreducePairMax, reduceScatterHalvingMax = old[19], old[20], old[21]
 		allgatherDoublingMax, alltoallBruckMax, alltoallBruckMinRanks = old[22], old[23], old[24]
 		reduceScatterThroughRootMax = old[25]
-		reducePairs = oldPairs
+		reducePairs, boardMax = oldPairs, oldBoard
 	}
 }
 
@@ -82,4 +87,5 @@ var Algorithms = []struct {
 	{"short", func() func() { return thresholds("short") }},
 	{"tree", func() func() { return thresholds("tree") }},
 	{"long", func() func() { return thresholds("long") }},
+	{"board", func() func() { return thresholds("board") }},
 }

@@ -105,6 +105,42 @@ func TestMismatches(t *testing.T) {
 			}
 			return want(err)
 		}},
+		// The board (a world on one host): every rank waits there for
+		// every other's part, and a part or an arrival word of another
+		// call is a mismatch.
+		{"board: allreduce counts differ, one rank beyond the board", 3, func(c *comm.Comm) error {
+			n := 4 // 32 bytes: the board
+			if c.Rank() == 2 {
+				n = 200 // 1600 bytes: messages
+			}
+			err := collectives.Allreduce(c, make([]float64, n), make([]float64, n), collectives.Sum)
+			if c.Rank() == 2 {
+				return want(err) // told by the others, which revoked the call
+			}
+			return want(err, "allreduce", "rank 2", "other arguments")
+		}},
+		{"board: allgather against barrier", 4, func(c *comm.Comm) error {
+			if c.Rank() == 3 {
+				return want(collectives.Barrier(c))
+			}
+			return want(collectives.Allgather(c, []int32{1}, make([]int32, 4)))
+		}},
+		{"board: a root that only sends goes past the barrier", 3, func(c *comm.Comm) error {
+			// Rank 0 broadcasts twice (returning at once) where the others
+			// enter a barrier, then waits in a nonblocking barrier, which
+			// posts nothing on the board: its arrival word says it went
+			// past their barrier.
+			if c.Rank() == 0 {
+				for range 2 {
+					if err := collectives.Bcast(c, []int64{1}, 0); err != nil {
+						return err
+					}
+				}
+				_, err := collectives.Ibarrier(c).Wait()
+				return want(err)
+			}
+			return want(collectives.Barrier(c), "barrier", "rank 0")
+		}},
 		{"bcast roots differ", 2, func(c *comm.Comm) error {
 			// Each rank believes it is the root: both only send, and both
 			// return. The next collective finds the message nobody took.

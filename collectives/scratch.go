@@ -105,3 +105,14 @@ func apart[T Elem](a, b []T) bool {
 	na, nb := uintptr(len(a))*uintptr(elemSize[T]()), uintptr(len(b))*uintptr(elemSize[T]())
 	return pa+na <= pb || pb+nb <= pa
 }
+
+// elemsOf views the first n elements' bytes of b as a vector of T. b must
+// hold them and be aligned for T: the board's parts (coll.BoardPart) begin
+// on a cache line.
+func elemsOf[T Elem](b []byte, n int) []T {
+	if n == 0 {
+		return nil
+	}
+	_ = b[n*elemSize[T]()-1]
+	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(b))), n)
+}

@@ -26,6 +26,9 @@ func init() {
 	b.Failed = func(err error) any { return failed(err) }
 	b.Abandon = collAbandon
 	b.ReadsAbove = collReadsAbove
+	b.Board = collBoard
+	b.BoardExchange = collBoardExchange
+	b.BoardPart = collBoardPart
 }
 
 // collReadsAbove answers from what the members of a host share: the node
@@ -96,6 +99,9 @@ func collBegin(c any, k coll.Kind, a coll.Args) (view any, rank, size, tag int, 
 		return nil, 0, 0, 0, 0, &OpError{Op: k.String(), Comm: cm.name(), Rank: cm.rank, Peer: noPeer, Tag: noPeer, Err: revoked}
 	}
 	check = coll.Check(k, a)
+	if b := v.e.worldBoard(v); b != nil {
+		b.own.Arrive(boardWord(tag, check)) // board.go: whatever path the call takes
+	}
 	if stale != nil {
 		// Tell the others, as for any failed call: they may already wait
 		// in this call for this rank, without a stale message of their

@@ -12,6 +12,7 @@ import (
 
 	"github.com/parley-hpc/parley/internal/bootstrap"
 	"github.com/parley-hpc/parley/transport"
+	"github.com/parley-hpc/parley/transport/shm"
 )
 
 // Frame kinds of the point-to-point protocol (wire.Header.Kind).
@@ -160,6 +161,13 @@ type engine struct {
 	politely bool // oversubscribed: give the CPU away while waiting
 
 	waits waitList // what blocked goroutines wait for, for the hang report
+
+	// The world's board (board.go): shm is the shared-memory transport,
+	// if any; boardState says whether board is set, worked out at the
+	// first collective call on the world.
+	shm        *shm.Transport
+	board      *board
+	boardState atomic.Int32
 }
 
 // addTransport makes t one of the transports the engine polls.

@@ -124,6 +124,7 @@ func (e *engine) startShm(opts *Options, card *bootstrap.Card) error {
 	}
 	e.bell = t.Bell()
 	e.bellInSegment = true
+	e.shm = t
 	card.Shm = t.Addr()
 	e.addLink(link{t: t, name: "shm", onNode: true, addr: func(c *bootstrap.Card) string { return c.Shm }})
 	if debugInt("nondumpable") == 1 {

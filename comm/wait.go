@@ -37,11 +37,12 @@ const (
 	inCreate                   // Dup, Split and the other communicator constructors
 	inTest                     // a loop of Test (or Testall, Testany, Testsome) on a request that does not complete
 	inFinalize                 // Finalize, waiting for every rank to reach it
+	inBoard                    // a collective on the shared-memory board, waiting for the other ranks' parts
 )
 
 var waitNames = [...]string{inWait: "wait", inRecv: "recv", inSend: "send", inProbe: "probe",
 	inWaitany: "waitany", inWaitsome: "waitsome", inWaitall: "waitall", inCreate: "communicator creation",
-	inTest: "a loop testing a request", inFinalize: "finalize"}
+	inTest: "a loop testing a request", inFinalize: "finalize", inBoard: "a shared-memory collective"}
 
 // waitRecord is what one blocked goroutine waits for.
 type waitRecord struct {

@@ -170,4 +170,21 @@ var Bridge struct {
 	// returns -1 where some rank is elsewhere or never reads. Every member
 	// gets the same answer, so algorithms may be chosen by it.
 	ReadsAbove func(k Call) int
+	// Board reports whether call k may take the shared-memory board: its
+	// communicator is the world, all of whose ranks share one host's
+	// memory. Every member gets the same answer.
+	Board func(k Call) bool
+	// BoardExchange posts data (at most BoardMax bytes) as this rank's
+	// part of call k on the board, and waits until every rank has posted
+	// its part; a rank that called another collective, or this one with
+	// other arguments, makes it fail with ErrMismatch.
+	BoardExchange func(k Call, data []byte) error
+	// BoardPart returns rank r's part of the call that made the last
+	// BoardExchange on this rank (BoardMax bytes, of which r's data is
+	// the first), to read in place until this rank's next collective
+	// call.
+	BoardPart func(k Call, r int) []byte
 }
+
+// BoardMax is the most bytes a rank posts on the board in one call.
+const BoardMax = 1024

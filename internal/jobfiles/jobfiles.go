@@ -41,12 +41,14 @@ const (
 
 // The segment layout's sizes, which transport/shm uses (and checks against
 // its structs): a control block of RingsOff bytes, then one ring per local
-// rank, each a line of CacheLine bytes and its slots of SlotSize bytes.
+// rank, each a line of CacheLine bytes and its slots of SlotSize bytes,
+// then the board of BoardBytes (small collectives on one host).
 const (
-	RingsOff  = 4096
-	CacheLine = 64
-	SlotSize  = 64
-	MaxSlots  = 4096
+	RingsOff   = 4096
+	CacheLine  = 64
+	SlotSize   = 64
+	MaxSlots   = 4096
+	BoardBytes = 4096
 )
 
 // RingSlots is the ring size for a host of localSize ranks: the most
@@ -65,8 +67,13 @@ func RingSlots(localSize int) int {
 	return slots
 }
 
-// RegionSize is the size of a segment with nrings rings of nslots slots.
-func RegionSize(nrings, nslots int) int { return RingsOff + nrings*(CacheLine+nslots*SlotSize) }
+// RegionSize is the size of a segment with nrings rings of nslots slots
+// and its board.
+func RegionSize(nrings, nslots int) int { return BoardOff(nrings, nslots) + BoardBytes }
+
+// BoardOff is where the board of a segment with nrings rings of nslots
+// slots begins: after the rings.
+func BoardOff(nrings, nslots int) int { return RingsOff + nrings*(CacheLine+nslots*SlotSize) }
 
 // SegmentSize is the size of one rank's segment on a host of localSize
 // ranks.

@@ -1,8 +1,8 @@
 package shm
 
 // This file holds the package's unsafe code (with Expose in shm.go): the
-// views of a segment's header, bitmap and rings over a mapped (or, in
-// tests, heap) region. See doc.go for the layout and the memory ordering.
+// views of a segment's header, bitmap, rings and board over a mapped (or,
+// in tests, heap) region. See doc.go for the layout and the memory ordering.
 
 import (
 	"encoding/binary"
@@ -17,10 +17,11 @@ import (
 
 const (
 	magic        = jobfiles.Magic
-	layoutVer    = 3 // 3: short frames (flagShort)
+	layoutVer    = 4 // 3: short frames (flagShort); 4: the board
 	cacheLine    = jobfiles.CacheLine
 	slotSize     = jobfiles.SlotSize
 	ringsOff     = jobfiles.RingsOff
+	boardBytes   = jobfiles.BoardBytes
 	bitmapOff    = 128
 	seqLen       = 8
 	hdrLen       = 40 // wire.HeaderLen
@@ -60,6 +61,7 @@ type region struct {
 	nrings    int
 	nslots    uint64
 	ringBytes int
+	boardOff  int
 }
 
 func ringBytesFor(nslots int) int { return cacheLine + nslots*slotSize }
@@ -99,7 +101,8 @@ func newRegion(mem []byte, nrings, nslots, pid int, start uint64, init bool) (*r
 			return nil, fmt.Errorf("segment claims %d rings of %d slots in %d bytes", nrings, nslots, len(mem))
 		}
 	}
-	return &region{mem: mem, hdr: h, nrings: nrings, nslots: uint64(nslots), ringBytes: ringBytesFor(nslots)}, nil
+	return &region{mem: mem, hdr: h, nrings: nrings, nslots: uint64(nslots), ringBytes: ringBytesFor(nslots),
+		boardOff: jobfiles.BoardOff(nrings, nslots)}, nil
 }
 
 // activeWord returns word i of the active bitmap.
@@ -175,4 +178,33 @@ func dataOffFor(h *transport.Header) int {
 		return shortDataOff
 	}
 	return frameDataOff
+}
+
+// The board's layout, from the region's boardOff: the arrival word on a
+// line of its own, then two parts, each a line holding its word and
+// BoardMax bytes of data.
+const (
+	boardPartOff   = cacheLine
+	boardPartBytes = cacheLine + BoardMax
+)
+
+// boardView is a view of one segment's board, and of its owner's bell.
+type boardView struct {
+	arrival *atomic.Uint64
+	word    [2]*atomic.Uint64
+	data    [2][]byte
+	bell    *atomic.Uint32
+}
+
+// board returns the view of g's board.
+func (g *region) board() boardView {
+	var v boardView
+	v.arrival = (*atomic.Uint64)(unsafe.Pointer(&g.mem[g.boardOff]))
+	for i := range v.word {
+		off := g.boardOff + boardPartOff + i*boardPartBytes
+		v.word[i] = (*atomic.Uint64)(unsafe.Pointer(&g.mem[off]))
+		v.data[i] = g.mem[off+cacheLine : off+cacheLine+BoardMax : off+cacheLine+BoardMax]
+	}
+	v.bell = &g.hdr.bell
+	return v
 }

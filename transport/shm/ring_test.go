@@ -256,13 +256,13 @@ func TestRingSlots(t *testing.T) {
 			t.Errorf("RingSlots(%d) = %d, want %d", tc.local, got, tc.slots)
 		}
 	}
-	if fp := Footprint(64); fp > 4<<20+ringsOff+64*cacheLine {
+	if fp := Footprint(64); fp > 4<<20+ringsOff+64*cacheLine+boardBytes {
 		t.Errorf("footprint at 64 ranks: %d bytes", fp)
 	}
-	if fp := Footprint(128); fp > 4<<20+ringsOff+128*cacheLine {
+	if fp := Footprint(128); fp > 4<<20+ringsOff+128*cacheLine+boardBytes {
 		t.Errorf("footprint at 128 ranks: %d bytes", fp)
 	}
-	if fp := Footprint(16); fp > 2<<20+ringsOff+16*cacheLine {
+	if fp := Footprint(16); fp > 2<<20+ringsOff+16*cacheLine+boardBytes {
 		t.Errorf("footprint at 16 ranks: %d bytes", fp)
 	}
 }

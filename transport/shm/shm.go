@@ -108,13 +108,14 @@ type Transport struct {
 	seen []uint64 // the active bitmap as last read
 	next int      // where the next poll starts, for fairness
 
-	peers   map[int]*peer
-	waiting []*peer          // peers with frames queued (their ring was full)
-	queued  atomic.Bool      // len(waiting) > 0, for MayPoll
-	g       *region          // the own segment's region, fixed at Open, for MayPoll
-	closed  atomic.Bool      // read by MayPoll without the lock (see segment.retire)
-	hd      transport.Header // scratch for Poll: a local would escape through the Handler
-	maxLen  int              // largest frame payload: a quarter of a ring
+	peers     map[int]*peer
+	boardSegs map[int]*segment // segments of local peers mapped for their boards only (PeerBoard)
+	waiting   []*peer          // peers with frames queued (their ring was full)
+	queued    atomic.Bool      // len(waiting) > 0, for MayPoll
+	g         *region          // the own segment's region, fixed at Open, for MayPoll
+	closed    atomic.Bool      // read by MayPoll without the lock (see segment.retire)
+	hd        transport.Header // scratch for Poll: a local would escape through the Handler
+	maxLen    int              // largest frame payload: a quarter of a ring
 
 	// pids of attached peers by world rank, for Read, which runs without
 	// the engine lock.
@@ -676,9 +677,14 @@ func (t *Transport) Close() error {
 		for op := p.queue.Pop(); op != nil; op = p.queue.Pop() {
 			op.Complete(fmt.Errorf("shm send to rank %d: %w", p.rank, transport.ErrClosed))
 		}
-		errs = append(errs, p.seg.close())
+		// Retired, not unmapped: a goroutine may still read the
+		// peer's board (comm reads boards without the lock).
+		errs = append(errs, p.seg.retire())
 	}
-	t.peers = nil
+	for _, seg := range t.boardSegs {
+		errs = append(errs, seg.retire())
+	}
+	t.peers, t.boardSegs = nil, nil
 	t.waiting = nil
 	t.own.g.hdr.closed.Store(1) // senders with frames queued for this rank give up
 	errs = append(errs, t.own.remove(), t.own.retire())

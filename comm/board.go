@@ -1,0 +1,358 @@
+package comm
+
+import (
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/parley-hpc/parley/internal/bootstrap"
+	"github.com/parley-hpc/parley/internal/coll"
+	"github.com/parley-hpc/parley/internal/linux"
+	"github.com/parley-hpc/parley/transport/shm"
+)
+
+// The board: small collectives of the world communicator when every rank
+// is on one host with shared memory. Each rank posts its part of a call
+// (Barrier: nothing; Allreduce, Allgather: its vector) on the board of its
+// own segment (transport/shm, Board), and reads every other rank's part
+// where it lies, once all have posted: one step where messages take
+// log2(n) rounds or two through a root, and no message at all. With more
+// ranks than cores, where every step waits for the ranks that share a core
+// to be scheduled, that is what pays (BENCHMARKS.md). Open MPI's sm and
+// xhc components and MPICH's release/gather collectives work alike.
+//
+// Protocol. A board word is a call's sequence number (the tag of the
+// collective view, 30 bits, compared modulo 2^30) and its check word. As
+// every collective call on the world begins, the rank stores its word in
+// its arrival word (collBegin), whatever path the call then takes. A
+// board call posts its part into one of two parts, by turns (the parity of
+// the board calls made: the same on every rank, since every rank takes
+// the board for the same calls), and then waits until every other rank's
+// part of the same parity holds this call's word. A part is not written
+// again before every rank has read it: the rank's next call in that part
+// is two board calls later, and it cannot begin before every rank posted
+// the board call in between, which each does only after reading.
+//
+// Mismatches end in an error, not a wait: a part or an arrival word that
+// names this call with another check word, or that names a later call
+// while the part does not name this one (the peer went past this call
+// without posting it: it took another collective, with messages), is
+// ErrMismatch, and the collective then revokes the communicator's
+// collectives (call.settle), which tells the ranks that wait on messages.
+// Every board collective waits for every rank, so a rank that took
+// another path is always seen.
+
+// boardState says whether the world has a board.
+const (
+	boardUnknown int32 = iota // not yet worked out (the first collective call on the world does)
+	boardNone
+	boardReady
+)
+
+// board is this rank's view of the boards of the world's ranks.
+type board struct {
+	own   *shm.Board
+	parts []*shm.Board // by world rank, this rank's own included; mapped at the first board call
+	// calls counts this rank's board calls, which choose the part; only
+	// the goroutine in the world's collective call touches it.
+	calls uint64
+	t     *shm.Transport
+}
+
+// boardWord is the word of collective call tag with check word check.
+func boardWord(tag int, check uint32) uint64 { return uint64(tag)<<32 | uint64(check) }
+
+// boardGen and boardCheck take a board word apart.
+func boardGen(w uint64) uint32   { return uint32(w >> 32) }
+func boardCheck(w uint64) uint32 { return uint32(w) }
+
+// later reports whether sequence number a comes after b, modulo 2^30
+// (MaxTag+1): ranks are never half that many calls apart.
+func later(a, b uint32) bool {
+	d := (a - b) & MaxTag
+	return d != 0 && d < (MaxTag+1)/2
+}
+
+// worldBoard returns the world's board if view v, a collective view, is
+// the world's and the world has one; it works out whether it has one at
+// the first call, from the ranks' cards: all on this host, all with a
+// segment. Every rank reads the same cards and comes to the same answer,
+// which is what lets the collectives choose the board by it.
+func (e *engine) worldBoard(v *Comm) *board {
+	if e.world == nil || v != e.world.coll {
+		return nil
+	}
+	switch e.boardState.Load() {
+	case boardReady:
+		return e.board
+	case boardNone:
+		return nil
+	}
+	e.mu.Lock()
+	defer e.unlock()
+	if e.boardState.Load() == boardUnknown {
+		e.board = e.newBoardLocked()
+		state := boardNone
+		if e.board != nil {
+			state = boardReady
+		}
+		e.boardState.Store(state)
+	}
+	return e.board
+}
+
+// newBoardLocked returns the world's board, or nil where there is none.
+func (e *engine) newBoardLocked() *board {
+	if e.shm == nil || e.size < 2 || debugInt("no_board") == 1 {
+		return nil
+	}
+	for r := range e.size {
+		if r == e.rank {
+			continue
+		}
+		card, err := e.cardLocked(r)
+		if err != nil || card.Node != e.node || card.Shm == "" {
+			return nil
+		}
+	}
+	return &board{own: e.shm.OwnBoard(), t: e.shm}
+}
+
+// cardLocked reads and parses world rank r's card.
+func (e *engine) cardLocked(r int) (*bootstrap.Card, error) {
+	raw, err := e.kv.Get(bootstrap.CardKey(r))
+	if err != nil {
+		return nil, fmt.Errorf("no card for rank %d: %w", r, err)
+	}
+	card, err := bootstrap.ParseCard(raw)
+	if err != nil {
+		return nil, fmt.Errorf("card of rank %d: %w", r, err)
+	}
+	return card, nil
+}
+
+// mapLocked maps the other ranks' boards, once.
+func (b *board) mapLocked(e *engine) error {
+	if b.parts != nil {
+		return nil
+	}
+	parts := make([]*shm.Board, e.size)
+	for r := range e.size {
+		if r == e.rank {
+			parts[r] = b.own
+			continue
+		}
+		card, err := e.cardLocked(r)
+		if err != nil {
+			return err
+		}
+		if parts[r], err = b.t.PeerBoard(r, card.Shm, card.Pid); err != nil {
+			return err
+		}
+	}
+	b.parts = parts
+	return nil
+}
+
+// collBoard reports whether call k may take the board.
+func collBoard(k coll.Call) bool {
+	v := k.View.(*Comm)
+	return v.e.worldBoard(v) != nil
+}
+
+// collBoardExchange posts data as this rank's part of call k and waits
+// until every rank has posted its part.
+func collBoardExchange(k coll.Call, data []byte) error {
+	v := k.View.(*Comm)
+	e := v.e
+	b := e.board
+	if b.parts == nil {
+		e.mu.Lock()
+		err := b.mapLocked(e)
+		e.unlock()
+		if err != nil {
+			return &OpError{Op: coll.KindOf(k.Check).String(), Comm: v.parent.name(), Rank: v.rank, Peer: noPeer, Tag: noPeer, Err: err}
+		}
+	}
+	if e.mayProgress(1) {
+		// Frames wait: take them in first, and look for messages of
+		// earlier collective calls that no receive took (stale), as
+		// collBegin did. A message-passing collective finds them the
+		// next time it receives, where a board call would leave them in
+		// the ring: a Bcast whose ranks named different roots would
+		// pass unnoticed until Finalize.
+		e.mu.Lock()
+		e.progressLocked()
+		var stale error
+		if e.collUnexp.n.Load() != 0 {
+			stale = e.staleLocked(v, k.Tag)
+		}
+		e.unlock()
+		if stale != nil {
+			return stale
+		}
+	}
+	part := int(b.calls & 1)
+	b.calls++
+
+	b.own.Post(part, boardWord(k.Tag, k.Check), data)
+	for r, p := range b.parts {
+		if r != e.rank {
+			p.Wake()
+		}
+	}
+	return e.boardWait(v, b, k, part)
+}
+
+// collBoardPart returns the BoardMax bytes of rank r's part of the board
+// call this rank made last: what r posted, once collBoardExchange
+// returned. It stays as it is until this rank's next board call.
+func collBoardPart(k coll.Call, r int) []byte {
+	v := k.View.(*Comm)
+	b := v.e.board
+	return b.parts[r].Data(int((b.calls - 1) & 1))
+}
+
+// look reports whether world rank r posted its part of call word in part
+// i, or a mismatch.
+func (b *board) look(v *Comm, r, i int, word uint64) (bool, error) {
+	p := b.parts[r]
+	if p.Word(i) == word {
+		return true, nil
+	}
+	// The arrival word first, then the part's word again: r stores its
+	// part's word before its arrival word, so an arrival at a later call
+	// seen first means the part's word, loaded after, shows this call's
+	// post if r made it. Loaded the other way round, r could post this
+	// call and arrive at the next between the two loads.
+	a := p.Arrival()
+	w := p.Word(i)
+	if w == word {
+		return true, nil
+	}
+	g, check := boardGen(word), boardCheck(word)
+	switch {
+	case boardGen(w) == g:
+		return false, b.mismatch(v, r, boardCheck(w), check)
+	case later(boardGen(w), g):
+		// Its part names a later call: r took the board at a call where
+		// this rank did not, or the other way round.
+		return false, b.skipped(v, r, g, check)
+	case boardGen(a) == g && boardCheck(a) != check:
+		return false, b.mismatch(v, r, boardCheck(a), check)
+	case later(boardGen(a), g):
+		return false, b.skipped(v, r, g, check)
+	}
+	return false, nil
+}
+
+func (b *board) mismatch(v *Comm, r int, got, want uint32) error {
+	return &OpError{Op: coll.KindOf(want).String(), Comm: v.parent.name(), Rank: v.rank, Peer: r, Tag: noPeer,
+		Err: &MismatchError{Peer: r, Got: got, Want: want}}
+}
+
+func (b *board) skipped(v *Comm, r int, g, want uint32) error {
+	return &OpError{Op: coll.KindOf(want).String(), Comm: v.parent.name(), Rank: v.rank, Peer: r, Tag: noPeer,
+		Err: fmt.Errorf("%w: rank %d went past collective call %d without posting its part of this %v: it called another collective there, or the same with other arguments",
+			ErrMismatch, r, g, coll.KindOf(want))}
+}
+
+// boardWait waits until every rank posted its part of call k in part part,
+// polling as wait does: it makes progress meanwhile (revocations arrive
+// as frames), gives the core away when ranks outnumber cores, and sleeps
+// on the bell once idle long enough; posting ranks ring it (Board.Wake).
+func (e *engine) boardWait(v *Comm, b *board, k coll.Call, part int) error {
+	word := boardWord(k.Tag, k.Check)
+	next := 0 // the ranks below next have posted
+	ready := func() (bool, error) {
+		for ; next < v.size; next++ {
+			if next == v.rank {
+				continue
+			}
+			ok, err := b.look(v, next, part, word)
+			if !ok || err != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	}
+	var start, idleSince time.Time
+	var rec *waitRecord
+	checkEvery := 63
+	if e.politely {
+		checkEvery = 15
+	}
+	var err error
+	for i := 1; ; i++ {
+		var ok bool
+		if ok, err = ready(); ok || err != nil {
+			break
+		}
+		if e.revokedAny.Load() || e.dead.Load() {
+			if err = e.boardFailure(v, k); err != nil {
+				break
+			}
+		}
+		if e.mayProgress(i) && e.mu.TryLock() {
+			e.progressLocked()
+			e.unlock()
+		}
+		if e.politely && i > 1 {
+			// As in wait: the ranks this one waits for may need the core.
+			if i&checkEvery == 0 {
+				runtime.Gosched()
+			}
+			linux.Yield()
+		}
+		if i&checkEvery != 0 {
+			continue
+		}
+		now := time.Now()
+		if start.IsZero() {
+			e.enterWait()
+			start, idleSince = now, now
+			// "blocked in a shared-memory collective from rank 2,
+			// barrier (collective call 7) on world": the first rank
+			// whose part is missing.
+			rec = e.waits.add(waitRecord{what: inBoard, peer: next, tag: k.Tag, ctx: v.ctx, check: k.Check, since: now})
+			continue
+		}
+		idle := now.Sub(idleSince)
+		switch {
+		case idle < e.spinFor:
+		case idle < e.yieldFor:
+			if !e.politely {
+				e.yield()
+			}
+		default:
+			e.sleep(func() bool {
+				ok, err := ready()
+				return ok || err != nil || e.revokedAny.Load()
+			}, nil)
+			idleSince = time.Now()
+		}
+	}
+	e.waits.remove(rec)
+	if !start.IsZero() {
+		e.leaveWait()
+	}
+	return err
+}
+
+// boardFailure returns why call k can no longer complete: its
+// communicator's collectives were revoked, or the world ended.
+func (e *engine) boardFailure(v *Comm, k coll.Call) error {
+	e.mu.Lock()
+	defer e.unlock()
+	why := e.revoked[v.ctx]
+	if why == nil {
+		why = e.cause
+	}
+	if why == nil {
+		return nil
+	}
+	return &OpError{Op: coll.KindOf(k.Check).String(), Comm: v.parent.name(), Rank: v.rank, Peer: noPeer, Tag: noPeer, Err: why}
+}
+
+// The board holds what the collectives may post.
+var _ [shm.BoardMax - coll.BoardMax]struct{}
