@@ -27,6 +27,9 @@ func Alltoall[T Elem](c *comm.Comm, send, recv []T) (err error) {
 	if len(send) != len(recv) || len(send)%k.size != 0 {
 		return k.errorf("%w: send (%d) and recv (%d) must hold %d equal blocks", comm.ErrInvalidArg, len(send), len(recv), k.size)
 	}
+	if k.onBoard(len(asBytes(send))) {
+		return alltoallBoard(k, send, recv) // send is on the board before recv changes
+	}
 	if sameVector(send, recv) {
 		tmp, release := scratch[T](len(send))
 		defer release.release()

@@ -28,7 +28,7 @@ func Barrier(c *comm.Comm) (err error) {
 	}
 	defer k.settle(&err)
 	if k.onBoard(0) {
-		return k.boardExchange(nil)
+		return coll.Bridge.BoardBarrier(k.k)
 	}
 	if k.size >= barrierLinearMin && k.size <= barrierLinearMax {
 		return barrierLinear(k)

@@ -26,6 +26,10 @@
 //     receives a message from a rank whose call differs fails with
 //     comm.ErrMismatch, naming both calls; so does a rank that receives
 //     more or fewer bytes than its call expects.
+//   - On the shared-memory board (below), each rank posts the check word
+//     of every collective call on the world as it begins, and a rank
+//     waiting there for a part fails with comm.ErrMismatch when a rank
+//     posted another call, or went past this one without posting.
 //   - A rank whose collective fails, for that or any reason, tells the
 //     other ranks of the communicator: their pending collective operations
 //     on it fail at once, naming that rank (comm.ErrRevoked, and
@@ -48,6 +52,11 @@
 // of their own (the communicator's collective context), so their messages
 // never match the program's; package comm gives them their tags, check
 // words and recycled requests through an internal bridge (internal/coll).
+// The exception is the board: on the world communicator, when every rank
+// is on one host with shared memory, Barrier, and Allreduce, Allgather,
+// Alltoall and ReduceScatter whose ranks contribute at most 1 KiB each,
+// post each rank's part in its shared-memory segment and read the others'
+// in place, with no message (board.go).
 // Each algorithm names the paper it comes from; the size thresholds
 // between algorithms cite the bench run that chose them.
 //

@@ -56,7 +56,13 @@ func ReduceScatter[T Elem](c *comm.Comm, in, out []T, counts []int, op Op) (err 
 		return nil
 	}
 	if n > 2 && op.commutative && len(asBytes(in)) <= reduceScatterThroughRootMax && hasEmpty(counts) {
+		// Before the board: the ranks whose blocks are empty only send,
+		// and return (4 ranks, 4 B: 2.61 against 4.20 us on the board,
+		// 5 interleaved runs).
 		return reduceScatterThroughRoot(k, in, out[:counts[k.rank]], counts, op)
+	}
+	if k.onBoard(len(asBytes(in))) {
+		return reduceScatterBoard(k, in, out[:counts[k.rank]], counts, op)
 	}
 	if n > 2 && n&(n-1) == 0 && op.commutative && len(asBytes(in)) <= reduceScatterHalvingMax {
 		return reduceScatterByHalving(k, in, out[:counts[k.rank]], counts, op)

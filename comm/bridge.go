@@ -28,6 +28,7 @@ func init() {
 	b.ReadsAbove = collReadsAbove
 	b.Board = collBoard
 	b.BoardExchange = collBoardExchange
+	b.BoardBarrier = collBoardBarrier
 	b.BoardPart = collBoardPart
 }
 

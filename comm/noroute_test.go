@@ -30,7 +30,7 @@ func TestCollectiveWithoutRoute(t *testing.T) {
 			return collectives.Allreduce(c, make([]float64, 256), make([]float64, 256), collectives.Sum)
 		}},
 		{"alltoall", 3, func(c *comm.Comm) error {
-			return collectives.Alltoall(c, make([]byte, 3*8), make([]byte, 3*8))
+			return collectives.Alltoall(c, make([]byte, 3*400), make([]byte, 3*400)) // beyond the board
 		}},
 	}
 	for _, tc := range cases {

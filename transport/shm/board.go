@@ -16,8 +16,10 @@ const BoardMax = 1024
 // the others read it.
 //
 // It holds an arrival word, which the owner stores as each collective
-// call begins, and two parts, used by turns: a part's word says which call
-// its data belongs to. A word's meaning is comm's; here they are opaque.
+// call begins, a release word (comm's Barrier: the first rank stores it
+// once every rank has posted), and two parts, used by turns: a part's
+// word says which call its data belongs to. A word's meaning is comm's;
+// here they are opaque.
 //
 // Ordering: Post copies the data in with plain stores, then stores the
 // part's word and the arrival word (atomic stores, sequentially
@@ -82,6 +84,12 @@ func (b *Board) Post(i int, word uint64, data []byte) {
 	b.v.word[i].Store(word)
 	b.v.arrival.Store(word)
 }
+
+// Release stores the release word.
+func (b *Board) Release(word uint64) { b.v.release.Store(word) }
+
+// Released loads the release word.
+func (b *Board) Released() uint64 { return b.v.release.Load() }
 
 // Wake rings the owner's bell if the owner sleeps on it.
 func (b *Board) Wake() { transport.NewBell(b.v.bell).Ring() }

@@ -31,10 +31,11 @@
 //	      (written by the consumer) and its sender word (the producer's
 //	      world rank + 1, written once when it attaches, before it sets its
 //	      bit), then its slots of 64 bytes
-//	 end  the board, after the last ring (4096 bytes): the arrival word on
-//	      a line of its own, then two parts, each a line holding its word
-//	      and BoardMax (1 KiB) of data: where comm's small collectives on
-//	      one host post what the others read in place (board.go)
+//	 end  the board, after the last ring (4096 bytes): the arrival word and
+//	      the release word, each on a line of its own, then two parts, each
+//	      a line holding its word and BoardMax (1 KiB) of data: where comm's
+//	      small collectives on one host post what the others read in place
+//	      (board.go)
 //
 // A frame occupies consecutive slots of a ring: the first begins with a
 // sequence word (8 bytes) followed by the 40-byte wire.Header, and the

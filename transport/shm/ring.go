@@ -180,17 +180,19 @@ func dataOffFor(h *transport.Header) int {
 	return frameDataOff
 }
 
-// The board's layout, from the region's boardOff: the arrival word on a
-// line of its own, then two parts, each a line holding its word and
-// BoardMax bytes of data.
+// The board's layout, from the region's boardOff: the arrival word and
+// the release word, each on a line of its own, then two parts, each a
+// line holding its word and BoardMax bytes of data.
 const (
-	boardPartOff   = cacheLine
-	boardPartBytes = cacheLine + BoardMax
+	boardReleaseOff = cacheLine
+	boardPartOff    = 2 * cacheLine
+	boardPartBytes  = cacheLine + BoardMax
 )
 
 // boardView is a view of one segment's board, and of its owner's bell.
 type boardView struct {
 	arrival *atomic.Uint64
+	release *atomic.Uint64
 	word    [2]*atomic.Uint64
 	data    [2][]byte
 	bell    *atomic.Uint32
@@ -200,6 +202,7 @@ type boardView struct {
 func (g *region) board() boardView {
 	var v boardView
 	v.arrival = (*atomic.Uint64)(unsafe.Pointer(&g.mem[g.boardOff]))
+	v.release = (*atomic.Uint64)(unsafe.Pointer(&g.mem[g.boardOff+boardReleaseOff]))
 	for i := range v.word {
 		off := g.boardOff + boardPartOff + i*boardPartBytes
 		v.word[i] = (*atomic.Uint64)(unsafe.Pointer(&g.mem[off]))
@@ -208,3 +211,6 @@ func (g *region) board() boardView {
 	v.bell = &g.hdr.bell
 	return v
 }
+
+// The board fits its place in the segment.
+var _ [boardBytes - boardPartOff - 2*boardPartBytes]struct{}

@@ -1,0 +1,121 @@
+package comm_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/parley-hpc/parley/collectives"
+	"github.com/parley-hpc/parley/comm"
+	"github.com/parley-hpc/parley/comm/commtest"
+)
+
+// TestBoardSendsNoMessage: on a world of one host, the collectives that
+// take the shared-memory board (up to 1 KiB per rank) send no message, so
+// they complete, with the right values, between ranks with no route to
+// each other. (With messages, ranks 0 and 1 fail on the missing route, or
+// wait for each other: TestCollectiveWithoutRoute.)
+func TestBoardSendsNoMessage(t *testing.T) {
+	const n = 3
+	cases := []struct {
+		name string
+		f    func(c *comm.Comm, elems int) error
+	}{
+		{"barrier", func(c *comm.Comm, elems int) error { return collectives.Barrier(c) }},
+		{"allreduce", func(c *comm.Comm, elems int) error {
+			out := make([]int64, elems)
+			if err := collectives.Allreduce(c, filled(elems, int64(c.Rank()+1)), out, collectives.Sum); err != nil {
+				return err
+			}
+			return expect(out, 6)
+		}},
+		{"allgather", func(c *comm.Comm, elems int) error {
+			out := make([]int64, n*elems)
+			if err := collectives.Allgather(c, filled(elems, int64(c.Rank())), out); err != nil {
+				return err
+			}
+			for r := range n {
+				if err := expect(out[r*elems:(r+1)*elems], int64(r)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"alltoall", func(c *comm.Comm, elems int) error {
+			blk := elems / n
+			in := make([]int64, n*blk)
+			for r := range n {
+				copy(in[r*blk:], filled(blk, int64(10*c.Rank()+r)))
+			}
+			out := make([]int64, n*blk)
+			if err := collectives.Alltoall(c, in, out); err != nil {
+				return err
+			}
+			for r := range n {
+				if err := expect(out[r*blk:(r+1)*blk], int64(10*r+c.Rank())); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"reduce_scatter", func(c *comm.Comm, elems int) error {
+			counts := []int{max(elems-2, 0), min(elems, 1), min(elems, 1)}
+			out := make([]int64, counts[c.Rank()])
+			if err := collectives.ReduceScatter(c, filled(elems, int64(c.Rank()+1)), out, counts, collectives.Sum); err != nil {
+				return err
+			}
+			return expect(out, 6)
+		}},
+	}
+	for _, tc := range cases {
+		for _, elems := range []int{0, 12, 126} { // 126 int64: 1008 bytes
+			if tc.name == "reduce_scatter" && elems == 0 {
+				continue // empty blocks: a Reduce at rank 0, with messages
+			}
+			t.Run(fmt.Sprintf("%s/%d", tc.name, elems), func(t *testing.T) {
+				ws := commtest.Worlds(t, n, commtest.Shm)
+				cause := errors.New("no route, for the test")
+				comm.BreakRoute(ws[0], 1, cause)
+				comm.BreakRoute(ws[1], 0, cause)
+				errs := make([]error, n)
+				done := make(chan struct{})
+				for r, w := range ws {
+					go func() {
+						defer func() { done <- struct{}{} }()
+						errs[r] = tc.f(w, elems)
+					}()
+				}
+				for range n {
+					select {
+					case <-done:
+					case <-time.After(20 * time.Second):
+						t.Fatal("ranks without a route between them wait: the call sent messages")
+					}
+				}
+				for r, err := range errs {
+					if err != nil {
+						t.Errorf("rank %d: %v; want success on the board", r, err)
+					}
+				}
+			})
+		}
+	}
+}
+
+func filled(n int, v int64) []int64 {
+	xs := make([]int64, n)
+	for i := range xs {
+		xs[i] = v
+	}
+	return xs
+}
+
+func expect(xs []int64, v int64) error {
+	for i, x := range xs {
+		if x != v {
+			return fmt.Errorf("element %d is %d, want %d", i, x, v)
+		}
+	}
+	return nil
+}
