@@ -2,12 +2,10 @@ package comm
 
 import (
 	"fmt"
-	"runtime"
 	"time"
 
 	"github.com/parley-hpc/parley/internal/bootstrap"
 	"github.com/parley-hpc/parley/internal/coll"
-	"github.com/parley-hpc/parley/internal/linux"
 	"github.com/parley-hpc/parley/transport/shm"
 )
 
@@ -338,10 +336,7 @@ func (e *engine) boardWait(v *Comm, b *board, k coll.Call, part, root int) error
 	}
 	var start, idleSince time.Time
 	var rec *waitRecord
-	checkEvery := 63
-	if e.politely {
-		checkEvery = 15
-	}
+	checkEvery := e.checkEvery()
 	var err error
 	for i := 1; ; i++ {
 		var ok bool
@@ -358,11 +353,7 @@ func (e *engine) boardWait(v *Comm, b *board, k coll.Call, part, root int) error
 			e.unlock()
 		}
 		if e.politely && i > 1 {
-			// As in wait: the ranks this one waits for may need the core.
-			if i&checkEvery == 0 {
-				runtime.Gosched()
-			}
-			linux.Yield()
+			e.givePolitely(i, checkEvery)
 		}
 		if i&checkEvery != 0 {
 			continue
@@ -377,14 +368,7 @@ func (e *engine) boardWait(v *Comm, b *board, k coll.Call, part, root int) error
 			rec = e.waits.add(waitRecord{what: inBoard, peer: next, tag: k.Tag, ctx: v.ctx, check: k.Check, since: now})
 			continue
 		}
-		idle := now.Sub(idleSince)
-		switch {
-		case idle < e.spinFor:
-		case idle < e.yieldFor:
-			if !e.politely {
-				e.yield()
-			}
-		default:
+		if e.idleTurn(now.Sub(idleSince)) {
 			e.sleep(func() bool {
 				ok, err := ready()
 				return ok || err != nil || e.revokedAny.Load()

@@ -145,10 +145,7 @@ func (e *engine) wait(r *Request, what waitWhat) {
 	// which started the wait's record (and its lock) at once, cost 2-9%
 	// of a 4-rank Allreduce, Allgather, Barrier or Alltoall of 8-64 B on
 	// 2 cores (9 interleaved runs against the first look at the 16th).
-	checkEvery := 63
-	if e.politely {
-		checkEvery = 15
-	}
+	checkEvery := e.checkEvery()
 	for i := 1; ; i++ {
 		moved := false
 		if e.mayProgress(i) && e.mu.TryLock() {
@@ -170,18 +167,7 @@ func (e *engine) wait(r *Request, what waitWhat) {
 		}
 		busy = busy || moved
 		if e.politely && !moved && i > 1 {
-			// Oversubscribed, every idle poll gives the core away: the
-			// rank being waited for may need it. The rank's own other
-			// goroutines get the processor (Gosched) at every 16th, with
-			// the look at the clock: a Gosched at each poll cost 7-9% of
-			// a 4-rank Barrier, Allreduce or Alltoall on 2 cores (blocks of
-			// calls alternating in one run), and none at all would leave
-			// them to the runtime's preemption, every 10 ms
-			// (TestPoliteWaitSharesTheProcessor).
-			if i&checkEvery == 0 {
-				runtime.Gosched()
-			}
-			linux.Yield()
+			e.givePolitely(i, checkEvery)
 		}
 		if i&checkEvery != 0 {
 			continue
@@ -201,14 +187,7 @@ func (e *engine) wait(r *Request, what waitWhat) {
 			idleSince, busy = now, false
 			continue
 		}
-		idle := now.Sub(idleSince)
-		switch {
-		case idle < e.spinFor:
-		case idle < e.yieldFor:
-			if !e.politely { // it yielded above
-				e.yield()
-			}
-		default:
+		if e.idleTurn(now.Sub(idleSince)) {
 			e.sleep(r.done.Load, r)
 			idleSince = time.Now()
 		}
@@ -217,6 +196,45 @@ func (e *engine) wait(r *Request, what waitWhat) {
 	if !start.IsZero() {
 		e.leaveWait()
 	}
+}
+
+// checkEvery is the mask of a wait's polls between looks at the clock
+// (see wait): every 64th, or every 16th oversubscribed.
+func (e *engine) checkEvery() int {
+	if e.politely {
+		return 15
+	}
+	return 63
+}
+
+// givePolitely gives the core away after idle poll i of a wait, when
+// ranks outnumber cores: the rank being waited for may need it. The
+// rank's own other goroutines get the processor (Gosched) at every
+// (checkEvery+1)th, with the look at the clock: a Gosched at each poll
+// cost 7-9% of a 4-rank Barrier, Allreduce or Alltoall on 2 cores (blocks
+// of calls alternating in one run), and none at all would leave them to
+// the runtime's preemption, every 10 ms (TestPoliteWaitSharesTheProcessor).
+func (e *engine) givePolitely(i, checkEvery int) {
+	if i&checkEvery == 0 {
+		runtime.Gosched()
+	}
+	linux.Yield()
+}
+
+// idleTurn spins, yields or says it is time to sleep, by how long a wait
+// has found nothing: spinFor, then yieldFor (policy in setWaitPolicy).
+// Oversubscribed, the wait yielded at its idle polls already.
+func (e *engine) idleTurn(idle time.Duration) (sleep bool) {
+	switch {
+	case idle < e.spinFor:
+	case idle < e.yieldFor:
+		if !e.politely {
+			e.yield()
+		}
+	default:
+		return true
+	}
+	return false
 }
 
 // mayProgress reports whether poll i of a wait should take the lock and
