@@ -11,8 +11,9 @@ import (
 
 // The board: small collectives of the world communicator when every rank
 // is on one host with shared memory. Each rank posts its part of a call
-// (Barrier: nothing; Allreduce, Allgather: its vector) on the board of its
-// own segment (transport/shm, Board), and reads every other rank's part
+// (Barrier: nothing; Allreduce, Allgather, Alltoall, ReduceScatter: its
+// vector) on the board of its own segment (transport/shm, Board), and
+// reads every other rank's part
 // where it lies, once all have posted: one step where messages take
 // log2(n) rounds or two through a root, and no message at all. With more
 // ranks than cores, where every step waits for the ranks that share a core
@@ -28,8 +29,11 @@ import (
 // the board for the same calls), and then waits until every other rank's
 // part of the same parity holds this call's word. A part is not written
 // again before every rank has read it: the rank's next call in that part
-// is two board calls later, and it cannot begin before every rank posted
-// the board call in between, which each does only after reading.
+// is two board calls later, and it cannot begin before it has seen every
+// rank post the board call in between (directly, or through rank 0's
+// release), which each does only after reading. Calls that send messages
+// in between change nothing: no rank posts during them
+// (TestBoardAmongMessages).
 //
 // Mismatches end in an error, not a wait: a part or an arrival word that
 // names this call with another check word, or that names a later call
@@ -350,7 +354,13 @@ func (e *engine) boardWait(v *Comm, b *board, k coll.Call, part, root int) error
 		}
 		if e.mayProgress(i) && e.mu.TryLock() {
 			e.progressLocked()
+			if e.collUnexp.n.Load() != 0 {
+				err = e.boardMessageLocked(v, k)
+			}
 			e.unlock()
+			if err != nil {
+				break
+			}
 		}
 		if e.politely && i > 1 {
 			e.givePolitely(i, checkEvery)
@@ -381,6 +391,26 @@ func (e *engine) boardWait(v *Comm, b *board, k coll.Call, part, root int) error
 		e.leaveWait()
 	}
 	return err
+}
+
+// boardMessageLocked reports a message of call k that arrived while this
+// rank waits for it on the board: its sender took messages where this
+// rank took the board, which only ranks that disagree on the call (or on
+// whether the world has a board) do.
+func (e *engine) boardMessageLocked(v *Comm, k coll.Call) error {
+	q := e.queueIfAny(v.ctx)
+	if q == nil {
+		return nil
+	}
+	for m := q.unexpHead; m != nil; m = m.next {
+		if int(m.tag) == k.Tag {
+			peer := v.commRank(int(m.src))
+			return &OpError{Op: coll.KindOf(k.Check).String(), Comm: v.parent.name(), Rank: v.rank, Peer: peer, Tag: noPeer,
+				Err: fmt.Errorf("%w: rank %d sent a message of %v in this call, where this rank reads the others' parts in shared memory: they disagree on the call",
+					ErrMismatch, peer, coll.KindOf(m.check))}
+		}
+	}
+	return nil
 }
 
 // boardFailure returns why call k can no longer complete: its

@@ -119,3 +119,44 @@ func expect(xs []int64, v int64) error {
 	}
 	return nil
 }
+
+// TestBoardDisagreement: a rank that sends messages where the others
+// take the board (its view of the world differs) is seen by the ranks its
+// messages reach, and every rank fails with ErrMismatch instead of
+// waiting.
+func TestBoardDisagreement(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		f    func(c *comm.Comm) error
+	}{
+		{"barrier", func(c *comm.Comm) error { return collectives.Barrier(c) }},
+		{"allreduce", func(c *comm.Comm) error {
+			return collectives.Allreduce(c, []int64{1}, make([]int64, 1), collectives.Sum)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ws := commtest.Worlds(t, 3, commtest.Shm)
+			comm.NoBoard(ws[2])
+			errs := make([]error, 3)
+			done := make(chan struct{})
+			for r, w := range ws {
+				go func() {
+					defer func() { done <- struct{}{} }()
+					errs[r] = tc.f(w)
+				}()
+			}
+			for range 3 {
+				select {
+				case <-done:
+				case <-time.After(20 * time.Second):
+					t.Fatal("ranks that disagree on the board wait")
+				}
+			}
+			for r, err := range errs {
+				if !errors.Is(err, comm.ErrMismatch) {
+					t.Errorf("rank %d: %v; want ErrMismatch", r, err)
+				}
+			}
+		})
+	}
+}

@@ -206,3 +206,8 @@ func SetPolitely(c *Comm, polite bool) {
 	c.e.politely = polite
 	c.e.mu.Unlock()
 }
+
+// NoBoard makes c's rank decide that the world has no shared-memory
+// board, as a rank whose view of the world differed would (before its
+// first collective call on the world).
+func NoBoard(c *Comm) { c.e.boardState.Store(boardNone) }
