@@ -3,6 +3,7 @@ package collectives_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/parley-hpc/parley/collectives"
@@ -92,13 +93,7 @@ func boardSequence(c *comm.Comm, calls int) error {
 	return nil
 }
 
-func filled(n int, v int64) []int64 {
-	xs := make([]int64, n)
-	for i := range xs {
-		xs[i] = v
-	}
-	return xs
-}
+func filled(n int, v int64) []int64 { return slices.Repeat([]int64{v}, n) }
 
 func expectAll(xs []int64, v int64, what string, call int) error {
 	for j, x := range xs {

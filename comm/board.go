@@ -2,9 +2,7 @@ package comm
 
 import (
 	"fmt"
-	"time"
 
-	"github.com/parley-hpc/parley/internal/bootstrap"
 	"github.com/parley-hpc/parley/internal/coll"
 	"github.com/parley-hpc/parley/transport/shm"
 )
@@ -59,7 +57,6 @@ type board struct {
 	// calls counts this rank's board calls, which choose the part; only
 	// the goroutine in the world's collective call touches it.
 	calls uint64
-	t     *shm.Transport
 }
 
 // boardWord is the word of collective call tag with check word check.
@@ -118,20 +115,7 @@ func (e *engine) newBoardLocked() *board {
 			return nil
 		}
 	}
-	return &board{own: e.shm.OwnBoard(), t: e.shm}
-}
-
-// cardLocked reads and parses world rank r's card.
-func (e *engine) cardLocked(r int) (*bootstrap.Card, error) {
-	raw, err := e.kv.Get(bootstrap.CardKey(r))
-	if err != nil {
-		return nil, fmt.Errorf("no card for rank %d: %w", r, err)
-	}
-	card, err := bootstrap.ParseCard(raw)
-	if err != nil {
-		return nil, fmt.Errorf("card of rank %d: %w", r, err)
-	}
-	return card, nil
+	return &board{own: e.shm.OwnBoard()}
 }
 
 // mapLocked maps the other ranks' boards, once.
@@ -149,7 +133,7 @@ func (b *board) mapLocked(e *engine) error {
 		if err != nil {
 			return err
 		}
-		if parts[r], err = b.t.PeerBoard(r, card.Shm, card.Pid); err != nil {
+		if parts[r], err = e.shm.PeerBoard(r, card.Shm, card.Pid); err != nil {
 			return err
 		}
 	}
@@ -230,7 +214,7 @@ func (e *engine) boardBegin(v *Comm, b *board, k coll.Call) error {
 		err := b.mapLocked(e)
 		e.unlock()
 		if err != nil {
-			return &OpError{Op: coll.KindOf(k.Check).String(), Comm: v.parent.name(), Rank: v.rank, Peer: noPeer, Tag: noPeer, Err: err}
+			return boardError(v, k.Check, noPeer, err)
 		}
 	}
 	if !e.mayProgress(1) {
@@ -284,28 +268,28 @@ func (b *board) look(v *Comm, r, i int, word uint64) (bool, error) {
 	g, check := boardGen(word), boardCheck(word)
 	switch {
 	case boardGen(w) == g:
-		return false, b.mismatch(v, r, boardCheck(w), check)
+		return false, boardMismatch(v, r, boardCheck(w), check)
 	case later(boardGen(w), g):
 		// Its part names a later call: r took the board at a call where
 		// this rank did not, or the other way round.
-		return false, b.skipped(v, r, g, check)
+		return false, boardSkipped(v, r, g, check)
 	case boardGen(a) == g && boardCheck(a) != check:
-		return false, b.mismatch(v, r, boardCheck(a), check)
+		return false, boardMismatch(v, r, boardCheck(a), check)
 	case later(boardGen(a), g):
-		return false, b.skipped(v, r, g, check)
+		return false, boardSkipped(v, r, g, check)
 	}
 	return false, nil
 }
 
-func (b *board) mismatch(v *Comm, r int, got, want uint32) error {
-	return &OpError{Op: coll.KindOf(want).String(), Comm: v.parent.name(), Rank: v.rank, Peer: r, Tag: noPeer,
-		Err: &MismatchError{Peer: r, Got: got, Want: want}}
+// boardMismatch: rank r's word names this call with check word got.
+func boardMismatch(v *Comm, r int, got, want uint32) error {
+	return boardError(v, want, r, &MismatchError{Peer: r, Got: got, Want: want})
 }
 
-func (b *board) skipped(v *Comm, r int, g, want uint32) error {
-	return &OpError{Op: coll.KindOf(want).String(), Comm: v.parent.name(), Rank: v.rank, Peer: r, Tag: noPeer,
-		Err: fmt.Errorf("%w: rank %d went past collective call %d without posting its part of this %v: it called another collective there, or the same with other arguments",
-			ErrMismatch, r, g, coll.KindOf(want))}
+// boardSkipped: rank r went past call g without posting its part.
+func boardSkipped(v *Comm, r int, g, want uint32) error {
+	return boardError(v, want, r, fmt.Errorf("%w: rank %d went past collective call %d without posting its part of this %v: it called another collective there, or the same with other arguments",
+		ErrMismatch, r, g, coll.KindOf(want)))
 }
 
 // boardWait waits until every rank posted its part of call k in part part
@@ -338,8 +322,7 @@ func (e *engine) boardWait(v *Comm, b *board, k coll.Call, part, root int) error
 		}
 		return true, nil
 	}
-	var start, idleSince time.Time
-	var rec *waitRecord
+	var clock waitClock
 	checkEvery := e.checkEvery()
 	var err error
 	for i := 1; ; i++ {
@@ -368,28 +351,22 @@ func (e *engine) boardWait(v *Comm, b *board, k coll.Call, part, root int) error
 		if i&checkEvery != 0 {
 			continue
 		}
-		now := time.Now()
-		if start.IsZero() {
-			e.enterWait()
-			start, idleSince = now, now
+		if !clock.started {
 			// "blocked in a shared-memory collective from rank 2,
 			// barrier (collective call 7) on world": the first rank
 			// whose part is missing.
-			rec = e.waits.add(waitRecord{what: inBoard, peer: next, tag: k.Tag, ctx: v.ctx, check: k.Check, since: now})
+			clock.begin(e, waitRecord{what: inBoard, peer: next, tag: k.Tag, ctx: v.ctx, check: k.Check})
 			continue
 		}
-		if e.idleTurn(now.Sub(idleSince)) {
+		if clock.turn(e, false) {
 			e.sleep(func() bool {
 				ok, err := ready()
 				return ok || err != nil || e.revokedAny.Load()
 			}, nil)
-			idleSince = time.Now()
+			clock.slept()
 		}
 	}
-	e.waits.remove(rec)
-	if !start.IsZero() {
-		e.leaveWait()
-	}
+	clock.end(e)
 	return err
 }
 
@@ -405,9 +382,8 @@ func (e *engine) boardMessageLocked(v *Comm, k coll.Call) error {
 	for m := q.unexpHead; m != nil; m = m.next {
 		if int(m.tag) == k.Tag {
 			peer := v.commRank(int(m.src))
-			return &OpError{Op: coll.KindOf(k.Check).String(), Comm: v.parent.name(), Rank: v.rank, Peer: peer, Tag: noPeer,
-				Err: fmt.Errorf("%w: rank %d sent a message of %v in this call, where this rank reads the others' parts in shared memory: they disagree on the call",
-					ErrMismatch, peer, coll.KindOf(m.check))}
+			return boardError(v, k.Check, peer, fmt.Errorf("%w: rank %d sent a message of %v in this call, where this rank reads the others' parts in shared memory: they disagree on the call",
+				ErrMismatch, peer, coll.KindOf(m.check)))
 		}
 	}
 	return nil
@@ -425,7 +401,13 @@ func (e *engine) boardFailure(v *Comm, k coll.Call) error {
 	if why == nil {
 		return nil
 	}
-	return &OpError{Op: coll.KindOf(k.Check).String(), Comm: v.parent.name(), Rank: v.rank, Peer: noPeer, Tag: noPeer, Err: why}
+	return boardError(v, k.Check, noPeer, why)
+}
+
+// boardError is err in a board call with check word check on view v,
+// about rank peer (or noPeer).
+func boardError(v *Comm, check uint32, peer int, err error) error {
+	return &OpError{Op: coll.KindOf(check).String(), Comm: v.parent.name(), Rank: v.rank, Peer: peer, Tag: noPeer, Err: err}
 }
 
 // The board holds what the collectives may post.

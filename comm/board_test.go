@@ -3,6 +3,7 @@ package comm_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -103,13 +104,7 @@ func TestBoardSendsNoMessage(t *testing.T) {
 	}
 }
 
-func filled(n int, v int64) []int64 {
-	xs := make([]int64, n)
-	for i := range xs {
-		xs[i] = v
-	}
-	return xs
-}
+func filled(n int, v int64) []int64 { return slices.Repeat([]int64{v}, n) }
 
 func expect(xs []int64, v int64) error {
 	for i, x := range xs {
@@ -155,6 +150,50 @@ func TestBoardDisagreement(t *testing.T) {
 			for r, err := range errs {
 				if !errors.Is(err, comm.ErrMismatch) {
 					t.Errorf("rank %d: %v; want ErrMismatch", r, err)
+				}
+			}
+		})
+	}
+}
+
+// TestBoardWakesSleepers: ranks that wait on the board long enough to
+// sleep on their bell are woken by the late rank's post, not by the
+// sleep's safety timeout, here an hour: at 2 ranks (an exchange) and at 3
+// on 2 cores (Barrier through rank 0's release, which rank 0 rings).
+func TestBoardWakesSleepers(t *testing.T) {
+	defer comm.SetSleepTimeout(time.Hour)()
+	t.Setenv("PARLEY_DEBUG", "yield_us=1000") // sleep after 1 ms of waiting
+	for _, n := range []int{2, 3} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			ws := commtest.Worlds(t, n, commtest.Shm)
+			errs := make([]error, n)
+			done := make(chan struct{})
+			for r, w := range ws {
+				go func() {
+					defer func() { done <- struct{}{} }()
+					if r == n-1 {
+						time.Sleep(100 * time.Millisecond)
+					}
+					if errs[r] = collectives.Barrier(w); errs[r] != nil {
+						return
+					}
+					if r == 0 {
+						time.Sleep(100 * time.Millisecond)
+					}
+					out := make([]int64, 1)
+					errs[r] = collectives.Allreduce(w, []int64{1}, out, collectives.Sum)
+				}()
+			}
+			for range n {
+				select {
+				case <-done:
+				case <-time.After(20 * time.Second):
+					t.Fatal("ranks asleep on the board were not woken by the post they waited for")
+				}
+			}
+			for r, err := range errs {
+				if err != nil {
+					t.Errorf("rank %d: %v", r, err)
 				}
 			}
 		})

@@ -239,19 +239,27 @@ func (e *engine) routeLocked(dest int) *route {
 		rt.self, rt.name, rt.eager, rt.maxFrame = true, "self", selfEagerLimit, math.MaxInt
 		return rt
 	}
-	raw, err := e.kv.Get(bootstrap.CardKey(dest))
+	card, err := e.cardLocked(dest)
 	if err != nil {
-		rt.err = fmt.Errorf("no card for rank %d: %w", dest, err)
-		return rt
-	}
-	card, err := bootstrap.ParseCard(raw)
-	if err != nil {
-		rt.err = fmt.Errorf("card of rank %d: %w", dest, err)
+		rt.err = err
 		return rt
 	}
 	rt.host = card.Hostname
 	e.chooseLocked(rt, dest, card)
 	return rt
+}
+
+// cardLocked reads and parses world rank r's card.
+func (e *engine) cardLocked(r int) (*bootstrap.Card, error) {
+	raw, err := e.kv.Get(bootstrap.CardKey(r))
+	if err != nil {
+		return nil, fmt.Errorf("no card for rank %d: %w", r, err)
+	}
+	card, err := bootstrap.ParseCard(raw)
+	if err != nil {
+		return nil, fmt.Errorf("card of rank %d: %w", r, err)
+	}
+	return card, nil
 }
 
 // useLocked makes t the transport of rt.

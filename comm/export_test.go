@@ -2,6 +2,7 @@ package comm
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/parley-hpc/parley/transport"
 )
@@ -211,3 +212,11 @@ func SetPolitely(c *Comm, polite bool) {
 // board, as a rank whose view of the world differed would (before its
 // first collective call on the world).
 func NoBoard(c *Comm) { c.e.boardState.Store(boardNone) }
+
+// SetSleepTimeout makes a sleep on the bell last up to d unless rung, for
+// the engines started after it, and returns what restores it.
+func SetSleepTimeout(d time.Duration) (restore func()) {
+	old := sleepTimeout
+	sleepTimeout = d
+	return func() { sleepTimeout = old }
+}

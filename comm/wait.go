@@ -131,12 +131,7 @@ func (e *engine) wait(r *Request, what waitWhat) {
 	if r.done.Load() {
 		return
 	}
-	// The wait counts as one in the runtime (enterWait, which keeps the
-	// progress goroutine and TCP's flusher from polling too) from its first
-	// look at the clock (start set): a wait that ends within its first
-	// polls, as most do, pays for neither atomic add.
-	var start, idleSince time.Time
-	var rec *waitRecord
+	var clock waitClock
 	busy := false // progress since the last check of the clock
 	// Polls between looks at the clock: every 64th, or every 16th
 	// oversubscribed, where each idle poll yields. A look each poll cost
@@ -172,28 +167,60 @@ func (e *engine) wait(r *Request, what waitWhat) {
 		if i&checkEvery != 0 {
 			continue
 		}
-		now := time.Now()
-		if start.IsZero() {
-			e.enterWait()
-			start, idleSince = now, now
-			rr := recordFor(r, what)
-			rr.since = now
-			rec = e.waits.add(rr)
+		if !clock.started {
+			clock.begin(e, recordFor(r, what))
 			continue
 		}
 		// The clock that leads to yielding and sleeping runs only while
 		// nothing moves: a rank streaming a large message keeps polling.
-		if busy {
-			idleSince, busy = now, false
-			continue
-		}
-		if e.idleTurn(now.Sub(idleSince)) {
+		if clock.turn(e, busy) {
 			e.sleep(r.done.Load, r)
-			idleSince = time.Now()
+			clock.slept()
 		}
+		busy = false
 	}
-	e.waits.remove(rec)
-	if !start.IsZero() {
+	clock.end(e)
+}
+
+// waitClock is a wait's look at the clock, once every checkEvery+1 polls.
+// The first look begins the wait: from then on it counts as one in the
+// runtime (enterWait, which keeps the progress goroutine and TCP's
+// flusher from polling too) and has its record for the hang report; a
+// wait that ends within its first polls, as most do, pays for neither.
+// Later looks spin, yield or say it is time to sleep, by how long nothing
+// has moved (idleTurn).
+type waitClock struct {
+	started   bool
+	idleSince time.Time
+	rec       *waitRecord
+}
+
+// begin starts the wait, recording rec.
+func (c *waitClock) begin(e *engine, rec waitRecord) {
+	e.enterWait()
+	c.started, c.idleSince = true, time.Now()
+	rec.since = c.idleSince
+	c.rec = e.waits.add(rec)
+}
+
+// turn looks at the clock; busy says something moved since the last look.
+// It reports whether the wait should sleep now.
+func (c *waitClock) turn(e *engine, busy bool) bool {
+	now := time.Now()
+	if busy {
+		c.idleSince = now
+		return false
+	}
+	return e.idleTurn(now.Sub(c.idleSince))
+}
+
+// slept restarts the idle time after a sleep.
+func (c *waitClock) slept() { c.idleSince = time.Now() }
+
+// end ends the wait that begin started, if it did.
+func (c *waitClock) end(e *engine) {
+	if c.started {
+		e.waits.remove(c.rec)
 		e.leaveWait()
 	}
 }
@@ -313,8 +340,8 @@ func (e *engine) yield() {
 }
 
 // sleepTimeout bounds one sleep on the bell: a safety net, since every
-// event that matters rings it.
-const sleepTimeout = 50 * time.Millisecond
+// event that matters rings it (a variable for the tests that show so).
+var sleepTimeout = 50 * time.Millisecond
 
 // pendingSleep bounds a sleep while frames wait for room in a full ring.
 const pendingSleep = 100 * time.Microsecond

@@ -179,8 +179,9 @@ var Bridge struct {
 	// its part; a rank that called another collective, or this one with
 	// other arguments, makes it fail with ErrMismatch.
 	BoardExchange func(k Call, data []byte) error
-	// BoardBarrier is a barrier on the board through rank 0, which
-	// leaves first.
+	// BoardBarrier is a barrier on the board: an exchange of nothing
+	// where ranks have cores of their own, a release by rank 0, which
+	// leaves first, where they share them.
 	BoardBarrier func(k Call) error
 	// BoardPart returns rank r's part of the call that made the last
 	// BoardExchange on this rank (BoardMax bytes, of which r's data is

@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// TestBoard: a rank reads what its peer posts on its board, in the part
+// TestBoard: the board lies after the rings; a rank reads what its peer posts on its board, in the part
 // the peer posted it in, through a mapping of its own (no ring attached:
 // the peer polls nothing for it); a segment that belongs to another
 // process than the card says is refused; the boards of a closed transport
@@ -25,6 +25,10 @@ func TestBoard(t *testing.T) {
 	}
 	if _, err := a.PeerBoard(1, b.Addr(), os.Getpid()+1); err == nil || !strings.Contains(err.Error(), "belongs to pid") {
 		t.Fatalf("a segment of another pid: %v", err)
+	}
+	// The layout doc.go gives: the board after the last ring, at the end.
+	if g := b.g; g.boardOff != ringsOff+g.nrings*g.ringBytes || len(g.mem) != g.boardOff+boardBytes {
+		t.Errorf("board at %d of %d bytes; the rings end at %d", g.boardOff, len(g.mem), ringsOff+g.nrings*g.ringBytes)
 	}
 	theirs, err := a.PeerBoard(1, b.Addr(), os.Getpid())
 	if err != nil {
