@@ -3,6 +3,7 @@ package comm
 import (
 	"fmt"
 
+	"github.com/parley-hpc/parley/internal/bootstrap"
 	"github.com/parley-hpc/parley/internal/coll"
 	"github.com/parley-hpc/parley/transport/shm"
 )
@@ -53,7 +54,8 @@ const (
 // board is this rank's view of the boards of the world's ranks.
 type board struct {
 	own   *shm.Board
-	parts []*shm.Board // by world rank, this rank's own included; mapped at the first board call
+	parts []*shm.Board      // by world rank, this rank's own included; mapped at the first board call
+	cards []*bootstrap.Card // by world rank (nil for this rank's): where parts are mapped from
 	// calls counts this rank's board calls, which choose the part; only
 	// the goroutine in the world's collective call touches it.
 	calls uint64
@@ -106,6 +108,7 @@ func (e *engine) newBoardLocked() *board {
 	if e.shm == nil || e.size < 2 || debugInt("no_board") == 1 {
 		return nil
 	}
+	cards := make([]*bootstrap.Card, e.size)
 	for r := range e.size {
 		if r == e.rank {
 			continue
@@ -114,30 +117,29 @@ func (e *engine) newBoardLocked() *board {
 		if err != nil || card.Node != e.node || card.Shm == "" {
 			return nil
 		}
+		cards[r] = card
 	}
-	return &board{own: e.shm.OwnBoard()}
+	return &board{own: e.shm.OwnBoard(), cards: cards}
 }
 
-// mapLocked maps the other ranks' boards, once.
+// mapLocked maps the other ranks' boards, once, from the cards
+// newBoardLocked read.
 func (b *board) mapLocked(e *engine) error {
 	if b.parts != nil {
 		return nil
 	}
 	parts := make([]*shm.Board, e.size)
-	for r := range e.size {
+	for r, card := range b.cards {
 		if r == e.rank {
 			parts[r] = b.own
 			continue
 		}
-		card, err := e.cardLocked(r)
-		if err != nil {
-			return err
-		}
+		var err error
 		if parts[r], err = e.shm.PeerBoard(r, card.Shm, card.Pid); err != nil {
 			return err
 		}
 	}
-	b.parts = parts
+	b.parts, b.cards = parts, nil
 	return nil
 }
 
