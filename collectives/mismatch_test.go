@@ -105,6 +105,14 @@ func TestMismatches(t *testing.T) {
 			}
 			return want(err)
 		}},
+		// Over TCP a short vector takes a flat exchange and a long one
+		// recursive doubling: every rank waits for a message of the call
+		// that its peer, in the other algorithm, never sends, while the
+		// messages that were sent wait unmatched (a cycle, before
+		// otherCheckPosted). Over shared memory the short one takes the
+		// board.
+		{"allreduce counts differ, algorithms differ, 3 ranks", 3, allreduceCounts(want)},
+		{"allreduce counts differ, algorithms differ, 4 ranks", 4, allreduceCounts(want)},
 		// The board (a world on one host): every rank waits there for
 		// every other's part, and a part or an arrival word of another
 		// call is a mismatch.
@@ -200,5 +208,18 @@ func TestMismatches(t *testing.T) {
 				commtest.Run(t, ws, tc.f)
 			})
 		}
+	}
+}
+
+// allreduceCounts is a case of TestMismatches: the last rank reduces 300
+// elements where the others reduce 3.
+func allreduceCounts(want func(error, ...string) error) func(c *comm.Comm) error {
+	return func(c *comm.Comm) error {
+		n := 3
+		if c.Rank() == c.Size()-1 {
+			n = 300
+		}
+		err := collectives.Allreduce(c, make([]float64, n), make([]float64, n), collectives.Sum)
+		return want(err, "allreduce")
 	}
 }

@@ -128,6 +128,45 @@ func (q *matchQueue) removeUnexpected(m *message) {
 	}
 }
 
+// Two messages of one collective call carry the same check word (coll.Check
+// of what every rank must agree on), so a message whose call (tag) a receive
+// here waits for, with another check, is a mismatch even where its source
+// is not the one the receive names. Ranks whose arguments differ can take
+// different algorithms (a flat exchange for a short vector, recursive
+// doubling for a long one) and wait for each other in a cycle, every
+// message of the call queued where no receive takes it; these two checks
+// find it, at arrival and at post.
+
+// otherCheckPosted returns a posted receive of collective call tag whose
+// check word is not check, removing it from the queue (nil on a context of
+// the program's messages).
+func (q *matchQueue) otherCheckPosted(tag int32, check uint32) *Request {
+	if q.coll == nil {
+		return nil
+	}
+	for r := q.postedHead; r != nil; r = r.qnext {
+		if r.tag == tag && r.check != check {
+			q.removePosted(r)
+			return r
+		}
+	}
+	return nil
+}
+
+// otherCheckUnexpected returns a waiting message of collective call tag
+// whose check word is not check.
+func (q *matchQueue) otherCheckUnexpected(tag int32, check uint32) *message {
+	if q.coll == nil || q.unexpLen == 0 {
+		return nil
+	}
+	for m := q.unexpHead; m != nil; m = m.next {
+		if m.tag == tag && m.check != check {
+			return m
+		}
+	}
+	return nil
+}
+
 // findUnexpected returns the first unexpected message a receive for
 // (src, tag) accepts, without removing it.
 func (q *matchQueue) findUnexpected(src, tag int32) *message {

@@ -394,6 +394,8 @@ func (e *engine) startRecvLocked(r *Request, buf []byte, src, tag int, ctx uint3
 		e.freeMessageLocked(m)
 	} else if err := e.closedPeer(src); err != nil {
 		e.completeLocked(r, e.opError(r, "recv", err))
+	} else if m := q.otherCheckUnexpected(r.tag, check); m != nil {
+		e.mismatchLocked(r, m.src, m.check) // match.go: the message stays for staleLocked
 	} else {
 		q.post(r)
 	}
@@ -623,6 +625,9 @@ func (e *engine) deliverMessageLocked(from int, h *transport.Header, payload []b
 			e.startRndvRecvLocked(r, src, h.Tag, h.Check, int(h.Aux), h.Cookie, payload, remote)
 		}
 		return
+	}
+	if r := q.otherCheckPosted(h.Tag, h.Check); r != nil {
+		e.mismatchLocked(r, src, h.Check) // match.go; the message is queued as any other
 	}
 	if h.Kind == kindEager {
 		m := e.newMessageLocked(src, h.Tag, len(payload))
