@@ -374,8 +374,8 @@ func (e *engine) boardWait(v *Comm, b *board, k coll.Call, part, root int) error
 
 // boardMessageLocked reports a message of call k that arrived while this
 // rank waits for it on the board: its sender took messages where this
-// rank took the board, which only ranks that disagree on the call (or on
-// whether the world has a board) do.
+// rank took the board, which only ranks that disagree on the call (its
+// check word differs) or on whether the world has a board do.
 func (e *engine) boardMessageLocked(v *Comm, k coll.Call) error {
 	q := e.queueIfAny(v.ctx)
 	if q == nil {
@@ -384,6 +384,9 @@ func (e *engine) boardMessageLocked(v *Comm, k coll.Call) error {
 	for m := q.unexpHead; m != nil; m = m.next {
 		if int(m.tag) == k.Tag {
 			peer := v.commRank(int(m.src))
+			if m.check != k.Check {
+				return boardMismatch(v, peer, m.check, k.Check) // "called allreduce with other arguments"
+			}
 			return boardError(v, k.Check, peer, fmt.Errorf("%w: rank %d sent a message of %v in this call, where this rank reads the others' parts in shared memory: they disagree on the call",
 				ErrMismatch, peer, coll.KindOf(m.check)))
 		}

@@ -257,9 +257,11 @@ sleep 1; echo left: $(ls /dev/shm) $(ls $TMPDIR)`, tmp, proctest.MarkerVar, mark
 	}
 }
 
-// TestKilledMpirunSwept: what a SIGKILLed mpirun could not remove (its
+// TestKilledMpirunSwept: what a SIGKILLed job could not remove (mpirun's
 // temporary directory, its ranks' segments) is removed by the next job on
-// the host (in a private /dev/shm and TMPDIR).
+// the host (in a private /dev/shm and TMPDIR). The ranks are killed with
+// mpirun, first: a rank that outlives mpirun by an instant sees its
+// connection to mpirun close and removes its own segment.
 func TestKilledMpirunSwept(t *testing.T) {
 	needRoot(t)
 	tmp := t.TempDir()
@@ -268,7 +270,7 @@ export TMPDIR=%s
 mpirun -np 2 rankprog block & pid=$!
 for i in $(seq 200); do [ $(ls /dev/shm | wc -l) -ge 2 ] && [ $(ls $TMPDIR | wc -l) -ge 1 ] && break; sleep 0.05; done
 echo before: $(ls /dev/shm) $(ls $TMPDIR)
-kill -9 $pid; wait $pid
+kill -9 $(pgrep -P $pid) $pid; wait $pid
 sleep 1
 echo stale: $(ls /dev/shm) $(ls $TMPDIR)
 mpirun -np 2 rankprog hello >/dev/null || echo "second job failed"
