@@ -626,8 +626,10 @@ func (e *engine) deliverMessageLocked(from int, h *transport.Header, payload []b
 		}
 		return
 	}
-	if r := q.otherCheckPosted(h.Tag, h.Check); r != nil {
-		e.mismatchLocked(r, src, h.Check) // match.go; the message is queued as any other
+	if q.coll != nil && q.postedHead != nil {
+		if r := q.otherCheckPosted(h.Tag, h.Check); r != nil {
+			e.mismatchLocked(r, src, h.Check) // match.go; the message is queued as any other
+		}
 	}
 	if h.Kind == kindEager {
 		m := e.newMessageLocked(src, h.Tag, len(payload))
