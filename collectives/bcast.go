@@ -61,10 +61,9 @@ func bcastFlat(k *call, b []byte, root int) error {
 	if k.rank != root {
 		return k.recvExact(b, root)
 	}
-	if k.size == 2 {
-		// One peer: a blocking send, which a short vector leaves without
-		// a request to take and give back.
-		return k.fail(k.send(b, 1-root))
+	if k.size == 2 || len(b) <= sendInTurnMax {
+		// One peer, or short messages: blocking sends (sendInTurnMax).
+		return k.sendInTurn(root, func(r int) []byte { return b })
 	}
 	var arr [8]*comm.Request
 	reqs := arr[:0]

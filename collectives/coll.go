@@ -107,6 +107,28 @@ func (k *call) recvExact(buf []byte, peer int) error {
 	return nil
 }
 
+// sendInTurnMax bounds the messages that a root sending to every rank
+// itself (a flat Bcast or Scatter) sends with one blocking send after the
+// other, where longer ones are posted together and waited for at once.
+// Within every transport's eager limit a blocking send is over once its
+// frame is queued, and the send that fits the ring at once takes no
+// request, where each Isend takes one, locks twice and is given back (4
+// ranks on 2 cores, 7-9 interleaved runs: Bcast of 1-256 B 0.67-0.80 of
+// the time, Scatter of 1-128 B 0.82-0.94).
+const sendInTurnMax = 1024
+
+// sendInTurn sends part(r) to every rank r but root, one after the other,
+// starting with root+1.
+func (k *call) sendInTurn(root int, part func(r int) []byte) error {
+	for s := 1; s < k.size; s++ {
+		r := (root + s) % k.size
+		if err := k.send(part(r), r); err != nil {
+			return k.fail(err)
+		}
+	}
+	return nil
+}
+
 // exchange sends to one peer and receives exactly len(recv) bytes from
 // another at once.
 func (k *call) exchange(send []byte, to int, recv []byte, from int) error {

@@ -165,6 +165,13 @@ func Scatter[T Elem](c *comm.Comm, send, recv []T, root int) (err error) {
 		if k.rank != root {
 			return k.recvExact(asBytes(recv), root)
 		}
+		if blk*elemSize[T]() <= sendInTurnMax {
+			if err := k.sendInTurn(root, func(r int) []byte { return asBytes(send[r*blk : (r+1)*blk]) }); err != nil {
+				return err
+			}
+			copyElems(recv, send[root*blk:(root+1)*blk])
+			return nil
+		}
 		var few [8]*comm.Request // no allocation on a few ranks
 		reqs := few[:0]
 		for r := 0; r < k.size; r++ {
