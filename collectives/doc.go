@@ -25,7 +25,10 @@
 //     ReduceScatter's counts, which every rank passes alike. A rank that
 //     receives a message from a rank whose call differs fails with
 //     comm.ErrMismatch, naming both calls; so does a rank that receives
-//     more or fewer bytes than its call expects.
+//     more or fewer bytes than its call expects, and one that waits in a
+//     call when a message of that call arrives with another check word,
+//     from whichever rank (ranks whose counts differ can take different
+//     algorithms, and each wait for a message the others never send).
 //   - On the shared-memory board (below), each rank posts the check word
 //     of every collective call on the world as it begins, and a rank
 //     waiting there for a part fails with comm.ErrMismatch when a rank
