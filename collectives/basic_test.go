@@ -3,6 +3,7 @@ package collectives_test
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/parley-hpc/parley/collectives"
 	"github.com/parley-hpc/parley/comm"
@@ -58,6 +59,48 @@ func TestBasics(t *testing.T) {
 								return fmt.Errorf("bcast root %d: b[%d]=%d", root, i, b[i])
 							}
 						}
+					}
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// TestRootRunsAhead: the root of many short Bcasts and Scatters (blocking
+// sends in turn, sendInTurnMax) runs ahead of ranks that start late, fills
+// their rings or sockets and waits for room; every call's data arrives,
+// in order, on every rank.
+func TestRootRunsAhead(t *testing.T) {
+	const calls, blk = 2000, 64 // 1 KiB messages (below sendInTurnMax) and 512 B blocks
+	for _, tr := range []commtest.Transport{commtest.Shm, commtest.TCP} {
+		t.Run(fmt.Sprint(tr), func(t *testing.T) {
+			ws := commtest.Worlds(t, 4, tr)
+			commtest.Run(t, ws, func(c *comm.Comm) error {
+				n, me := c.Size(), c.Rank()
+				if me != 0 {
+					time.Sleep(50 * time.Millisecond)
+				}
+				xs := make([]int64, 128)
+				send := make([]int64, blk*n)
+				recv := make([]int64, blk)
+				for i := range calls {
+					if me == 0 {
+						for j := range xs {
+							xs[j] = int64(i*1000 + j)
+						}
+						for j := range send {
+							send[j] = int64(i*100000 + j)
+						}
+					}
+					if err := collectives.Bcast(c, xs, 0); err != nil {
+						return err
+					}
+					if err := collectives.Scatter(c, send, recv, 0); err != nil {
+						return err
+					}
+					if xs[127] != int64(i*1000+127) || recv[blk-1] != int64(i*100000+me*blk+blk-1) {
+						return fmt.Errorf("call %d: bcast got %d, scatter %d", i, xs[127], recv[blk-1])
 					}
 				}
 				return nil
