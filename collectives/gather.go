@@ -149,23 +149,12 @@ func Scatter[T Elem](c *comm.Comm, send, recv []T, root int) (err error) {
 		copyElems(recv, send)
 		return nil
 	}
-	if k.size == 2 {
-		// One message, from send straight into recv.
-		if k.rank != root {
-			return k.recvExact(asBytes(recv), root)
-		}
-		other := 1 - root
-		if err := k.send(asBytes(send[other*blk:(other+1)*blk]), other); err != nil {
-			return k.fail(err)
-		}
-		copyElems(recv, send[root*blk:(root+1)*blk])
-		return nil
-	}
 	if k.size <= rootedFlatMaxRanks || blk*elemSize[T]()*k.size > gatherBinomialMax {
 		if k.rank != root {
-			return k.recvExact(asBytes(recv), root)
+			return k.recvExact(asBytes(recv), root) // straight into recv
 		}
-		if blk*elemSize[T]() <= sendInTurnMax {
+		if k.size == 2 || blk*elemSize[T]() <= sendInTurnMax {
+			// One peer, or short blocks: blocking sends (sendInTurnMax).
 			if err := k.sendInTurn(root, func(r int) []byte { return asBytes(send[r*blk : (r+1)*blk]) }); err != nil {
 				return err
 			}

@@ -381,17 +381,16 @@ func (e *engine) boardMessageLocked(v *Comm, k coll.Call) error {
 	if q == nil {
 		return nil
 	}
-	for m := q.unexpHead; m != nil; m = m.next {
-		if int(m.tag) == k.Tag {
-			peer := v.commRank(int(m.src))
-			if m.check != k.Check {
-				return boardMismatch(v, peer, m.check, k.Check) // "called allreduce with other arguments"
-			}
-			return boardError(v, k.Check, peer, fmt.Errorf("%w: rank %d sent a message of %v in this call, where this rank reads the others' parts in shared memory: they disagree on the call",
-				ErrMismatch, peer, coll.KindOf(m.check)))
-		}
+	m := q.findUnexpected(AnySource, int32(k.Tag))
+	if m == nil {
+		return nil
 	}
-	return nil
+	peer := v.commRank(int(m.src))
+	if m.check != k.Check {
+		return boardMismatch(v, peer, m.check, k.Check) // "called allreduce with other arguments"
+	}
+	return boardError(v, k.Check, peer, fmt.Errorf("%w: rank %d sent a message of %v in this call, where this rank reads the others' parts in shared memory: they disagree on the call",
+		ErrMismatch, peer, coll.KindOf(m.check)))
 }
 
 // boardFailure returns why call k can no longer complete: its

@@ -79,21 +79,9 @@ func TestBoardSendsNoMessage(t *testing.T) {
 				cause := errors.New("no route, for the test")
 				comm.BreakRoute(ws[0], 1, cause)
 				comm.BreakRoute(ws[1], 0, cause)
-				errs := make([]error, n)
-				done := make(chan struct{})
-				for r, w := range ws {
-					go func() {
-						defer func() { done <- struct{}{} }()
-						errs[r] = tc.f(w, elems)
-					}()
-				}
-				for range n {
-					select {
-					case <-done:
-					case <-time.After(20 * time.Second):
-						t.Fatal("ranks without a route between them wait: the call sent messages")
-					}
-				}
+				errs := runRanks(t, ws, "ranks without a route between them wait: the call sent messages", func(_ int, w *comm.Comm) error {
+					return tc.f(w, elems)
+				})
 				for r, err := range errs {
 					if err != nil {
 						t.Errorf("rank %d: %v; want success on the board", r, err)
@@ -102,6 +90,29 @@ func TestBoardSendsNoMessage(t *testing.T) {
 			})
 		}
 	}
+}
+
+// runRanks runs f on every rank of ws at once and returns each rank's
+// error; if they are not all back within 20 seconds, the test fails with
+// hang, which says what waits.
+func runRanks(t *testing.T, ws []*comm.Comm, hang string, f func(r int, w *comm.Comm) error) []error {
+	t.Helper()
+	errs := make([]error, len(ws))
+	done := make(chan struct{})
+	for r, w := range ws {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			errs[r] = f(r, w)
+		}()
+	}
+	for range ws {
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatal(hang)
+		}
+	}
+	return errs
 }
 
 func filled(n int, v int64) []int64 { return slices.Repeat([]int64{v}, n) }
@@ -132,21 +143,7 @@ func TestBoardDisagreement(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ws := commtest.Worlds(t, 3, commtest.Shm)
 			comm.NoBoard(ws[2])
-			errs := make([]error, 3)
-			done := make(chan struct{})
-			for r, w := range ws {
-				go func() {
-					defer func() { done <- struct{}{} }()
-					errs[r] = tc.f(w)
-				}()
-			}
-			for range 3 {
-				select {
-				case <-done:
-				case <-time.After(20 * time.Second):
-					t.Fatal("ranks that disagree on the board wait")
-				}
-			}
+			errs := runRanks(t, ws, "ranks that disagree on the board wait", func(_ int, w *comm.Comm) error { return tc.f(w) })
 			for r, err := range errs {
 				if !errors.Is(err, comm.ErrMismatch) {
 					t.Errorf("rank %d: %v; want ErrMismatch", r, err)
@@ -161,36 +158,23 @@ func TestBoardDisagreement(t *testing.T) {
 // sleep's safety timeout, here an hour: at 2 ranks (an exchange) and at 3
 // on 2 cores (Barrier through rank 0's release, which rank 0 rings).
 func TestBoardWakesSleepers(t *testing.T) {
-	defer comm.SetSleepTimeout(time.Hour)()
+	comm.SetSleepTimeout(t, time.Hour)        // before the worlds: restored after they end
 	t.Setenv("PARLEY_DEBUG", "yield_us=1000") // sleep after 1 ms of waiting
 	for _, n := range []int{2, 3} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			ws := commtest.Worlds(t, n, commtest.Shm)
-			errs := make([]error, n)
-			done := make(chan struct{})
-			for r, w := range ws {
-				go func() {
-					defer func() { done <- struct{}{} }()
-					if r == n-1 {
-						time.Sleep(100 * time.Millisecond)
-					}
-					if errs[r] = collectives.Barrier(w); errs[r] != nil {
-						return
-					}
-					if r == 0 {
-						time.Sleep(100 * time.Millisecond)
-					}
-					out := make([]int64, 1)
-					errs[r] = collectives.Allreduce(w, []int64{1}, out, collectives.Sum)
-				}()
-			}
-			for range n {
-				select {
-				case <-done:
-				case <-time.After(20 * time.Second):
-					t.Fatal("ranks asleep on the board were not woken by the post they waited for")
+			errs := runRanks(t, ws, "ranks asleep on the board were not woken by the post they waited for", func(r int, w *comm.Comm) error {
+				if r == n-1 {
+					time.Sleep(100 * time.Millisecond)
 				}
-			}
+				if err := collectives.Barrier(w); err != nil {
+					return err
+				}
+				if r == 0 {
+					time.Sleep(100 * time.Millisecond)
+				}
+				return collectives.Allreduce(w, []int64{1}, make([]int64, 1), collectives.Sum)
+			})
 			for r, err := range errs {
 				if err != nil {
 					t.Errorf("rank %d: %v", r, err)

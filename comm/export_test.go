@@ -2,6 +2,7 @@ package comm
 
 import (
 	"fmt"
+	"testing"
 	"time"
 
 	"github.com/parley-hpc/parley/transport"
@@ -213,10 +214,11 @@ func SetPolitely(c *Comm, polite bool) {
 // first collective call on the world).
 func NoBoard(c *Comm) { c.e.boardState.Store(boardNone) }
 
-// SetSleepTimeout makes a sleep on the bell last up to d unless rung, for
-// the engines started after it, and returns what restores it.
-func SetSleepTimeout(d time.Duration) (restore func()) {
+// SetSleepTimeout makes every sleep on the bell last up to d unless rung,
+// until tb's cleanup, which restores it: call it before the test makes
+// its worlds, whose cleanup (ending them) then runs first.
+func SetSleepTimeout(tb testing.TB, d time.Duration) {
 	old := sleepTimeout
 	sleepTimeout = d
-	return func() { sleepTimeout = old }
+	tb.Cleanup(func() { sleepTimeout = old })
 }

@@ -138,15 +138,13 @@ func (q *matchQueue) removeUnexpected(m *message) {
 // find it, at arrival and at post.
 
 // otherCheckPosted returns a posted receive of collective call tag whose
-// check word is not check, removing it from the queue (nil on a context of
-// the program's messages).
+// check word is not check (nil on a context of the program's messages).
 func (q *matchQueue) otherCheckPosted(tag int32, check uint32) *Request {
-	if q.coll == nil {
+	if q.coll == nil || q.postedHead == nil {
 		return nil
 	}
 	for r := q.postedHead; r != nil; r = r.qnext {
 		if r.tag == tag && r.check != check {
-			q.removePosted(r)
 			return r
 		}
 	}

@@ -626,10 +626,9 @@ func (e *engine) deliverMessageLocked(from int, h *transport.Header, payload []b
 		}
 		return
 	}
-	if q.coll != nil && q.postedHead != nil {
-		if r := q.otherCheckPosted(h.Tag, h.Check); r != nil {
-			e.mismatchLocked(r, src, h.Check) // match.go; the message is queued as any other
-		}
+	if r := q.otherCheckPosted(h.Tag, h.Check); r != nil {
+		q.removePosted(r)
+		e.mismatchLocked(r, src, h.Check) // match.go; the message is queued as any other
 	}
 	if h.Kind == kindEager {
 		m := e.newMessageLocked(src, h.Tag, len(payload))

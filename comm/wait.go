@@ -188,7 +188,7 @@ func (e *engine) wait(r *Request, what waitWhat) {
 // flusher from polling too) and has its record for the hang report; a
 // wait that ends within its first polls, as most do, pays for neither.
 // Later looks spin, yield or say it is time to sleep, by how long nothing
-// has moved (idleTurn).
+// has moved (turn).
 type waitClock struct {
 	started   bool
 	idleSince time.Time
@@ -204,14 +204,26 @@ func (c *waitClock) begin(e *engine, rec waitRecord) {
 }
 
 // turn looks at the clock; busy says something moved since the last look.
-// It reports whether the wait should sleep now.
-func (c *waitClock) turn(e *engine, busy bool) bool {
+// By how long nothing has, it spins (returns), yields, or reports that the
+// wait should sleep now: spinFor, then yieldFor (policy in
+// setWaitPolicy). Oversubscribed, the wait yielded at its idle polls
+// already.
+func (c *waitClock) turn(e *engine, busy bool) (sleep bool) {
 	now := time.Now()
 	if busy {
 		c.idleSince = now
 		return false
 	}
-	return e.idleTurn(now.Sub(c.idleSince))
+	switch idle := now.Sub(c.idleSince); {
+	case idle < e.spinFor:
+	case idle < e.yieldFor:
+		if !e.politely {
+			e.yield()
+		}
+	default:
+		return true
+	}
+	return false
 }
 
 // slept restarts the idle time after a sleep.
@@ -246,22 +258,6 @@ func (e *engine) givePolitely(i, checkEvery int) {
 		runtime.Gosched()
 	}
 	linux.Yield()
-}
-
-// idleTurn spins, yields or says it is time to sleep, by how long a wait
-// has found nothing: spinFor, then yieldFor (policy in setWaitPolicy).
-// Oversubscribed, the wait yielded at its idle polls already.
-func (e *engine) idleTurn(idle time.Duration) (sleep bool) {
-	switch {
-	case idle < e.spinFor:
-	case idle < e.yieldFor:
-		if !e.politely {
-			e.yield()
-		}
-	default:
-		return true
-	}
-	return false
 }
 
 // mayProgress reports whether poll i of a wait should take the lock and

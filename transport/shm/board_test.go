@@ -7,11 +7,11 @@ import (
 	"testing"
 )
 
-// TestBoard: the board lies after the rings; a rank reads what its peer posts on its board, in the part
-// the peer posted it in, through a mapping of its own (no ring attached:
-// the peer polls nothing for it); a segment that belongs to another
-// process than the card says is refused; the boards of a closed transport
-// read as zeros instead of faulting.
+// TestBoard: the board lies after the rings; a rank reads what its peer
+// posts on its board, in the part the peer posted it in, through a mapping
+// of its own (no ring attached: the peer polls nothing for it); a segment
+// that belongs to another process than the card says is refused; the
+// boards of a closed transport read as zeros instead of faulting.
 func TestBoard(t *testing.T) {
 	dir := t.TempDir()
 	a, err := Open(Config{JobID: "b", Rank: 0, Size: 2, LocalRank: 0, LocalSize: 2, Dir: dir, Slots: 128})
