@@ -23,7 +23,7 @@ func TestSingleCopyHost(t *testing.T) {
 					// Every count runs, so that a rank that found a wrong
 					// value leaves nobody waiting for its next call.
 					var first error
-					for _, count := range []int{5000, 8192, 40000} { // 20, 32 and 160 KB of float32
+					for _, count := range []int{4096, 5000, 8192, 40000} { // 16 (the eager limit), 20, 32 and 160 KB of float32
 						if err := singleCopyOnRank(c, count); err != nil && first == nil {
 							first = fmt.Errorf("%d elements: %w", count, err)
 						}

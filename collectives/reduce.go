@@ -121,13 +121,23 @@ var reducePairs = true
 // combines in into it (out apart from in). Against the tree, 10
 // alternating runs: 4 B-1 KiB 0.90-1.00 of the time, the root's and the
 // sender's alike.
+//
+// From the eager limit up, where the host moves messages by single copy,
+// the root reads in out of the sender's memory (SendRead), the eager
+// limit itself included: the root's copy of 16 KiB out of the ring and
+// its sum took 3.0 us where the sender was done in 1.1 (2.19 us the
+// mean; read, 1.96; Open MPI 2.05; 9 interleaved runs). Sending 16-32
+// KiB as two eager parts instead, which the root copied out of the ring
+// and combined as they came, won on one Intel Xeon machine (32 KiB: 6.13 against 7.30 us) and
+// lost on another of the same kind whose Open MPI figures match
+// ANCHORS.md (2.81 against 3.37 us, Open MPI 2.88; 7 interleaved runs):
+// the root's copy out of the ring pulls every line from the other core,
+// where the single copy reads a buffer both caches hold.
 func reducePair[T Elem](k *call, in, out []T, op Op, root int) error {
-	if above, esz := k.readsAbove(), elemSize[T](); above >= esz {
-		if nb := len(in) * esz; nb > above && nb <= reducePairEagerParts*above {
-			return reducePairInParts(k, in, out, op, root, above/esz)
-		}
-	}
 	if k.rank != root {
+		if above := k.readsAbove(); above > 0 && len(asBytes(in)) >= above {
+			return k.fail(coll.Bridge.SendRead(k.k, asBytes(in), root))
+		}
 		return k.fail(k.send(asBytes(in), root))
 	}
 	acc := out[:len(in)]
@@ -135,39 +145,6 @@ func reducePair[T Elem](k *call, in, out []T, op Op, root int) error {
 		return err
 	}
 	return k.fail(apply(op, acc, in))
-}
-
-// reducePairEagerParts bounds, in eager limits, the vectors that a 2-rank
-// Reduce on one host sends in parts of one eager limit each
-// (reducePairInParts) rather than as one message the root reads. The
-// sending rank is done once its parts are in the ring, where it waited for
-// the root's read; the root copies each part out of the ring and combines
-// it while the next arrives. 32 KiB in two parts, 9 interleaved runs:
-// 6.13 against 7.30 us (Open MPI 6.01), the sender's time 3.5-4.2 us
-// against 5.4-6.8 and the root's alike (4 runs); 64 KiB in four parts
-// took 0.99 of the time, 128 KiB in eight 1.16x (7 runs).
-var reducePairEagerParts = 2
-
-// reducePairInParts is reducePair's message cut into eager parts of at
-// most part elements.
-func reducePairInParts[T Elem](k *call, in, out []T, op Op, root, part int) error {
-	for off := 0; off < len(in); off += part {
-		end := min(off+part, len(in))
-		if k.rank != root {
-			if err := k.send(asBytes(in[off:end]), root); err != nil {
-				return k.fail(err)
-			}
-			continue
-		}
-		acc := out[off:end]
-		if err := k.recvExact(asBytes(acc), 1-root); err != nil {
-			return err
-		}
-		if err := apply(op, acc, in[off:end]); err != nil {
-			return k.fail(err)
-		}
-	}
-	return nil
 }
 
 // reduceLargeMin is the vector size in bytes from which Reduce uses

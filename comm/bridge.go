@@ -17,6 +17,7 @@ func init() {
 	b := &coll.Bridge
 	b.Begin = collBegin
 	b.Send = collSend
+	b.SendRead = collSendRead
 	b.Recv = collRecv
 	b.Sendrecv = collSendrecv
 	b.Isend = collIsend
@@ -152,6 +153,16 @@ func (e *engine) staleLocked(v *Comm, tag int) error {
 func collSend(k coll.Call, buf []byte, dest int) error {
 	v := k.View.(*Comm)
 	return v.e.send(v, buf, v.worldRank(dest), k.Tag, v.ctx, k.Check)
+}
+
+// collSendRead is a synchronous send: its announcement carries no data,
+// and the receiver reads the message out of buf where a transport lets it
+// (kindRTS with flagRemoteRead), whatever its size.
+func collSendRead(k coll.Call, buf []byte, dest int) error {
+	v := k.View.(*Comm)
+	r := v.e.isend(v, buf, v.worldRank(dest), k.Tag, v.ctx, true, true, k.Check)
+	_, err := v.e.finish(r, inSend)
+	return err
 }
 
 func collRecv(k coll.Call, buf []byte, src int) (int, error) {

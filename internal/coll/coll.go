@@ -143,7 +143,11 @@ var Bridge struct {
 	Begin func(c any, k Kind, a Args) (view any, rank, size, tag int, check uint32, err error)
 	// Send, Recv and Sendrecv are the blocking point-to-point operations
 	// of a call; Recv and Sendrecv return the bytes received.
-	Send     func(k Call, buf []byte, dest int) error
+	Send func(k Call, buf []byte, dest int) error
+	// SendRead is Send of a message that the receiver reads out of buf
+	// where the transport lets it (ReadsAbove), whatever its size: it
+	// returns once the receiver has the data.
+	SendRead func(k Call, buf []byte, dest int) error
 	Recv     func(k Call, buf []byte, src int) (int, error)
 	Sendrecv func(k Call, sbuf []byte, dest int, rbuf []byte, src int) (int, error)
 	// Isend and Irecv start a call's nonblocking operations; they return a
