@@ -122,17 +122,14 @@ var reducePairs = true
 // alternating runs: 4 B-1 KiB 0.90-1.00 of the time, the root's and the
 // sender's alike.
 //
-// From the eager limit up, where the host moves messages by single copy,
-// the root reads in out of the sender's memory (SendRead), the eager
-// limit itself included: the root's copy of 16 KiB out of the ring and
-// its sum took 3.0 us where the sender was done in 1.1 (2.19 us the
-// mean; read, 1.96; Open MPI 2.05; 9 interleaved runs). Sending 16-32
-// KiB as two eager parts instead, which the root copied out of the ring
-// and combined as they came, won on one Intel Xeon machine (32 KiB: 6.13 against 7.30 us) and
-// lost on another of the same kind whose Open MPI figures match
-// ANCHORS.md (2.81 against 3.37 us, Open MPI 2.88; 7 interleaved runs):
-// the root's copy out of the ring pulls every line from the other core,
-// where the single copy reads a buffer both caches hold.
+// From the eager limit up, on a host that moves messages by single copy,
+// the root reads the sender's in straight into out (SendRead): it waits
+// for the data either way, and a copy out of the ring pulls every line
+// from the other core, where the single copy reads a buffer both caches
+// may hold. 9 interleaved runs, Intel Xeon whose Open MPI figures match
+// ANCHORS.md: 16 KiB 1.96 against 2.20 us through the ring (Open MPI
+// 2.05), 32 KiB 2.89 against 3.60 in two eager parts (3.19). The parts
+// had won on a slower machine of the same kind (32 KiB 6.13 against 7.30).
 func reducePair[T Elem](k *call, in, out []T, op Op, root int) error {
 	if k.rank != root {
 		if above := k.readsAbove(); above > 0 && len(asBytes(in)) >= above {

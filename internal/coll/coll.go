@@ -145,8 +145,9 @@ var Bridge struct {
 	// of a call; Recv and Sendrecv return the bytes received.
 	Send func(k Call, buf []byte, dest int) error
 	// SendRead is Send of a message that the receiver reads out of buf
-	// where the transport lets it (ReadsAbove), whatever its size: it
-	// returns once the receiver has the data.
+	// where the transport lets it (ReadsAbove), whatever its size, and
+	// returns once the receiver has the data. Above the eager limit Send
+	// does the same; at or below it Send would copy through the ring.
 	SendRead func(k Call, buf []byte, dest int) error
 	Recv     func(k Call, buf []byte, src int) (int, error)
 	Sendrecv func(k Call, sbuf []byte, dest int, rbuf []byte, src int) (int, error)
